@@ -1,0 +1,131 @@
+"""`factory`: the command line of the AI Factory.
+
+    factory demo      generate demo data, land and ingest it, build the data products, summarise
+    factory generate  only write simulated landing files
+    factory ui        open the Dagster UI on the embedded instance
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+
+from factory_assets.settings import PROJECT_ROOT, default_paths, ensure_dagster_home
+
+PARTITION_RANGE_START = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END = "dagster/asset_partition_range_end"
+
+
+def _simulation_config(args):
+    from factory_assets.raw_material.simulator import DriftScenario, SimulationConfig
+
+    end = date.fromisoformat(args.end) if args.end else date.today() - timedelta(days=1)
+    start = end - timedelta(days=args.days - 1)
+    drift = DriftScenario(start_date=date.fromisoformat(args.drift_from)) if args.drift_from else None
+    return SimulationConfig(start_date=start, days=args.days, order_lines_per_day=args.lines_per_day, seed=args.seed, drift=drift)
+
+
+def cmd_generate(args) -> int:
+    from factory_assets.raw_material.simulator import generate_demo_data
+
+    paths = default_paths().create()
+    config = _simulation_config(args)
+    started = time.perf_counter()
+    written = generate_demo_data(config, paths.landing)
+    n_files = sum(len(v) for v in written.values())
+    print(f"Wrote {n_files} landing files for {config.days} days from {config.start_date} "
+          f"into {paths.landing} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def run_supply_chain(first_day: date, last_day: date):
+    """Run the nightly job in this process over a range of days, as one run, on the instance."""
+    import dagster as dg
+
+    from factory_assets.definitions import defs
+
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def("supply_chain_nightly")
+    tags = {PARTITION_RANGE_START: first_day.isoformat(), PARTITION_RANGE_END: last_day.isoformat()}
+    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+
+
+def summarise(result) -> tuple[list[tuple[str, int]], int, int]:
+    import duckdb
+
+    from factory_assets.lib.contracts import product_contract, product_contract_names
+
+    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    passed = sum(1 for c in checks if c.passed)
+    rows = []
+    with duckdb.connect(str(default_paths().warehouse), read_only=True) as conn:
+        for name in product_contract_names():
+            try:
+                rows.append((name, conn.execute(f"SELECT count(*) FROM {product_contract(name).physical_name}").fetchone()[0]))
+            except duckdb.Error:
+                rows.append((name, -1))
+    return rows, passed, len(checks)
+
+
+def cmd_demo(args) -> int:
+    paths = default_paths().create()
+    os.environ.setdefault("DAGSTER_HOME", str(ensure_dagster_home(paths)))
+    started = time.perf_counter()
+    cmd_generate(args)
+    config = _simulation_config(args)
+    last_day = config.start_date + timedelta(days=config.days - 1)
+    print(f"Running supply_chain_nightly for {config.start_date} .. {last_day} (one run) ...", flush=True)
+    result = run_supply_chain(config.start_date, last_day)
+    rows, passed, total = summarise(result)
+    print()
+    print(f"Run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} in {time.perf_counter() - started:.0f} s")
+    print(f"Asset checks passed: {passed}/{total}")
+    print("Data products (rows):")
+    for name, count in rows:
+        print(f"  {name:<24} {count if count >= 0 else 'not built':>10}")
+    quarantined = sorted(p.name for p in paths.quarantine.rglob("*") if p.is_file() and not p.name.endswith(".reason.json"))
+    if quarantined:
+        print(f"Quarantined files ({len(quarantined)}), see {paths.quarantine}: {', '.join(quarantined[:5])}")
+    print()
+    print(f"State lives in {paths.home} (warehouse: {paths.warehouse}).")
+    print("Open the UI:  python3 tasks.py ui   (then http://127.0.0.1:3000)")
+    return 0 if result.success else 1
+
+
+def cmd_ui(args) -> int:
+    paths = default_paths().create()
+    env = dict(os.environ, DAGSTER_HOME=str(ensure_dagster_home(paths)))
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    return subprocess.call(cmd, env=env, cwd=PROJECT_ROOT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="factory", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, help_ in (("demo", cmd_demo, "generate demo data and run the chain on it"),
+                              ("generate", cmd_generate, "write simulated landing files only")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--days", type=int, default=60, help="days of history to simulate (default 60)")
+        p.add_argument("--lines-per-day", type=int, default=2000, help="mean order lines per day (default 2000)")
+        p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+        p.add_argument("--end", help="last simulated day, YYYY-MM-DD (default: yesterday)")
+        p.add_argument("--drift-from", help="turn on the drift scenario from this day, YYYY-MM-DD")
+        p.set_defaults(func=func)
+    p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the embedded instance")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Validate a table in DuckDB against its data contract, in SQL.
+
+Products can hold millions of rows, so the contract's rules are compiled to one aggregate query
+(one pass over the table) instead of pulling the table into Python. For every failing rule a
+small sample of offending rows is fetched so people can see what went wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from factory_assets.lib.contracts import DataContract
+
+SAMPLE_ROWS = 5
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    column: str | None
+    failing_rows: int
+    sample: list[dict] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return self.failing_rows == 0
+
+
+@dataclass(frozen=True)
+class ContractReport:
+    contract: DataContract
+    relation: str
+    row_count: int
+    schema_problems: list[str]
+    rules: list[RuleResult]
+
+    @property
+    def passed(self) -> bool:
+        return not self.schema_problems and all(r.passed for r in self.rules)
+
+    @property
+    def failed_rules(self) -> list[RuleResult]:
+        return [r for r in self.rules if not r.passed]
+
+    def summary(self) -> str:
+        if self.passed:
+            return f"{self.relation}: {self.row_count} rows satisfy {self.contract.path.name} v{self.contract.version}"
+        parts = list(self.schema_problems)
+        parts += [f"{r.rule} failed on {r.failing_rows} row(s)" for r in self.failed_rules]
+        return f"{self.relation} breaks {self.contract.path.name} v{self.contract.version}: " + "; ".join(parts)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    return repr(value)
+
+
+def row_rules(contract: DataContract) -> list[tuple[str, str, str]]:
+    """(rule name, column, SQL predicate that is TRUE for a violating row) for row-level rules."""
+    rules = []
+    for col in contract.columns:
+        q = _quote(col.name)
+        if col.required:
+            rules.append((f"{col.name} not null", col.name, f"{q} IS NULL"))
+        if col.minimum is not None:
+            rules.append((f"{col.name} >= {col.minimum}", col.name, f"{q} < {_literal(col.minimum)}"))
+        if col.maximum is not None:
+            rules.append((f"{col.name} <= {col.maximum}", col.name, f"{q} > {_literal(col.maximum)}"))
+        if col.pattern:
+            rules.append((f"{col.name} matches {col.pattern}", col.name, f"NOT regexp_full_match({q}, {_literal(col.pattern)})"))
+        if col.valid_values:
+            values = ", ".join(_literal(v) for v in col.valid_values)
+            rules.append((f"{col.name} in ({values})", col.name, f"{q} NOT IN ({values})"))
+    return rules
+
+
+def key_rules(contract: DataContract) -> list[tuple[str, tuple[str, ...]]]:
+    keys = [(f"{c.name} unique", (c.name,)) for c in contract.columns if c.unique]
+    keys += [(f"({', '.join(cols)}) unique", cols) for cols in contract.unique_together]
+    return keys
+
+
+def schema_problems(conn, contract: DataContract, relation: str) -> list[str]:
+    schema, _, table = relation.rpartition(".")
+    actual = dict(
+        conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
+            [schema or "main", table],
+        ).fetchall()
+    )
+    if not actual:
+        return [f"table {relation} does not exist"]
+    problems = []
+    for col in contract.columns:
+        if col.name not in actual:
+            problems.append(f"column {col.name} is missing")
+        elif actual[col.name].upper() != col.physical_type:
+            problems.append(f"column {col.name} is {actual[col.name]}, contract says {col.physical_type}")
+    for name in actual:
+        if name not in contract.column_names:
+            problems.append(f"column {name} is not in the contract")
+    return problems
+
+
+def _sample(conn, sql: str) -> list[dict]:
+    cursor = conn.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [{k: (v if isinstance(v, (int, float, bool, type(None))) else str(v)) for k, v in zip(names, row)} for row in cursor.fetchall()]
+
+
+def evaluate_contract(conn, contract: DataContract, relation: str | None = None) -> ContractReport:
+    """Check ``relation`` (default: the contract's physicalName) against every rule of the contract."""
+    relation = relation or contract.physical_name
+    problems = schema_problems(conn, contract, relation)
+    if problems and any("does not exist" in p for p in problems):
+        return ContractReport(contract, relation, 0, problems, [])
+    present = {c.name for c in contract.columns} - {p.split()[1] for p in problems if p.endswith("is missing")}
+    rules = [r for r in row_rules(contract) if r[1] in present]
+    selects = ["count(*)"] + [f"count_if({pred})" for _, _, pred in rules]
+    counts = conn.execute(f"SELECT {', '.join(selects)} FROM {relation}").fetchone()
+    row_count, results = int(counts[0]), []
+    for (name, column, pred), failing in zip(rules, counts[1:]):
+        sample = _sample(conn, f"SELECT * FROM {relation} WHERE {pred} LIMIT {SAMPLE_ROWS}") if failing else []
+        results.append(RuleResult(name, column, int(failing), sample))
+    for name, cols in key_rules(contract):
+        if not set(cols) <= present:
+            continue
+        key = ", ".join(_quote(c) for c in cols)
+        dupes_sql = f"SELECT {key}, count(*) AS copies FROM {relation} GROUP BY {key} HAVING count(*) > 1"
+        failing = conn.execute(f"SELECT coalesce(sum(copies), 0) FROM ({dupes_sql})").fetchone()[0]
+        sample = _sample(conn, f"{dupes_sql} LIMIT {SAMPLE_ROWS}") if failing else []
+        results.append(RuleResult(name, cols[0] if len(cols) == 1 else None, int(failing), sample))
+    return ContractReport(contract, relation, row_count, problems, results)

@@ -1,0 +1,233 @@
+"""Data contracts: load Open Data Contract Standard (ODCS v3) YAML into typed objects.
+
+The contract is the single source of truth for a dataset's schema, quality rules, owner, SLA and
+per-column classification. Everything else (pandera schemas for landing files, dbt model
+contracts and tests, the blocking product checks) is derived from these objects, so a change
+in one YAML file changes every enforcement point at once.
+
+Only the subset of ODCS v3 that the factory enforces is modelled; unknown top-level keys are
+kept in ``extra`` so contracts can carry more than we read. Mistakes in the keys we *do* read
+raise ``ContractError`` naming the file and the offending field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts"
+
+#: physicalType (DuckDB) accepted in contracts -> logicalType it must agree with.
+PHYSICAL_TO_LOGICAL = {
+    "VARCHAR": "string",
+    "INTEGER": "integer",
+    "BIGINT": "integer",
+    "DOUBLE": "number",
+    "DATE": "date",
+    "TIMESTAMP": "timestamp",
+    "BOOLEAN": "boolean",
+}
+CLASSIFICATIONS = {"public", "internal", "pii"}
+
+
+class ContractError(ValueError):
+    """A contract file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    logical_type: str
+    physical_type: str
+    required: bool
+    unique: bool
+    description: str
+    classification: str
+    minimum: float | None = None
+    maximum: float | None = None
+    pattern: str | None = None
+    valid_values: tuple[Any, ...] | None = None
+
+    @property
+    def is_pii(self) -> bool:
+        return self.classification == "pii"
+
+
+@dataclass(frozen=True)
+class DataContract:
+    path: Path
+    id: str
+    name: str
+    version: str
+    status: str
+    domain: str
+    data_product: str
+    description: str
+    owner: str
+    team: str
+    table: str
+    physical_name: str
+    columns: tuple[Column, ...]
+    unique_together: tuple[tuple[str, ...], ...] = ()
+    freshness_days: float | None = None
+    custom: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def pii_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.is_pii]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.name}: no column {name!r} in contract {self.path.name}")
+
+    @property
+    def checksum(self) -> str:
+        """Short hash of the contract file, recorded with every check so results are traceable."""
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:12]
+
+
+def _require(doc: dict, key: str, where: str, path: Path) -> Any:
+    if key not in doc or doc[key] in (None, ""):
+        raise ContractError(f"{path}: missing required field '{where}{key}'")
+    return doc[key]
+
+
+def _parse_column(prop: dict, where: str, path: Path) -> Column:
+    name = _require(prop, "name", where, path)
+    where = f"{where}{name}."
+    physical = str(_require(prop, "physicalType", where, path)).upper()
+    logical = _require(prop, "logicalType", where, path)
+    if physical not in PHYSICAL_TO_LOGICAL:
+        raise ContractError(
+            f"{path}: {where}physicalType {physical!r} is not one of {sorted(PHYSICAL_TO_LOGICAL)}"
+        )
+    if PHYSICAL_TO_LOGICAL[physical] != logical:
+        raise ContractError(
+            f"{path}: {where}logicalType {logical!r} does not match physicalType {physical} "
+            f"(expected {PHYSICAL_TO_LOGICAL[physical]!r})"
+        )
+    classification = prop.get("classification", "internal")
+    if classification not in CLASSIFICATIONS:
+        raise ContractError(
+            f"{path}: {where}classification {classification!r} is not one of {sorted(CLASSIFICATIONS)}"
+        )
+    options = prop.get("logicalTypeOptions") or {}
+    valid_values = None
+    for rule in prop.get("quality") or []:
+        metric = rule.get("metric")
+        if metric == "invalidValues":
+            values = (rule.get("arguments") or {}).get("validValues")
+            if not values:
+                raise ContractError(f"{path}: {where}quality invalidValues needs arguments.validValues")
+            valid_values = tuple(values)
+        elif metric not in ("nullValues", "duplicateValues"):
+            raise ContractError(
+                f"{path}: {where}quality metric {metric!r} is not supported "
+                "(use invalidValues, nullValues or duplicateValues)"
+            )
+    return Column(
+        name=name,
+        logical_type=logical,
+        physical_type=physical,
+        required=bool(prop.get("required", False)),
+        unique=bool(prop.get("unique", False)),
+        description=str(prop.get("description", "")).strip(),
+        classification=classification,
+        minimum=options.get("minimum"),
+        maximum=options.get("maximum"),
+        pattern=options.get("pattern"),
+        valid_values=valid_values,
+    )
+
+
+def parse_contract(doc: Any, path: Path) -> DataContract:
+    if not isinstance(doc, dict):
+        raise ContractError(f"{path}: a contract must be a YAML mapping")
+    if doc.get("kind") != "DataContract":
+        raise ContractError(f"{path}: 'kind' must be DataContract")
+    if not str(doc.get("apiVersion", "")).startswith("v3"):
+        raise ContractError(f"{path}: 'apiVersion' must be an ODCS v3 version such as v3.1.0")
+    schema = _require(doc, "schema", "", path)
+    if not isinstance(schema, list) or len(schema) != 1:
+        raise ContractError(f"{path}: 'schema' must list exactly one table")
+    table = schema[0]
+    table_name = _require(table, "name", "schema[0].", path)
+    props = _require(table, "properties", f"schema.{table_name}.", path)
+    columns = tuple(_parse_column(p, f"schema.{table_name}.", path) for p in props)
+    names = [c.name for c in columns]
+    if len(set(names)) != len(names):
+        raise ContractError(f"{path}: duplicate column names in schema.{table_name}")
+    unique_together = []
+    for rule in table.get("quality") or []:
+        if rule.get("metric") == "duplicateValues":
+            cols = tuple((rule.get("arguments") or {}).get("properties") or [])
+            missing = [c for c in cols if c not in names]
+            if not cols or missing:
+                raise ContractError(
+                    f"{path}: schema.{table_name}.quality duplicateValues names unknown columns {missing}"
+                )
+            unique_together.append(cols)
+    team = _require(doc, "team", "", path)
+    members = team.get("members") or []
+    owners = [m.get("username") for m in members if m.get("role") == "owner"]
+    if not owners:
+        raise ContractError(f"{path}: team.members needs one member with role: owner")
+    freshness = None
+    for sla in doc.get("slaProperties") or []:
+        if sla.get("property") in ("latency", "freshness") and sla.get("unit") in ("d", "day", "days"):
+            freshness = float(sla["value"])
+    description = doc.get("description") or {}
+    return DataContract(
+        path=path,
+        id=_require(doc, "id", "", path),
+        name=_require(doc, "name", "", path),
+        version=str(_require(doc, "version", "", path)),
+        status=_require(doc, "status", "", path),
+        domain=doc.get("domain", ""),
+        data_product=doc.get("dataProduct", ""),
+        description=str(description.get("purpose", "")).strip() if isinstance(description, dict) else str(description),
+        owner=owners[0],
+        team=team.get("name", ""),
+        table=table_name,
+        physical_name=table.get("physicalName", table_name),
+        columns=columns,
+        unique_together=tuple(unique_together),
+        freshness_days=freshness,
+        custom={p["property"]: p.get("value") for p in doc.get("customProperties") or []},
+    )
+
+
+def load_contract(path: Path | str) -> DataContract:
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_contract(doc, path)
+
+
+@cache
+def raw_contract(source: str) -> DataContract:
+    """The landing contract of a raw source, e.g. ``raw_contract("transactions")``."""
+    return load_contract(CONTRACTS_DIR / "raw" / f"{source}.odcs.yaml")
+
+
+@cache
+def product_contract(name: str) -> DataContract:
+    """The contract of a data product, e.g. ``product_contract("fct_order_lines")``."""
+    return load_contract(CONTRACTS_DIR / "products" / f"{name}.odcs.yaml")
+
+
+def product_contract_names() -> list[str]:
+    return sorted(p.name.removesuffix(".odcs.yaml") for p in (CONTRACTS_DIR / "products").glob("*.odcs.yaml"))

@@ -1,0 +1,44 @@
+"""A blocking asset check per data product, built from its contract."""
+
+
+import json
+
+import dagster as dg
+
+from factory_assets.lib.contract_checks import evaluate_contract
+from factory_assets.lib.contracts import product_contract, product_contract_names
+from factory_assets.resources import FactoryStore
+
+
+def contract_check(name: str) -> dg.AssetChecksDefinition:
+    contract = product_contract(name)
+
+    @dg.asset_check(
+        asset=dg.AssetKey(["processing", name]),
+        name="contract",
+        blocking=True,
+        description=f"Blocking: the product satisfies {contract.path.name} (schema, nulls, ranges, patterns, allowed values, uniqueness).",
+    )
+    def _check(store: FactoryStore) -> dg.AssetCheckResult:
+        with store.warehouse(read_only=True) as conn:
+            report = evaluate_contract(conn, contract)
+        metadata = {
+            "contract": contract.path.name,
+            "contract_version": contract.version,
+            "rows_checked": dg.MetadataValue.int(report.row_count),
+            "rules_checked": len(report.rules),
+            "rules_failed": len(report.failed_rules),
+            "summary": report.summary(),
+        }
+        if report.schema_problems:
+            metadata["schema_problems"] = dg.MetadataValue.md("\n".join(f"- {p}" for p in report.schema_problems))
+        for rule in report.failed_rules[:5]:
+            metadata[f"failing: {rule.rule}"] = dg.MetadataValue.json(
+                {"failing_rows": rule.failing_rows, "sample": json.loads(json.dumps(rule.sample, default=str))}
+            )
+        return dg.AssetCheckResult(passed=report.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+    return _check
+
+
+product_contract_checks = [contract_check(name) for name in product_contract_names()]

@@ -1,0 +1,99 @@
+"""dbt models as Dagster assets: staging -> intermediate -> data products (marts).
+
+The manifest is prepared at setup time (``python3 tasks.py setup`` runs ``dbt parse``), never
+at code-location load. dbt sources carry ``meta.dagster.asset_key`` pointing at the raw ingestion
+assets, so lineage runs unbroken from landing file to data product.
+"""
+
+
+import json
+import os
+from collections.abc import Mapping
+from functools import cache
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import (
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
+
+from factory_assets.lib.contracts import product_contract, product_contract_names
+from factory_assets.raw_material.ingest import ensure_raw_tables
+from factory_assets.resources import FactoryStore
+from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES
+
+PLATFORM_OWNER = "team:data-platform"
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+dbt_project.prepare_if_dev()
+
+if not dbt_project.manifest_path.exists():
+    raise FileNotFoundError(
+        f"dbt manifest not found at {dbt_project.manifest_path}. Run `python3 tasks.py setup` "
+        "(it runs `dbt parse`) before loading the code location."
+    )
+
+
+class FactoryDbtTranslator(DagsterDbtTranslator):
+    """Maps dbt models to ``processing/<model>`` keys, the processing group, and contract owners."""
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        props = self.get_resource_props(manifest, unique_id)
+        if props["resource_type"] == "source":
+            return spec
+        name = props["name"]
+        layer = props["fqn"][1] if len(props["fqn"]) > 2 else "models"
+        owners, metadata = [PLATFORM_OWNER], {}
+        if name in product_contract_names():
+            contract = product_contract(name)
+            owners = [contract.owner]
+            metadata = {
+                "contract": contract.path.name,
+                "contract_version": contract.version,
+                "data_product": contract.data_product,
+            }
+        return spec.replace_attributes(
+            key=dg.AssetKey(["processing", name]),
+            group_name="processing",
+            owners=owners,
+            tags={**spec.tags, "layer": "processing", "dbt_layer": layer},
+        ).merge_attributes(metadata=metadata)
+
+
+translator = FactoryDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+
+def _model_errors(invocation) -> list[str]:
+    """Models (not tests) that dbt could not build; failing tests are reported as asset checks."""
+    results = invocation.get_artifact("run_results.json")
+    return [
+        f"{r['unique_id']}: {r.get('message')}"
+        for r in results.get("results", [])
+        if r["status"] in ("error", "runtime error") and not r["unique_id"].startswith(("test.", "unit_test."))
+    ]
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="processing_dbt_models",
+)
+def processing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
+    # The dbt profile reads the warehouse path from the environment; the store resource owns it.
+    os.environ["FACTORY_WAREHOUSE_PATH"] = str(store.paths.warehouse)
+    with store.warehouse() as conn:
+        ensure_raw_tables(conn, list(RAW_SOURCES))  # a source that never landed is an empty table
+    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    yield from invocation.stream()
+    errors = _model_errors(invocation)
+    if errors:
+        raise dg.Failure(
+            description="dbt could not build some models; see the dbt log above.",
+            metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors))},
+        )

@@ -1,0 +1,96 @@
+"""Ingestion assets: one daily-partitioned asset per raw source (thin wrappers over ``ingest``)."""
+
+
+from datetime import date
+
+import dagster as dg
+
+from factory_assets.lib.contracts import raw_contract
+from factory_assets.raw_material.ingest import ingest_partitions
+from factory_assets.resources import FactoryStore
+from factory_assets.settings import PARTITIONS_START, RAW_SOURCES
+
+daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
+
+
+def _quarantine_table(outcomes) -> str:
+    lines = ["| file | reason | detail |", "|---|---|---|"]
+    for o in outcomes:
+        lines.append(f"| {o.file_name} | {o.reason} | {o.detail.replace('|', '/')} |")
+    return "\n".join(lines)
+
+
+def ingestion_asset(source: str) -> dg.AssetsDefinition:
+    """The ingestion asset of one raw source; named ``raw_material/<source>`` in the UI."""
+    contract = raw_contract(source)
+    key = dg.AssetKey(["raw_material", source])
+
+    @dg.asset(
+        key=key,
+        group_name="raw_material",
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        description=(
+            f"{contract.description} Validated against {contract.path.name}; appended immutably to "
+            f"raw.{source} and Parquet with provenance (source file, checksum, ingested_at)."
+        ),
+        owners=[contract.owner],
+        kinds={"python", "duckdb", "parquet"},
+        tags={"source_kind": RAW_SOURCES[source], "layer": "raw_material"},
+        metadata={
+            "contract": contract.path.name,
+            "contract_version": contract.version,
+            "landing_format": contract.custom.get("landingFormat"),
+            "pii_columns": ", ".join(contract.pii_columns) or "none",
+        },
+        check_specs=[
+            dg.AssetCheckSpec(
+                "landing_files_clean",
+                asset=key,
+                description="Fails when a landing file of this run was quarantined (malformed, truncated, empty, duplicate or breaking the contract).",
+            )
+        ],
+    )
+    def _ingest(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
+        days = {date.fromisoformat(k) for k in context.partition_keys}
+        with store.warehouse() as conn:
+            outcomes = ingest_partitions(conn, store.paths, source, days)
+            total_rows = conn.execute(f"SELECT count(*) FROM raw.{source}").fetchone()[0]
+        ingested = [o for o in outcomes if o.status == "ingested"]
+        quarantined = [o for o in outcomes if o.status == "quarantined"]
+        for o in quarantined:
+            context.log.error(f"Quarantined {o.file_name} ({o.reason}): {o.detail} -> {o.moved_to}")
+        if not outcomes:
+            context.log.warning(f"No landing files for {source} on {', '.join(sorted(context.partition_keys))}.")
+        rows = sum(o.rows for o in ingested)
+        metadata = {
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "files_ingested": len(ingested),
+            "files_quarantined": len(quarantined),
+            "raw_table_rows": dg.MetadataValue.int(int(total_rows)),
+            "checksums": ", ".join(o.checksum[:12] for o in ingested) or "none",
+        }
+        if quarantined:
+            metadata["quarantined"] = dg.MetadataValue.md(_quarantine_table(quarantined))
+        check = dg.AssetCheckResult(
+            check_name="landing_files_clean",
+            passed=not quarantined,
+            severity=dg.AssetCheckSeverity.ERROR,
+            metadata={
+                "quarantined_files": len(quarantined),
+                "reasons": ", ".join(f"{o.file_name}: {o.reason}" for o in quarantined) or "none",
+            },
+        )
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+    return _ingest
+
+
+transactions = ingestion_asset("transactions")
+deliveries = ingestion_asset("deliveries")
+telemetry = ingestion_asset("telemetry")
+tickets = ingestion_asset("tickets")
+holidays = ingestion_asset("holidays")
+weather = ingestion_asset("weather")
+
+raw_assets = [transactions, deliveries, telemetry, tickets, holidays, weather]

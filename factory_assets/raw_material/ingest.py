@@ -1,0 +1,205 @@
+"""Move landing files into the immutable raw store, exactly once each.
+
+For one file: checksum it, refuse content that was already ingested, parse and validate it
+against its raw contract, then write it as a Parquet file (named by checksum, never rewritten)
+and append it to the DuckDB ``raw.<source>`` table together with a ledger row, in one
+transaction. The landing file then moves to ``archive/``. A file that fails any step moves to
+``quarantine/`` with a ``.reason.json`` beside it; nothing it contained reaches the raw store.
+
+Because the ledger is keyed on the checksum, re-running a partition, or dropping the same content
+under another name, never duplicates rows; a corrected file (new content) is ingested once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import polars as pl
+
+from factory_assets.lib.contracts import DataContract, raw_contract
+from factory_assets.raw_material.landing import (
+    LandingFileError,
+    file_checksum,
+    partition_date_of,
+    read_landing_file,
+)
+from factory_assets.settings import FactoryPaths
+
+PROVENANCE_COLUMNS = {
+    "_source_file": "VARCHAR",
+    "_checksum": "VARCHAR",
+    "_row_number": "INTEGER",
+    "_partition_date": "DATE",
+    "_ingested_at": "TIMESTAMP",
+}
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    source: str
+    file_name: str
+    status: str  # "ingested" | "quarantined" | "already_ingested"
+    rows: int
+    checksum: str | None
+    partition_date: str | None
+    reason: str | None = None
+    detail: str | None = None
+    moved_to: str | None = None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def ensure_raw_tables(conn, sources: list[str]) -> None:
+    """Create the raw schema, one append-only table per source, and the ingestion ledgers."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
+    for source in sources:
+        contract = raw_contract(source)
+        cols = [f'"{c.name}" {c.physical_type}' for c in contract.columns]
+        cols += [f"{name} {typ}" for name, typ in PROVENANCE_COLUMNS.items()]
+        conn.execute(f"CREATE TABLE IF NOT EXISTS raw.{source} ({', '.join(cols)})")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS raw.ingestion_log (
+            checksum VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
+            partition_date DATE NOT NULL, row_count BIGINT NOT NULL, parquet_path VARCHAR NOT NULL,
+            contract_version VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS raw.quarantine_log (
+            source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, checksum VARCHAR,
+            partition_date DATE, reason VARCHAR NOT NULL, detail VARCHAR NOT NULL,
+            quarantined_path VARCHAR NOT NULL, quarantined_at TIMESTAMP NOT NULL)"""
+    )
+
+
+def landing_files(paths: FactoryPaths, source: str) -> list[Path]:
+    folder = paths.landing / source
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tmp"))
+
+
+def _free_name(target: Path) -> Path:
+    if not target.exists():
+        return target
+    stamp = _utcnow().strftime("%Y%m%dT%H%M%S%f")
+    return target.with_name(f"{target.stem}.{stamp}{target.suffix}")
+
+
+def _move(path: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    target = _free_name(folder / path.name)
+    shutil.move(str(path), target)
+    return target
+
+
+def quarantine_file(conn, paths: FactoryPaths, source: str, path: Path, reason: str, detail: str,
+                    checksum: str | None, partition: date | None) -> FileOutcome:
+    target = _move(path, paths.quarantine / source)
+    now = _utcnow()
+    record = {"source": source, "file_name": path.name, "checksum": checksum,
+              "partition_date": partition.isoformat() if partition else None, "reason": reason,
+              "detail": detail, "quarantined_at": now.isoformat(), "what_to_do": "Fix the file and drop it again into "
+              f"{paths.landing / source}; it will be ingested exactly once."}
+    target.with_name(target.name + ".reason.json").write_text(json.dumps(record, indent=2))
+    conn.execute(
+        "INSERT INTO raw.quarantine_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [source, path.name, checksum, partition, reason, detail, str(target), now],
+    )
+    return FileOutcome(source, path.name, "quarantined", 0, checksum,
+                       partition.isoformat() if partition else None, reason, detail, str(target))
+
+
+def _write_parquet_atomically(frame: pl.DataFrame, target: Path) -> None:
+    """Content-addressed by checksum: only reached when the ledger has no row for it, so an
+    existing file is a leftover of a failed attempt holding the same rows."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, target)
+
+
+def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: DataContract | None = None) -> FileOutcome:
+    """Ingest one landing file (see module docstring). Never raises for a bad file: quarantines it."""
+    contract = contract or raw_contract(source)
+    partition = partition_date_of(path)
+    if partition is None:
+        return quarantine_file(
+            conn, paths, source, path, "file_name",
+            f"{path.name}: the file name carries no delivery date. Rename it like "
+            f"{contract.custom.get('filePattern', source + '_{date}.csv').format(date='2025-03-01')} and drop it again.",
+            None, None,
+        )
+    checksum = file_checksum(path) if path.stat().st_size else None
+    if checksum:
+        seen = conn.execute(
+            "SELECT file_name, ingested_at FROM raw.ingestion_log WHERE checksum = ?", [checksum]
+        ).fetchall()
+        if seen:
+            first_name, first_at = seen[0]
+            if first_name == path.name:
+                # Ingested before the landing file could be archived (e.g. a crash in between).
+                target = _move(path, paths.archive / source / partition.isoformat())
+                return FileOutcome(source, path.name, "already_ingested", 0, checksum, partition.isoformat(), moved_to=str(target))
+            return quarantine_file(
+                conn, paths, source, path, "duplicate",
+                f"{path.name}: same content as {first_name}, ingested at {first_at:%Y-%m-%d %H:%M:%S} UTC. "
+                "Nothing was ingested twice; delete this copy or, if it should differ, re-export it.",
+                checksum, partition,
+            )
+    try:
+        frame = read_landing_file(path, contract)
+    except LandingFileError as exc:
+        return quarantine_file(conn, paths, source, path, exc.reason, str(exc), checksum, partition)
+
+    now = _utcnow()
+    frame = frame.with_columns(
+        pl.lit(path.name).alias("_source_file"),
+        pl.lit(checksum).alias("_checksum"),
+        pl.int_range(1, frame.height + 1, dtype=pl.Int32).alias("_row_number"),
+        pl.lit(partition).alias("_partition_date"),
+        pl.lit(now).cast(pl.Datetime("us")).alias("_ingested_at"),
+    )
+    parquet = paths.raw / source / f"partition_date={partition.isoformat()}" / f"{checksum[:20]}.parquet"
+    _write_parquet_atomically(frame, parquet)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        conn.register("incoming_rows", frame.to_arrow())
+        conn.execute(f"INSERT INTO raw.{source} SELECT * FROM incoming_rows")
+        conn.unregister("incoming_rows")
+        conn.execute(
+            "INSERT INTO raw.ingestion_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [checksum, source, path.name, partition, frame.height, str(parquet), contract.version, now],
+        )
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    target = _move(path, paths.archive / source / partition.isoformat())
+    return FileOutcome(source, path.name, "ingested", frame.height, checksum, partition.isoformat(), moved_to=str(target))
+
+
+def ingest_partitions(conn, paths: FactoryPaths, source: str, days: set[date] | None) -> list[FileOutcome]:
+    """Ingest every landing file of ``source`` whose name falls on one of ``days`` (None: all).
+
+    Files whose name carries no date are quarantined whatever the days, since no partition could
+    ever pick them up.
+    """
+    ensure_raw_tables(conn, [source])
+    outcomes = []
+    for path in landing_files(paths, source):
+        day = partition_date_of(path)
+        if day is not None and days is not None and day not in days:
+            continue
+        outcomes.append(ingest_file(conn, paths, source, path))
+    return outcomes
+
+
+def outcomes_as_records(outcomes: list[FileOutcome]) -> list[dict]:
+    return [asdict(o) for o in outcomes]

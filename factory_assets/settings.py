@@ -1,0 +1,110 @@
+"""Where the factory keeps its state, in one place.
+
+Every piece of state (landing zone, raw store, quarantine, archive, DuckDB warehouse, Dagster
+instance, model artifacts) lives under one folder, ``FACTORY_HOME`` (default: ``.factory`` in the
+project). Moving that one variable moves everything; nothing is written elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+CONTRACTS_DIR = PROJECT_ROOT / "data_contracts"
+
+#: First day of the daily partitions. Override with FACTORY_PARTITIONS_START (YYYY-MM-DD).
+PARTITIONS_START = os.environ.get("FACTORY_PARTITIONS_START", "2024-01-01")
+
+#: Raw sources that land as daily files, by kind of source.
+RAW_SOURCES: dict[str, str] = {
+    "transactions": "transactions",
+    "deliveries": "transactions",
+    "telemetry": "iot",
+    "tickets": "documents",
+    "holidays": "external",
+    "weather": "external",
+}
+
+#: Tag put on every run that writes to the DuckDB warehouse; dagster.yaml limits it to one run at
+#: a time because DuckDB allows a single writer per database file.
+WAREHOUSE_WRITER_TAG = "factory/warehouse_writer"
+
+
+def factory_home() -> Path:
+    return Path(os.environ.get("FACTORY_HOME", PROJECT_ROOT / ".factory")).resolve()
+
+
+@dataclass(frozen=True)
+class FactoryPaths:
+    """The layout of FACTORY_HOME."""
+
+    home: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def raw(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def archive(self) -> Path:
+        return self.home / "archive"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster_home"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.home / "artifacts"
+
+    def create(self) -> "FactoryPaths":
+        for p in (self.landing, self.raw, self.archive, self.quarantine, self.dagster_home, self.artifacts):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def default_paths() -> FactoryPaths:
+    return FactoryPaths(factory_home())
+
+
+DAGSTER_YAML = """\
+# Dagster instance for the embedded defaults (written by factory_assets.settings).
+# SQLite storage under this folder; runs that write the DuckDB warehouse run one at a time.
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 4
+  tag_concurrency_limits:
+    - key: "{tag}"
+      limit: 1
+"""
+
+
+def ensure_dagster_home(paths: FactoryPaths) -> Path:
+    """Create DAGSTER_HOME with its dagster.yaml (kept if the user edited it)."""
+    paths.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = paths.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML.format(tag=WAREHOUSE_WRITER_TAG))
+    return paths.dagster_home
+
+
+def parse_day(value: str) -> date:
+    return date.fromisoformat(value)

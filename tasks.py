@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Set up and run the AI Factory with nothing but python3.
+
+    python3 tasks.py run      # set up, then run the main job on embedded defaults
+    python3 tasks.py test     # set up, then run the whole test suite (what CI runs)
+    python3 tasks.py setup    # only set up: .venv, pinned dependencies, dbt manifest
+    python3 tasks.py ui       # set up, then open the Dagster UI (dagster dev)
+
+Set-up is idempotent and quick when nothing changed: the virtual environment is rebuilt only
+when requirements.lock or pyproject.toml change. Package installs need a package registry;
+everything after that runs offline. All state goes under FACTORY_HOME (default ./.factory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+STAMP = VENV / ".factory-installed"
+
+
+def _say(msg: str) -> None:
+    print(f"[tasks] {msg}", flush=True)
+
+
+def _run(cmd: list, **kwargs) -> None:
+    result = subprocess.run([str(c) for c in cmd], **kwargs)
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    home = Path(env.get("FACTORY_HOME", ROOT / ".factory")).resolve()
+    env["FACTORY_HOME"] = str(home)
+    env.setdefault("DAGSTER_HOME", str(home / "dagster_home"))
+    env.setdefault("FACTORY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("DO_NOT_TRACK", "1")  # dbt and other tools: no anonymous usage pings
+    env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    env["PYTHONDONTWRITEBYTECODE"] = "0"
+    return env
+
+
+def _requirements_hash() -> str:
+    digest = hashlib.sha256()
+    for name in ("requirements.lock", "pyproject.toml"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def setup() -> dict:
+    env = _env()
+    wanted = _requirements_hash()
+    if not (STAMP.exists() and STAMP.read_text() == wanted and PY.exists()):
+        if not PY.exists():
+            _say(f"creating virtual environment in {VENV}")
+            venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+        _say("installing pinned dependencies (uv, requirements.lock)")
+        _run([PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "uv==0.13.9"], env=env)
+        uv = [PY, "-m", "uv", "pip", "install", "--python", PY, "--compile-bytecode"]
+        _run([*uv, "-r", ROOT / "requirements.lock"], env=env)
+        _run([*uv, "--no-deps", "-e", ROOT], env=env)
+        STAMP.write_text(wanted)
+    manifest = ROOT / "dbt_project" / "target" / "manifest.json"
+    sources = [p for p in (ROOT / "dbt_project").rglob("*") if p.suffix in (".sql", ".yml", ".yaml") and "target" not in p.parts]
+    if not manifest.exists() or any(p.stat().st_mtime > manifest.stat().st_mtime for p in sources):
+        _say("preparing the dbt manifest (dbt parse)")
+        _run([BIN / "dbt", "parse", "--quiet", "--project-dir", ROOT / "dbt_project", "--profiles-dir", ROOT / "dbt_project"], env=env, cwd=ROOT)
+    return env
+
+
+def main(argv: list[str]) -> None:
+    command, rest = (argv[0], argv[1:]) if argv else ("run", [])
+    if command not in {"setup", "run", "test", "ui"}:
+        sys.exit(__doc__)
+    env = setup()
+    if command == "run":
+        _run([BIN / "factory", "demo", *rest], env=env, cwd=ROOT)
+    elif command == "test":
+        _run([PY, "-m", "pytest", *rest], env=env, cwd=ROOT)
+    elif command == "ui":
+        _run([BIN / "factory", "ui", *rest], env=env, cwd=ROOT)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

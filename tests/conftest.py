@@ -1,0 +1,23 @@
+"""Shared fixtures: every test gets its own FACTORY_HOME under tmp_path; nothing touches ./.factory."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from factory_assets.settings import FactoryPaths
+
+
+@pytest.fixture
+def paths(tmp_path, monkeypatch) -> FactoryPaths:
+    home = tmp_path / "factory"
+    monkeypatch.setenv("FACTORY_HOME", str(home))
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))
+    return FactoryPaths(home).create()
+
+
+@pytest.fixture
+def warehouse(paths):
+    conn = duckdb.connect(str(paths.warehouse))
+    yield conn
+    conn.close()

@@ -1,0 +1,140 @@
+"""Landing files -> raw store: parsing, contract validation, quarantine and exactly-once ingestion."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+
+import pytest
+
+from factory_assets.lib.contracts import raw_contract
+from factory_assets.raw_material.ingest import ingest_partitions
+from factory_assets.raw_material.landing import LandingFileError, read_landing_file
+
+HEADER = ("order_id,line_number,ordered_at,customer_id,customer_name,customer_email,region,product_id,"
+          "warehouse_id,supplier_id,quantity,unit_price,discount_pct,promised_date,channel")
+
+
+def order_line(i: int, quantity="3", price="9.50", channel="web") -> str:
+    return (f"O{1000 + i},1,2025-03-01T10:{i % 60:02d}:00,C{i:05d},Jane Doe,jane.doe.{i:05d}@example.com,north,"
+            f"P0001,W01,S001,{quantity},{price},0.0,2025-03-04,{channel}")
+
+
+def write_transactions(paths, name: str, rows: list[str], header: str = HEADER, newline: bool = True):
+    folder = paths.landing / "transactions"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("\n".join([header, *rows]) + ("\n" if newline else ""))
+    return path
+
+
+def raw_rows(conn, source="transactions") -> int:
+    return conn.execute(f"SELECT count(*) FROM raw.{source}").fetchone()[0]
+
+
+def reason_of(paths, name: str) -> dict:
+    return json.loads((paths.quarantine / "transactions" / f"{name}.reason.json").read_text())
+
+
+def test_valid_file_is_typed_and_ingested_with_provenance(paths, warehouse):
+    write_transactions(paths, "transactions_2025-03-01.csv", [order_line(i) for i in range(3)])
+    outcomes = ingest_partitions(warehouse, paths, "transactions", {date(2025, 3, 1)})
+    assert [(o.status, o.rows) for o in outcomes] == [("ingested", 3)]
+    row = warehouse.execute(
+        "SELECT quantity, unit_price, promised_date, _source_file, _row_number, _partition_date, length(_checksum) "
+        "FROM raw.transactions ORDER BY _row_number LIMIT 1").fetchone()
+    assert row == (3, 9.5, date(2025, 3, 4), "transactions_2025-03-01.csv", 1, date(2025, 3, 1), 64)
+    assert (paths.archive / "transactions" / "2025-03-01" / "transactions_2025-03-01.csv").exists()
+    parquet = list((paths.raw / "transactions" / "partition_date=2025-03-01").glob("*.parquet"))
+    assert len(parquet) == 1
+    assert warehouse.execute(f"SELECT count(*) FROM read_parquet('{parquet[0]}')").fetchone()[0] == 3
+
+
+def test_only_requested_days_are_ingested(paths, warehouse):
+    write_transactions(paths, "transactions_2025-03-01.csv", [order_line(1)])
+    write_transactions(paths, "transactions_2025-03-02.csv", [order_line(2)])
+    ingest_partitions(warehouse, paths, "transactions", {date(2025, 3, 2)})
+    assert raw_rows(warehouse) == 1
+    assert (paths.landing / "transactions" / "transactions_2025-03-01.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "name, rows, kwargs, reason, words",
+    [
+        ("transactions_2025-03-01.csv", None, {}, "empty", ["empty"]),
+        ("transactions_2025-03-01.csv", [order_line(1), "O1002,1,2025-03-01T10:00:00,C00002,Jo"], {"newline": False},
+         "truncated", ["truncated"]),
+        ("transactions_2025-03-01.csv", [order_line(1), 'O1002,"unterminated'], {}, "malformed", ["CSV"]),
+        ("transactions_2025-03-01.csv", [order_line(1).rsplit(",", 1)[0]], {"header": HEADER.replace(",channel", "")}, "schema",
+         ["missing column(s) channel"]),
+        ("transactions_2025-03-01.csv", [order_line(1), order_line(2, quantity="three")], {}, "type",
+         ["'quantity'", "INTEGER", "row 2", "'three'"]),
+        ("transactions_2025-03-01.csv", [order_line(1), order_line(2, price="-4.0"), order_line(3, channel="fax")], {},
+         "contract", ["row 2", "unit_price", "row 3", "channel"]),
+        ("transactions.csv", [order_line(1)], {}, "file_name", ["no delivery date", "transactions_2025-03-01.csv"]),
+    ],
+    ids=["empty", "truncated", "malformed", "missing-column", "retyped-column", "contract-rows", "no-date"],
+)
+def test_bad_files_are_quarantined_with_a_reason_and_nothing_ingested(paths, warehouse, name, rows, kwargs, reason, words):
+    write_transactions(paths, "transactions_2025-02-28.csv", [order_line(9)])
+    ingest_partitions(warehouse, paths, "transactions", None)
+    if rows is None:
+        (paths.landing / "transactions").mkdir(parents=True, exist_ok=True)
+        (paths.landing / "transactions" / name).write_bytes(b"")
+    else:
+        write_transactions(paths, name, rows, **kwargs)
+    [outcome] = ingest_partitions(warehouse, paths, "transactions", None)
+    assert outcome.status == "quarantined" and outcome.reason == reason
+    for word in words:
+        assert word in outcome.detail, outcome.detail
+    assert name in outcome.detail
+    assert (paths.quarantine / "transactions" / name).exists()
+    assert reason_of(paths, name)["reason"] == reason
+    assert not (paths.landing / "transactions" / name).exists()
+    assert raw_rows(warehouse) == 1  # the earlier file is intact, nothing of the bad one landed
+    logged = warehouse.execute("SELECT file_name, reason FROM raw.quarantine_log").fetchall()
+    assert logged == [(name, reason)]
+
+
+def test_duplicate_content_under_another_name_is_quarantined(paths, warehouse):
+    write_transactions(paths, "transactions_2025-03-01.csv", [order_line(1), order_line(2)])
+    ingest_partitions(warehouse, paths, "transactions", None)
+    write_transactions(paths, "transactions_2025-03-01_resent.csv", [order_line(1), order_line(2)])
+    [outcome] = ingest_partitions(warehouse, paths, "transactions", None)
+    assert outcome.status == "quarantined" and outcome.reason == "duplicate"
+    assert "same content as transactions_2025-03-01.csv" in outcome.detail
+    assert raw_rows(warehouse) == 2
+
+
+def test_corrected_file_dropped_again_is_ingested_exactly_once(paths, warehouse):
+    name = "transactions_2025-03-01.csv"
+    write_transactions(paths, name, [order_line(1), order_line(2, quantity="x")])
+    [bad] = ingest_partitions(warehouse, paths, "transactions", None)
+    assert bad.status == "quarantined"
+    fixed = write_transactions(paths, name, [order_line(1), order_line(2)])
+    backup = paths.home / "copy.csv"
+    shutil.copy(fixed, backup)
+    [good] = ingest_partitions(warehouse, paths, "transactions", None)
+    assert good.status == "ingested" and good.rows == 2
+    # The same corrected file dropped a second time is not ingested again.
+    shutil.copy(backup, paths.landing / "transactions" / name)
+    [again] = ingest_partitions(warehouse, paths, "transactions", None)
+    assert again.status == "already_ingested"
+    assert raw_rows(warehouse) == 2
+    assert warehouse.execute("SELECT count(*) FROM raw.ingestion_log").fetchone()[0] == 1
+
+
+def test_jsonl_errors_name_the_line(paths, tmp_path):
+    path = tmp_path / "telemetry_2025-03-01.jsonl"
+    good = {"event_id": "E1", "shipment_id": "SH1", "order_id": "O1", "recorded_at": "2025-03-01T08:00:00",
+            "region": "north", "temperature_c": 4.5, "delay_events": 0}
+    path.write_text(json.dumps(good) + "\n" + '{"event_id": "E2", "shipment_id": \n')
+    with pytest.raises(LandingFileError, match="line 2 is not valid JSON"):
+        read_landing_file(path, raw_contract("telemetry"))
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "event_id": "E2", "delay_events": "many"}) + "\n")
+    with pytest.raises(LandingFileError, match=r"'delay_events' must be INTEGER .*row 2: 'many'"):
+        read_landing_file(path, raw_contract("telemetry"))
+    path.write_text(json.dumps(good) + "\n")
+    frame = read_landing_file(path, raw_contract("telemetry"))
+    assert frame.row(0, named=True)["temperature_c"] == 4.5 and frame.columns == raw_contract("telemetry").column_names
