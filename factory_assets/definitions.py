@@ -4,16 +4,22 @@ import dagster as dg
 
 from factory_assets import processing, raw_material
 from factory_assets.jobs import nightly_schedule, supply_chain_job
-from factory_assets.resources import dbt_resource, default_store
+from factory_assets.resources import FactoryStore, dbt_resource, default_store
 
-defs = dg.Definitions.merge(
-    raw_material.defs,
-    processing.defs,
-    dg.Definitions(
-        jobs=[supply_chain_job],
-        schedules=[nightly_schedule],
-        resources={"store": default_store(), "dbt": dbt_resource()},
-        # One process: steps share imports (dbt, polars) and DuckDB has a single writer.
-        executor=dg.in_process_executor,
-    ),
-)
+
+def build_definitions(store: FactoryStore | None = None) -> dg.Definitions:
+    """All layers wired to one store (default: FACTORY_HOME); tests pass a store in a temp folder."""
+    return dg.Definitions.merge(
+        raw_material.defs,
+        processing.defs,
+        dg.Definitions(
+            jobs=[supply_chain_job],
+            schedules=[nightly_schedule],
+            resources={"store": store or default_store(), "dbt": dbt_resource()},
+            # One process: steps share imports (dbt, polars) and DuckDB has a single writer.
+            executor=dg.in_process_executor,
+        ),
+    )
+
+
+defs = build_definitions()

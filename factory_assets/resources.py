@@ -36,6 +36,14 @@ def default_store() -> FactoryStore:
 
 
 def dbt_resource():
+    """dbt from this environment (the venv's bin), so the code location works without PATH set-up."""
+    import sys
+
     from dagster_dbt import DbtCliResource
 
-    return DbtCliResource(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR))
+    beside_python = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=str(DBT_PROJECT_DIR),
+        dbt_executable=str(beside_python) if beside_python.exists() else "dbt",
+    )

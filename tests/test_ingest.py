@@ -138,3 +138,11 @@ def test_jsonl_errors_name_the_line(paths, tmp_path):
     path.write_text(json.dumps(good) + "\n")
     frame = read_landing_file(path, raw_contract("telemetry"))
     assert frame.row(0, named=True)["temperature_c"] == 4.5 and frame.columns == raw_contract("telemetry").column_names
+
+
+def test_header_only_files_on_different_days_are_not_duplicates(paths, warehouse):
+    write_transactions(paths, "transactions_2025-03-01.csv", [])
+    write_transactions(paths, "transactions_2025-03-02.csv", [])
+    outcomes = ingest_partitions(warehouse, paths, "transactions", None)
+    assert [(o.status, o.rows) for o in outcomes] == [("ingested", 0), ("ingested", 0)]
+    assert raw_rows(warehouse) == 0

@@ -66,9 +66,10 @@ def ensure_raw_tables(conn, sources: list[str]) -> None:
         conn.execute(f"CREATE TABLE IF NOT EXISTS raw.{source} ({', '.join(cols)})")
     conn.execute(
         """CREATE TABLE IF NOT EXISTS raw.ingestion_log (
-            checksum VARCHAR PRIMARY KEY, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
+            checksum VARCHAR NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
             partition_date DATE NOT NULL, row_count BIGINT NOT NULL, parquet_path VARCHAR NOT NULL,
-            contract_version VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL)"""
+            contract_version VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL,
+            PRIMARY KEY (checksum, file_name))"""
     )
     conn.execute(
         """CREATE TABLE IF NOT EXISTS raw.quarantine_log (
@@ -137,26 +138,27 @@ def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: Da
             None, None,
         )
     checksum = file_checksum(path) if path.stat().st_size else None
-    if checksum:
-        seen = conn.execute(
-            "SELECT file_name, ingested_at FROM raw.ingestion_log WHERE checksum = ?", [checksum]
-        ).fetchall()
-        if seen:
-            first_name, first_at = seen[0]
-            if first_name == path.name:
-                # Ingested before the landing file could be archived (e.g. a crash in between).
-                target = _move(path, paths.archive / source / partition.isoformat())
-                return FileOutcome(source, path.name, "already_ingested", 0, checksum, partition.isoformat(), moved_to=str(target))
-            return quarantine_file(
-                conn, paths, source, path, "duplicate",
-                f"{path.name}: same content as {first_name}, ingested at {first_at:%Y-%m-%d %H:%M:%S} UTC. "
-                "Nothing was ingested twice; delete this copy or, if it should differ, re-export it.",
-                checksum, partition,
-            )
+    seen = conn.execute(
+        "SELECT file_name, ingested_at FROM raw.ingestion_log WHERE checksum = ? ORDER BY ingested_at", [checksum]
+    ).fetchall() if checksum else []
+    if any(name == path.name for name, _ in seen):
+        # Ingested before the landing file could be archived (e.g. a crash in between), or the
+        # very same file dropped again: nothing to add.
+        target = _move(path, paths.archive / source / partition.isoformat())
+        return FileOutcome(source, path.name, "already_ingested", 0, checksum, partition.isoformat(), moved_to=str(target))
     try:
         frame = read_landing_file(path, contract)
     except LandingFileError as exc:
         return quarantine_file(conn, paths, source, path, exc.reason, str(exc), checksum, partition)
+    if seen and frame.height > 0:
+        # Files without data rows (a header only) are legitimately identical from day to day.
+        first_name, first_at = seen[0]
+        return quarantine_file(
+            conn, paths, source, path, "duplicate",
+            f"{path.name}: same content as {first_name}, ingested at {first_at:%Y-%m-%d %H:%M:%S} UTC. "
+            "Nothing was ingested twice; delete this copy or, if it should differ, re-export it.",
+            checksum, partition,
+        )
 
     now = _utcnow()
     frame = frame.with_columns(

@@ -1,0 +1,26 @@
+-- One row per (publication, holiday_date, region) as published; see int_holidays__latest_publication.
+
+with
+
+source as (
+
+    select * from {{ source('external', 'holidays') }}
+
+),
+
+renamed as (
+
+    select
+        published_date,
+        holiday_date,
+        region,
+        holiday_name,
+        _source_file as source_file,
+        _row_number as source_row_number,
+        _ingested_at as ingested_at
+
+    from source
+
+)
+
+select * from renamed

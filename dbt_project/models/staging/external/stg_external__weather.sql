@@ -1,0 +1,27 @@
+-- One row per ingested daily weather observation and region.
+
+with
+
+source as (
+
+    select * from {{ source('external', 'weather') }}
+
+),
+
+renamed as (
+
+    select
+        weather_date,
+        region,
+        temperature_c,
+        precipitation_mm,
+        storm as is_storm,
+        _source_file as source_file,
+        _row_number as source_row_number,
+        _ingested_at as ingested_at
+
+    from source
+
+)
+
+select * from renamed

@@ -1,0 +1,245 @@
+"""Layers 1-2 end to end: simulated landing files -> raw store -> dbt data products, through Dagster.
+
+One shared materialisation of three weeks of small-scale data (module fixture), then later days
+arrive with bad files and with a contract violation, in order, as they would in production.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from factory_assets.definitions import build_definitions
+from factory_assets.lib.contracts import product_contract, product_contract_names, raw_contract
+from factory_assets.raw_material.landing import partition_date_of
+from factory_assets.raw_material.simulator import SimulationConfig, simulate, write_landing_files
+from factory_assets.resources import FactoryStore
+from factory_assets.settings import RAW_SOURCES, FactoryPaths
+
+pytestmark = pytest.mark.e2e
+
+START = date(2025, 3, 3)
+DAYS = 21  # ingested by the first run
+HELD_BACK = 2  # later days, landed by the later tests
+BAD_DAY = START + timedelta(days=DAYS)
+VIOLATION_DAY = BAD_DAY + timedelta(days=1)
+
+
+def read_landing(path: Path) -> pl.DataFrame:
+    if path.suffix == ".jsonl":
+        return pl.read_ndjson(path)
+    return pl.read_csv(path, infer_schema=False)
+
+
+def run_days(defs: dg.Definitions, instance, first: date, last: date):
+    job = defs.resolve_job_def("supply_chain_nightly")
+    tags = {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
+    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+
+
+def check_results(result) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    out = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = event.event_specific_data
+            out[(ev.asset_key.to_user_string(), ev.check_name)] = ev
+    return out
+
+
+def materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory):
+    home = tmp_path_factory.mktemp("factory")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FACTORY_HOME", str(home))
+    patch.setenv("FACTORY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))
+    paths = FactoryPaths(home).create()
+    data = simulate(SimulationConfig(start_date=START, days=DAYS + HELD_BACK, order_lines_per_day=150, seed=11))
+    write_landing_files(data, paths.landing)
+    held = home / "held_back"
+    landed_rows = {s: 0 for s in RAW_SOURCES}
+    for source in RAW_SOURCES:
+        for path in sorted((paths.landing / source).iterdir()):
+            if partition_date_of(path) >= BAD_DAY:
+                (held / source).mkdir(parents=True, exist_ok=True)
+                shutil.move(path, held / source / path.name)
+            else:
+                landed_rows[source] += read_landing(path).height
+    defs = build_definitions(FactoryStore(home=str(home)))
+    instance = dg.DagsterInstance.ephemeral()
+    result = run_days(defs, instance, START, BAD_DAY - timedelta(days=1))
+    yield SimpleNamespace(paths=paths, data=data, held=held, landed_rows=landed_rows, defs=defs, instance=instance, result=result)
+    patch.undo()
+
+
+def query(paths: FactoryPaths, sql: str):
+    with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_first_run_succeeds_with_every_check_passing(factory):
+    assert factory.result.success
+    checks = check_results(factory.result)
+    for name in product_contract_names():
+        assert checks[(f"processing/{name}", "contract")].passed, name
+    for source in RAW_SOURCES:
+        assert checks[(f"raw_material/{source}", "landing_files_clean")].passed
+    failed = [k for k, v in checks.items() if not v.passed]
+    assert failed == []
+    assert len(checks) > 40  # contract checks + dbt tests as asset checks
+
+
+def test_exact_row_counts_from_landing_to_raw_to_products(factory):
+    paths, landed = factory.paths, factory.landed_rows
+    for source in RAW_SOURCES:
+        assert query(paths, f"SELECT count(*) FROM raw.{source}")[0][0] == landed[source], source
+        assert not any((paths.landing / source).iterdir()), f"{source}: every landing file was archived"
+    assert not any(paths.quarantine.rglob("*.csv")) and not any(paths.quarantine.rglob("*.jsonl"))
+    lines = landed["transactions"]
+    assert lines > 2000
+    assert query(paths, "SELECT count(*), count(delivered_date), sum(quantity) FROM marts.fct_order_lines") == [
+        (lines, landed["deliveries"], query(paths, "SELECT sum(quantity) FROM raw.transactions")[0][0])
+    ]
+    assert query(paths, "SELECT sum(units), sum(order_lines) FROM marts.daily_demand")[0] == (
+        query(paths, "SELECT sum(quantity) FROM raw.transactions")[0][0], lines)
+    assert query(paths, "SELECT sum(lines_delivered) FROM marts.supplier_reliability")[0][0] == landed["deliveries"]
+    n_customers = query(paths, "SELECT count(DISTINCT customer_id) FROM raw.transactions")[0][0]
+    assert query(paths, "SELECT count(*), count(DISTINCT customer_key) FROM marts.customer_features")[0] == (n_customers, n_customers)
+    pairs, days = query(paths, "SELECT count(DISTINCT (product_id, warehouse_id)), count(DISTINCT order_date) FROM marts.fct_order_lines")[0]
+    assert query(paths, "SELECT count(*) FROM marts.daily_demand")[0][0] == pairs * days
+
+
+def test_every_product_row_traces_back_to_an_ingested_landing_file(factory):
+    paths = factory.paths
+    orphans = query(paths, """
+        SELECT count(*) FROM marts.fct_order_lines f
+        LEFT JOIN raw.transactions t ON t.order_id = f.order_id AND t.line_number = f.line_number
+        LEFT JOIN raw.ingestion_log l ON l.checksum = t._checksum
+        WHERE l.checksum IS NULL""")[0][0]
+    assert orphans == 0
+    for source, file_name in query(paths, "SELECT source, file_name FROM raw.ingestion_log"):
+        day = partition_date_of(Path(file_name))
+        assert (paths.archive / source / day.isoformat() / file_name).exists()
+
+
+def test_lineage_runs_from_raw_ingestion_to_every_product(factory):
+    graph = factory.defs.resolve_asset_graph()
+
+    def ancestors(key: dg.AssetKey) -> set[str]:
+        seen, todo = set(), [key]
+        while todo:
+            for parent in graph.get(todo.pop()).parent_keys:
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+        return {k.to_user_string() for k in seen}
+
+    expected = {
+        "fct_order_lines": {"transactions", "deliveries", "telemetry"},
+        "customer_features": {"transactions", "tickets"},
+        "supplier_reliability": {"transactions", "deliveries"},
+        "daily_demand": {"transactions"},
+        "calendar": {"holidays", "weather"},
+    }
+    for product, sources in expected.items():
+        up = ancestors(dg.AssetKey(["processing", product]))
+        assert {f"raw_material/{s}" for s in sources} <= up, product
+        assert graph.get(dg.AssetKey(["processing", product])).group_name == "processing"
+    for source in RAW_SOURCES:
+        assert graph.get(dg.AssetKey(["raw_material", source])).group_name == "raw_material"
+
+
+def test_no_pii_value_reaches_a_data_product(factory):
+    raw = factory.data.transactions
+    secrets = set(raw["customer_name"]) | set(raw["customer_email"]) | set(raw["customer_id"])
+    secrets |= set(factory.data.tickets["body"]) if factory.data.tickets.height else set()
+    with duckdb.connect(str(factory.paths.warehouse), read_only=True) as conn:
+        for name in product_contract_names():
+            relation = product_contract(name).physical_name
+            for col in product_contract(name).columns:
+                if col.physical_type != "VARCHAR":
+                    continue
+                values = {r[0] for r in conn.execute(f'SELECT DISTINCT "{col.name}" FROM {relation}').fetchall()}
+                assert not values & secrets, f"{relation}.{col.name} leaks PII"
+
+
+def _land(factory, source: str, day: date) -> Path:
+    src = next((factory.held / source).glob(f"{source}_{day.isoformat()}.*"))
+    target = factory.paths.landing / source / src.name
+    shutil.copy(src, target)
+    return target
+
+
+def test_bad_files_are_quarantined_while_the_chain_goes_on(factory):
+    paths, day = factory.paths, BAD_DAY
+    before = {s: query(paths, f"SELECT count(*) FROM raw.{s}")[0][0] for s in RAW_SOURCES}
+    for source in ("deliveries", "telemetry", "holidays", "weather"):
+        _land(factory, source, day)
+    good_tx = _land(factory, "transactions", day)
+    good_bytes = good_tx.read_bytes()
+    good_tx.write_bytes(good_bytes[: len(good_bytes) // 2])  # truncated transfer
+    # tickets: the previous day's content again under this day's name (a duplicate export)
+    shutil.copy(paths.archive / "tickets" / (day - timedelta(days=1)).isoformat() / f"tickets_{(day - timedelta(days=1)).isoformat()}.jsonl",
+                paths.landing / "tickets" / f"tickets_{day.isoformat()}.jsonl")
+    result = run_days(factory.defs, factory.instance, day, day)
+    checks = check_results(result)
+    assert not checks[("raw_material/transactions", "landing_files_clean")].passed
+    assert not checks[("raw_material/tickets", "landing_files_clean")].passed
+    assert checks[("raw_material/weather", "landing_files_clean")].passed
+    assert (paths.quarantine / "transactions" / good_tx.name).exists()
+    reasons = dict(query(paths, "SELECT source, reason FROM raw.quarantine_log"))
+    assert reasons == {"transactions": "truncated", "tickets": "duplicate"}
+    after = {s: query(paths, f"SELECT count(*) FROM raw.{s}")[0][0] for s in RAW_SOURCES}
+    assert after["transactions"] == before["transactions"] and after["tickets"] == before["tickets"]
+    held_weather = read_landing(next((factory.held / "weather").glob(f"*{day}*")))
+    assert after["weather"] == before["weather"] + held_weather.height
+    # products still build from the good data, and still satisfy their contracts
+    assert all(checks[(f"processing/{n}", "contract")].passed for n in product_contract_names())
+
+    # the corrected file, dropped again (twice), is ingested exactly once
+    for _ in range(2):
+        (paths.landing / "transactions" / good_tx.name).write_bytes(good_bytes)
+        again = run_days(factory.defs, factory.instance, day, day)
+        assert again.success
+    added = query(paths, "SELECT count(*) FROM raw.transactions")[0][0] - before["transactions"]
+    assert added == read_landing(next((factory.held / "transactions").glob(f"*{day}*"))).height
+    assert query(paths, "SELECT count(*) FROM marts.fct_order_lines")[0][0] == query(paths, "SELECT count(*) FROM raw.transactions")[0][0]
+
+
+def test_a_product_contract_violation_blocks_downstream(factory):
+    paths, day = factory.paths, VIOLATION_DAY
+    for source in ("deliveries", "telemetry", "tickets", "holidays", "weather"):
+        _land(factory, source, day)
+    tx = _land(factory, "transactions", day)
+    frame = pl.read_csv(tx, infer_schema=False)
+    bad_order = frame["order_id"][0]
+    # 50,000 units passes the raw contract (the ERP accepts it) but not the product contract.
+    raw_max = raw_contract("transactions").column("quantity").maximum
+    product_max = product_contract("fct_order_lines").column("quantity").maximum
+    assert product_max < 50_000 <= raw_max
+    frame = frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("50000")).otherwise(pl.col("quantity")).alias("quantity"))
+    frame.write_csv(tx)
+    before_features = query(paths, "SELECT count(*) FROM marts.customer_features")[0][0]
+
+    result = run_days(factory.defs, factory.instance, day, day)
+    assert not result.success
+    checks = check_results(result)
+    contract = checks[("processing/fct_order_lines", "contract")]
+    assert not contract.passed
+    failing = contract.metadata[f"failing: quantity <= {product_max}"].value
+    assert failing["failing_rows"] == 1 and failing["sample"][0]["order_id"] == bad_order
+    done = materialized(result)
+    assert "raw_material/transactions" in done and "processing/fct_order_lines" in done
+    for downstream in ("customer_features", "daily_demand", "supplier_reliability"):
+        assert f"processing/{downstream}" not in done, downstream
+    assert query(paths, "SELECT count(*) FROM marts.customer_features")[0][0] == before_features
