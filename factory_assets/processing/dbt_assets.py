@@ -65,6 +65,18 @@ class FactoryDbtTranslator(DagsterDbtTranslator):
         ).merge_attributes(metadata=metadata)
 
 
+    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
+        """dbt tests stay visible as checks, but are not Dagster-blocking.
+
+        dbt itself skips models downstream of a failing test inside ``dbt build``; the Dagster-level
+        gate is each product's ``contract`` check, which must run after a failure to show the
+        failing rows. If dbt tests were blocking, the dbt step would fail first and that check
+        would never run.
+        """
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        return spec._replace(blocking=False) if spec is not None else None
+
+
 translator = FactoryDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 
 
