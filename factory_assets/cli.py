@@ -51,7 +51,8 @@ def run_supply_chain(first_day: date, last_day: date):
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("supply_chain_nightly")
     tags = {PARTITION_RANGE_START: first_day.isoformat(), PARTITION_RANGE_END: last_day.isoformat()}
-    return job.execute_in_process(instance=instance, tags=tags, raise_on_error=False)
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # full logs are in the UI
+    return job.execute_in_process(instance=instance, tags=tags, run_config=quiet, raise_on_error=False)
 
 
 def summarise(result) -> tuple[list[tuple[str, int]], int, int]:

@@ -24,9 +24,13 @@ from dagster_dbt import (
 from factory_assets.lib.contracts import product_contract, product_contract_names
 from factory_assets.raw_material.ingest import ensure_raw_tables
 from factory_assets.resources import FactoryStore
-from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES
+from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES, default_paths
 
 PLATFORM_OWNER = "team:data-platform"
+
+# dbt's profile reads the warehouse path from the environment; default it to FACTORY_HOME's so
+# `dg dev` / `dg check defs` (which re-parse the project in dev mode) work without set-up.
+os.environ.setdefault("FACTORY_WAREHOUSE_PATH", str(default_paths().warehouse))
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 dbt_project.prepare_if_dev()
