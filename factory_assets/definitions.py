@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from factory_assets import processing, raw_material
+from factory_assets.processing import defs as processing
+from factory_assets.raw_material import defs as raw_material
 from factory_assets.jobs import nightly_schedule, supply_chain_job
 from factory_assets.resources import FactoryStore, dbt_resource, default_store
 

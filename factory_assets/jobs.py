@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from factory_assets.raw_material import daily_partitions
+from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.settings import WAREHOUSE_WRITER_TAG
 
 supply_chain_job = dg.define_asset_job(
