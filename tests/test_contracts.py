@@ -116,3 +116,23 @@ def test_sql_contract_check_counts_violations_and_samples_rows():
     assert sample[0]["region"] == "mars"
     conn.execute("ALTER TABLE raw.weather DROP COLUMN storm")
     assert "column storm is missing" in evaluate_contract(conn, contract).schema_problems
+
+
+def test_freshness_measures_lag_behind_the_newest_landed_day():
+    from datetime import date
+
+    from factory_assets.lib.contract_checks import evaluate_freshness
+
+    contract = product_contract("daily_demand")
+    assert contract.freshness_column == "demand_date" and contract.freshness_days == 1
+    conn = duckdb.connect()
+    conn.execute("CREATE SCHEMA raw; CREATE SCHEMA marts")
+    conn.execute("CREATE TABLE raw.ingestion_log (partition_date DATE, ingested_at TIMESTAMP)")
+    conn.execute("INSERT INTO raw.ingestion_log VALUES ('2025-03-10', now())")
+    conn.execute("CREATE TABLE marts.daily_demand (demand_date DATE)")
+    conn.execute("INSERT INTO marts.daily_demand VALUES ('2025-03-09')")
+    fresh = evaluate_freshness(conn, contract)
+    assert fresh.passed and fresh.lag_days == 1.0
+    conn.execute("DELETE FROM marts.daily_demand; INSERT INTO marts.daily_demand VALUES ('2025-03-06')")
+    stale = evaluate_freshness(conn, contract)
+    assert not stale.passed and stale.lag_days == 4.0 and stale.newest_value == str(date(2025, 3, 6))

@@ -138,3 +138,39 @@ def evaluate_contract(conn, contract: DataContract, relation: str | None = None)
         sample = _sample(conn, f"{dupes_sql} LIMIT {SAMPLE_ROWS}") if failing else []
         results.append(RuleResult(name, cols[0] if len(cols) == 1 else None, int(failing), sample))
     return ContractReport(contract, relation, row_count, problems, results)
+
+
+@dataclass(frozen=True)
+class FreshnessReport:
+    column: str
+    newest_value: str | None
+    reference: str | None
+    lag_days: float | None
+    allowed_days: float
+
+    @property
+    def passed(self) -> bool:
+        return self.lag_days is not None and self.lag_days <= self.allowed_days
+
+
+def evaluate_freshness(conn, contract: DataContract, relation: str | None = None) -> FreshnessReport | None:
+    """How far the product's SLA column trails what has landed in the raw store.
+
+    A DATE column is compared with the newest ingested partition day, a TIMESTAMP column with
+    the newest ingestion time (both from ``raw.ingestion_log``). Measuring against what has
+    landed, not the wall clock, tells "the product is behind its inputs" apart from "the
+    sources stopped sending", which the raw layer reports.
+    """
+    if contract.freshness_column is None or contract.freshness_days is None:
+        return None
+    relation = relation or contract.physical_name
+    column = contract.column(contract.freshness_column)
+    clock = "max(partition_date)" if column.physical_type == "DATE" else "max(ingested_at)"
+    newest, reference = conn.execute(
+        f"SELECT (SELECT max({_quote(column.name)}) FROM {relation}), (SELECT {clock} FROM raw.ingestion_log)"
+    ).fetchone()
+    lag = None
+    if newest is not None and reference is not None:
+        lag = max((reference - newest).total_seconds() / 86400, 0.0)
+    return FreshnessReport(column.name, str(newest) if newest is not None else None,
+                           str(reference) if reference is not None else None, lag, contract.freshness_days)

@@ -75,6 +75,7 @@ class DataContract:
     columns: tuple[Column, ...]
     unique_together: tuple[tuple[str, ...], ...] = ()
     freshness_days: float | None = None
+    freshness_column: str | None = None
     custom: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -183,10 +184,14 @@ def parse_contract(doc: Any, path: Path) -> DataContract:
     owners = [m.get("username") for m in members if m.get("role") == "owner"]
     if not owners:
         raise ContractError(f"{path}: team.members needs one member with role: owner")
-    freshness = None
+    freshness, freshness_column = None, None
     for sla in doc.get("slaProperties") or []:
         if sla.get("property") in ("latency", "freshness") and sla.get("unit") in ("d", "day", "days"):
             freshness = float(sla["value"])
+            element = str(sla.get("element") or "").rpartition(".")[2]
+            if element and element not in names:
+                raise ContractError(f"{path}: slaProperties {sla['property']} element names unknown column {element!r}")
+            freshness_column = element or None
     description = doc.get("description") or {}
     return DataContract(
         path=path,
@@ -204,6 +209,7 @@ def parse_contract(doc: Any, path: Path) -> DataContract:
         columns=columns,
         unique_together=tuple(unique_together),
         freshness_days=freshness,
+        freshness_column=freshness_column,
         custom={p["property"]: p.get("value") for p in doc.get("customProperties") or []},
     )
 

@@ -5,7 +5,7 @@ import json
 
 import dagster as dg
 
-from factory_assets.lib.contract_checks import evaluate_contract
+from factory_assets.lib.contract_checks import evaluate_contract, evaluate_freshness
 from factory_assets.lib.contracts import product_contract, product_contract_names
 from factory_assets.resources import FactoryStore
 
@@ -41,4 +41,35 @@ def contract_check(name: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-product_contract_checks = [contract_check(name) for name in product_contract_names()]
+def freshness_check(name: str) -> dg.AssetChecksDefinition:
+    contract = product_contract(name)
+
+    @dg.asset_check(
+        asset=dg.AssetKey(["processing", name]),
+        name="freshness",
+        description=(
+            f"Warns when {contract.freshness_column} trails the newest landed data by more than "
+            f"{contract.freshness_days:g} day(s) (the contract's latency SLA)."
+        ),
+    )
+    def _check(store: FactoryStore) -> dg.AssetCheckResult:
+        with store.warehouse(read_only=True) as conn:
+            report = evaluate_freshness(conn, contract)
+        return dg.AssetCheckResult(
+            passed=report.passed,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "column": report.column,
+                "newest_value": report.newest_value or "none",
+                "newest_landed": report.reference or "none",
+                "lag_days": dg.MetadataValue.float(report.lag_days if report.lag_days is not None else float("nan")),
+                "allowed_days": dg.MetadataValue.float(report.allowed_days),
+            },
+        )
+
+    return _check
+
+
+product_contract_checks = [contract_check(name) for name in product_contract_names()] + [
+    freshness_check(name) for name in product_contract_names() if product_contract(name).freshness_column
+]
