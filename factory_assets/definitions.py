@@ -2,9 +2,10 @@
 
 import dagster as dg
 
+from factory_assets.assembly import defs as assembly
 from factory_assets.processing import defs as processing
 from factory_assets.raw_material import defs as raw_material
-from factory_assets.jobs import nightly_schedule, supply_chain_job
+from factory_assets.jobs import nightly_schedule, supply_chain_job, training_job
 from factory_assets.resources import FactoryStore, dbt_resource, default_store
 
 
@@ -13,8 +14,9 @@ def build_definitions(store: FactoryStore | None = None) -> dg.Definitions:
     return dg.Definitions.merge(
         raw_material.defs,
         processing.defs,
+        assembly.defs,
         dg.Definitions(
-            jobs=[supply_chain_job],
+            jobs=[supply_chain_job, training_job],
             schedules=[nightly_schedule],
             resources={"store": store or default_store(), "dbt": dbt_resource()},
             # One process: steps share imports (dbt, polars) and DuckDB has a single writer.

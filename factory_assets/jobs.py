@@ -20,3 +20,10 @@ nightly_schedule = dg.build_schedule_from_partitioned_job(
     hour_of_day=2,
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
+
+training_job = dg.define_asset_job(
+    name="assembly_training",
+    description="Rebuilds the feature sets and training sets, trains every use case and runs its promotion gate.",
+    selection=dg.AssetSelection.groups("assembly"),
+    tags={WAREHOUSE_WRITER_TAG: "true"},
+)

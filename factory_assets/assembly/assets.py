@@ -1,0 +1,234 @@
+"""Assembly assets: feature sets, then per use case a training set, a model and a promotion gate.
+
+Thin wrappers over ``features`` (point-in-time SQL), ``templates`` (training + baseline) and
+``registry`` (content-addressed versions, aliases). Every use-case YAML yields three plainly
+named assets: ``assembly/<use_case>_training_set``, ``assembly/<use_case>_model`` and
+``assembly/<use_case>_champion``.
+"""
+
+import hashlib
+import json
+import subprocess
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+
+from factory_assets.assembly import features as fs
+from factory_assets.assembly.specs import UseCaseSpec, load_use_cases
+from factory_assets.resources import FactoryStore
+from factory_assets.settings import PROJECT_ROOT
+
+#: Relative improvement over the champion that a challenger needs, per risk tier.
+#: (Issue "Governance by design" moves this into the policy file.)
+PROMOTION_MARGIN = {"low": 0.0, "medium": 0.01, "high": 0.02}
+
+#: Which product each mart-backed relation in the feature SQL is, for lineage.
+_RELATION_ASSETS = {
+    fs.ORDER_LINES: ["processing", "fct_order_lines"],
+    fs.SUPPLIER_RELIABILITY: ["processing", "supplier_reliability"],
+    fs.DAILY_DEMAND: ["processing", "daily_demand"],
+    fs.CALENDAR: ["processing", "calendar"],
+    fs.TICKETS: ["processing", "int_tickets__scored"],
+}
+
+#: Where the entities of each feature set come from, for the latest snapshot.
+_ENTITY_SPINES = {
+    ("customer_key",): f"select distinct customer_key from {fs.ORDER_LINES}",
+    ("supplier_id",): f"select distinct supplier_id from {fs.ORDER_LINES}",
+    ("warehouse_id",): f"select distinct warehouse_id from {fs.ORDER_LINES}",
+    ("region",): f"select distinct region from {fs.CALENDAR}",
+    ("product_id", "warehouse_id"): f"select distinct product_id, warehouse_id from {fs.DAILY_DEMAND}",
+}
+
+_TRAINING_SETS = {
+    "late_delivery": lambda conn, spec: fs.late_delivery_training_set(conn),
+    "demand_forecast": lambda conn, spec: fs.demand_training_set(conn, horizon=spec.horizon_days),
+    "purchase_propensity": lambda conn, spec: fs.propensity_training_set(
+        conn, fs.weekly_cutoffs(*_data_window(conn))
+    ),
+}
+
+#: Identifiers that must not become features (one value per row: memorisation, not signal).
+IDENTIFIERS = {"order_line_id", "customer_key", "order_id"}
+
+
+def feature_columns(frame: pl.DataFrame, spec: UseCaseSpec) -> list[str]:
+    """Every column of the training set except keys, identifiers, the target and times."""
+    return [
+        c for c, dtype in frame.schema.items()
+        if c not in spec.entity and c not in IDENTIFIERS and c != spec.target and c != "split_time"
+        and not dtype.is_temporal()
+    ]
+
+
+def _data_window(conn) -> tuple[date, date]:
+    first, last = conn.execute(f"select min(order_date), max(order_date) from {fs.ORDER_LINES}").fetchone()
+    return first + timedelta(days=28), last
+
+
+def code_version() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def feature_set_asset(name: str) -> dg.AssetsDefinition:
+    feature_set = fs.FEATURE_SETS[name]
+    deps = [dg.AssetKey(key) for rel, key in _RELATION_ASSETS.items() if rel in feature_set.sql]
+
+    @dg.asset(
+        key=["assembly", name],
+        group_name="assembly",
+        deps=deps,
+        description=f"Feature set v{feature_set.version} (entity {', '.join(feature_set.entity)}; time "
+        f"{feature_set.timestamp_column}): {feature_set.description} Materialised as the latest snapshot "
+        f"in features.{name}; training sets compute it point-in-time.",
+        owners=["team:data-platform"],
+        kinds={"duckdb", "python"},
+        tags={"layer": "assembly", "feature_set_version": feature_set.version},
+        metadata={"entity": ", ".join(feature_set.entity), "version": feature_set.version,
+                  "columns": dg.MetadataValue.md("\n".join(f"- `{c}`: {d}" for c, d in feature_set.columns.items()))},
+    )
+    def _feature_set(store: FactoryStore) -> dg.MaterializeResult:
+        with store.warehouse() as conn:
+            as_of = fs.data_end_date(conn)
+            spine = f"(select *, DATE '{as_of.isoformat()}' as feature_date from ({_ENTITY_SPINES[feature_set.entity]}))"
+            conn.execute("create schema if not exists features")
+            conn.execute(f"create or replace table features.{name} as {feature_set.render(spine)}")
+            rows = conn.execute(f"select count(*) from features.{name}").fetchone()[0]
+        return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows), "as_of": str(as_of)})
+
+    return _feature_set
+
+
+def _frame_version(frame: pl.DataFrame) -> str:
+    return hashlib.sha256(frame.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()[:16]
+
+
+def use_case_assets(spec: UseCaseSpec) -> list:
+    """The training set, model and champion assets (plus the baseline check) of one use case."""
+    prefix = ["assembly"]
+    training_key = dg.AssetKey([*prefix, f"{spec.name}_training_set"])
+    model_key = dg.AssetKey([*prefix, f"{spec.name}_model"])
+    champion_key = dg.AssetKey([*prefix, f"{spec.name}_champion"])
+    owners = [spec.owner]
+    tags = {"layer": "assembly", "use_case": spec.name, "risk_tier": spec.risk_tier, "business_unit": spec.business_unit}
+
+    @dg.asset(
+        key=training_key, group_name="assembly", owners=owners, tags=tags, kinds={"duckdb", "parquet"},
+        deps=[dg.AssetKey([*prefix, n]) for n in spec.feature_sets],
+        description=f"Point-in-time training set of {spec.name}: {spec.description.strip()}",
+    )
+    def _training_set(store: FactoryStore) -> dg.MaterializeResult:
+        with store.warehouse(read_only=True) as conn:
+            frame = _TRAINING_SETS[spec.name](conn, spec)
+        path = store.paths.artifacts / "training_sets" / f"{spec.name}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.write_parquet(path)
+        positive = float(frame[spec.target].cast(pl.Float64).mean()) if frame.height else float("nan")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(frame.height),
+                "path": str(path),
+                "data_version": _frame_version(frame),
+                "target_mean": dg.MetadataValue.float(positive),
+                "feature_set_versions": json.dumps(fs.feature_set_versions(spec.feature_sets)),
+            },
+            data_version=dg.DataVersion(_frame_version(frame)),
+        )
+
+    @dg.asset(
+        key=model_key, group_name="assembly", owners=owners, tags=tags, deps=[training_key],
+        kinds={*spec.engines, "python"},
+        description=f"Trains {spec.name} ({spec.template}, {', '.join(spec.engines)}) with a time split and "
+        "early stopping, compares it with the naive baseline on the same test window, and registers it as challenger.",
+        check_specs=[dg.AssetCheckSpec("beats_baseline", asset=model_key, blocking=True,
+                                       description=f"Blocking: the model beats the naive baseline on {spec.metric}.")],
+    )
+    def _model(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
+        from factory_assets.assembly.registry import ModelRegistry
+        from factory_assets.assembly.templates import fit_template
+        from factory_assets.assembly.training import improvement
+
+        frame = pl.read_parquet(store.paths.artifacts / "training_sets" / f"{spec.name}.parquet")
+        features = feature_columns(frame, spec)
+        results = {}
+        for engine in spec.engines:
+            results[engine] = fit_template(spec.template, frame, target=spec.target, feature_columns=features,
+                                           time_column="split_time", engine=engine, device="auto")
+            device = results[engine].model.device
+            context.log.info(f"{engine} trained on {device.device if device else 'cpu'}: {device.reason if device else ''}")
+        best_engine = max(results, key=lambda e: improvement(spec.metric, results[e].metrics[spec.metric], results[e].baseline_metrics[spec.metric]))
+        best = results[best_engine]
+        registry = ModelRegistry(store.paths.artifacts / "models")
+        version = registry.register(
+            spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
+            feature_contracts=fs.feature_set_versions(spec.feature_sets),
+            data_versions={"training_set": _frame_version(frame)}, code_version=code_version(),
+            extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
+                   "rows": best.rows, "baseline": best.baseline_name},
+        )
+        registry.set_alias(spec.name, "challenger", version.version, reason=f"trained by run {context.run_id}")
+        beats = improvement(spec.metric, best.metrics[spec.metric], best.baseline_metrics[spec.metric]) > 0
+        metadata = {
+            "version": version.version, "engine": best_engine,
+            "device": best.model.device.device if best.model.device else "cpu",
+            "training_seconds": dg.MetadataValue.float(best.model.training_seconds),
+            "best_iteration": dg.MetadataValue.int(best.model.best_iteration),
+            "test_window": " .. ".join(best.test_window), "code_version": code_version(),
+            "params": dg.MetadataValue.json(best.model.params),
+        }
+        for engine, result in results.items():
+            for metric, value in result.metrics.items():
+                metadata[f"{engine}/{metric}"] = dg.MetadataValue.float(float(value))
+        metadata.update({f"metric/{k}": dg.MetadataValue.float(float(v)) for k, v in best.metrics.items()})
+        metadata.update({f"baseline/{k}": dg.MetadataValue.float(float(v)) for k, v in best.baseline_metrics.items()})
+        top = sorted(best.model.feature_importance().items(), key=lambda kv: -kv[1])[:10]
+        metadata.update({f"importance/{k}": dg.MetadataValue.float(float(v)) for k, v in top})
+        check = dg.AssetCheckResult(
+            check_name="beats_baseline", passed=beats, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"metric": spec.metric, "model": float(best.metrics[spec.metric]),
+                      "baseline": float(best.baseline_metrics[spec.metric]), "baseline_kind": best.baseline_name},
+        )
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+    @dg.asset(
+        key=champion_key, group_name="assembly", owners=owners, tags=tags, deps=[model_key], kinds={"python"},
+        description=f"Promotion gate of {spec.name}: the challenger replaces the champion only if it wins on the "
+        f"same recent holdout by the {spec.risk_tier}-risk margin ({PROMOTION_MARGIN[spec.risk_tier]:.0%}).",
+    )
+    def _champion(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
+        from factory_assets.assembly.registry import ModelRegistry, decide_promotion
+        from factory_assets.assembly.templates import evaluate_on_holdout
+
+        registry = ModelRegistry(store.paths.artifacts / "models")
+        challenger = registry.get(spec.name, "challenger")
+        frame = pl.read_parquet(store.paths.artifacts / "training_sets" / f"{spec.name}.parquet")
+        window = tuple(challenger.manifest["extra"]["test_window"])
+        challenger_metrics = evaluate_on_holdout(spec, registry, "challenger", frame, window)
+        champion_metrics = None
+        if "champion" in registry.aliases(spec.name):
+            champion_metrics = evaluate_on_holdout(spec, registry, "champion", frame, window)
+        decision = decide_promotion(spec.metric, challenger_metrics, champion_metrics,
+                                    challenger.manifest["baseline_metrics"], PROMOTION_MARGIN[spec.risk_tier],
+                                    holdout_id=" .. ".join(window))
+        if decision.promote:
+            registry.set_alias(spec.name, "champion", challenger.version, reason=decision.reason)
+        context.log.info(decision.reason)
+        champion = registry.get(spec.name, "champion").version if "champion" in registry.aliases(spec.name) else "none"
+        return dg.MaterializeResult(metadata={
+            "promoted": decision.promote, "reason": decision.reason, "champion": champion,
+            "challenger": challenger.version,
+            f"challenger/{spec.metric}": dg.MetadataValue.float(float(challenger_metrics[spec.metric])),
+            f"champion/{spec.metric}": dg.MetadataValue.float(float(champion_metrics[spec.metric])) if champion_metrics else dg.MetadataValue.float(float("nan")),
+        })
+
+    return [_training_set, _model, _champion]
+
+
+use_cases = load_use_cases()
+feature_set_assets = [feature_set_asset(name) for name in fs.FEATURE_SETS]
+use_case_asset_defs = [a for spec in use_cases.values() for a in use_case_assets(spec)]

@@ -1,0 +1,132 @@
+"""Model templates: turn a training set into a trained, evaluated model, the same way every time.
+
+A template fixes the task (binary classification, regression, forecasting), the naive baseline
+a model must beat on the same test window, and the metrics reported. Frames come in as polars
+and go to the engines as one float32 numpy matrix: no pandas copy of the whole table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from factory_assets.assembly.training import (
+    TrainedModel,
+    classification_metrics,
+    mean_baseline,
+    prior_rate_baseline,
+    regression_metrics,
+    seasonal_naive,
+    time_split,
+    train_model,
+)
+
+TEMPLATE_TASK = {"binary_classification": "binary", "regression": "regression", "forecasting": "regression"}
+#: The forecasting template's seasonal-naive baseline reads this column (value one week earlier).
+SEASONAL_LAG_COLUMN = "units_lag_7"
+
+
+@dataclass
+class TemplateResult:
+    model: TrainedModel
+    metrics: dict[str, float]
+    baseline_metrics: dict[str, float]
+    baseline_name: str
+    rows: dict[str, int]
+    test_window: tuple[str, str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+
+
+def encode_features(frame: pl.DataFrame, columns: list[str], categories: dict[str, list[str]] | None = None):
+    """float32 matrix of ``columns``; strings become stable integer codes (unknown -> NaN).
+
+    Returns the matrix and the category lists used, so scoring can apply the same codes.
+    """
+    categories = dict(categories or {})
+    exprs = []
+    for name in columns:
+        dtype = frame.schema[name]
+        if dtype in (pl.String, pl.Categorical, pl.Enum):
+            if name not in categories:
+                categories[name] = sorted(v for v in frame[name].unique().to_list() if v is not None)
+            mapping = {v: i for i, v in enumerate(categories[name])}
+            exprs.append(pl.col(name).cast(pl.String).replace_strict(mapping, default=None, return_dtype=pl.Float32))
+        elif dtype == pl.Boolean:
+            exprs.append(pl.col(name).cast(pl.Float32))
+        elif dtype.is_temporal():
+            raise TypeError(f"feature {name!r} is {dtype}; derive a number from it (age in days, day of week)")
+        else:
+            exprs.append(pl.col(name).cast(pl.Float32))
+    matrix = frame.select(exprs).to_numpy().astype(np.float32, copy=False)
+    return matrix, categories
+
+
+def fit_template(
+    template: str,
+    frame: pl.DataFrame,
+    *,
+    target: str,
+    feature_columns: list[str],
+    time_column: str,
+    engine: str,
+    device: str = "auto",
+    params: dict | None = None,
+    seed: int = 0,
+) -> TemplateResult:
+    """Time-split ``frame``, train ``engine`` with early stopping, evaluate model and baseline on test."""
+    task = TEMPLATE_TASK[template]
+    frame = frame.sort(time_column)
+    times = frame[time_column].to_numpy()
+    train_idx, valid_idx, test_idx = time_split(times)
+    X, categories = encode_features(frame, feature_columns)
+    y = frame[target].cast(pl.Float64).to_numpy()
+    model = train_model(
+        task, engine, X[train_idx], y[train_idx], X[valid_idx], y[valid_idx],
+        feature_names=feature_columns, params=params, device=device, seed=seed,
+    )
+    prediction = model.predict(X[test_idx])
+    y_test = y[test_idx]
+    if task == "binary":
+        metrics = classification_metrics(y_test, prediction)
+        baseline = prior_rate_baseline(y[train_idx], len(test_idx))
+        baseline_metrics, baseline_name = classification_metrics(y_test, baseline), "prior rate"
+    else:
+        metrics = regression_metrics(y_test, prediction)
+        if template == "forecasting":
+            baseline = seasonal_naive(frame[SEASONAL_LAG_COLUMN].to_numpy()[test_idx])
+            baseline_name = "seasonal naive (same weekday last week)"
+        else:
+            baseline, baseline_name = mean_baseline(y[train_idx], len(test_idx)), "training mean"
+        baseline_metrics = regression_metrics(y_test, baseline)
+    test_times = times[test_idx]
+    return TemplateResult(
+        model=model,
+        metrics=metrics,
+        baseline_metrics=baseline_metrics,
+        baseline_name=baseline_name,
+        rows={"train": len(train_idx), "valid": len(valid_idx), "test": len(test_idx)},
+        test_window=(str(test_times.min()), str(test_times.max())),
+        categories=categories,
+    )
+
+
+def evaluate_on_holdout(spec, registry, alias: str, frame: pl.DataFrame, window: tuple[str, str],
+                        time_column: str = "split_time") -> dict[str, float]:
+    """Metrics of a registered model on the rows of ``frame`` whose time falls in ``window``.
+
+    Champion and challenger are compared on the same rows, with each model's own feature list and
+    category codes from its manifest.
+    """
+    version = registry.get(spec.name, alias)
+    model = registry.load_model(spec.name, alias)
+    categories = version.manifest.get("extra", {}).get("categories", {})
+    as_text = frame[time_column].cast(pl.String)
+    holdout = frame.filter((as_text >= window[0]) & (as_text <= window[1]))
+    X, _ = encode_features(holdout, list(model.feature_names), categories)
+    y = holdout[spec.target].cast(pl.Float64).to_numpy()
+    prediction = model.predict(X)
+    if TEMPLATE_TASK[spec.template] == "binary":
+        return classification_metrics(y, prediction)
+    return regression_metrics(y, prediction)
