@@ -1,5 +1,7 @@
 """The code location: every layer's definitions, the shared resources, jobs and schedules."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from factory_assets.assembly import defs as assembly
@@ -9,12 +11,13 @@ from factory_assets.jobs import nightly_schedule, supply_chain_job, training_job
 from factory_assets.resources import FactoryStore, dbt_resource, default_store
 
 
-def build_definitions(store: FactoryStore | None = None) -> dg.Definitions:
-    """All layers wired to one store (default: FACTORY_HOME); tests pass a store in a temp folder."""
+def build_definitions(store: FactoryStore | None = None, use_cases_folder: Path | None = None) -> dg.Definitions:
+    """All layers wired to one store (default: FACTORY_HOME); tests pass a store in a temp folder
+    and may point at another folder of use-case YAMLs."""
     return dg.Definitions.merge(
         raw_material.defs,
         processing.defs,
-        assembly.defs,
+        assembly.defs if use_cases_folder is None else assembly.build_assembly_defs(use_cases_folder),
         dg.Definitions(
             jobs=[supply_chain_job, training_job],
             schedules=[nightly_schedule],

@@ -41,11 +41,14 @@ _ENTITY_SPINES = {
     ("product_id", "warehouse_id"): f"select distinct product_id, warehouse_id from {fs.DAILY_DEMAND}",
 }
 
-_TRAINING_SETS = {
-    "late_delivery": lambda conn, spec: fs.late_delivery_training_set(conn),
-    "demand_forecast": lambda conn, spec: fs.demand_training_set(conn, horizon=spec.horizon_days),
-    "purchase_propensity": lambda conn, spec: fs.propensity_training_set(
-        conn, fs.weekly_cutoffs(*_data_window(conn))
+#: The point-in-time builder behind each ``training_set`` a spec may name, and the label columns
+#: it carries (never features: they are only known after the prediction time).
+TRAINING_SETS = {
+    "order_lines": (lambda conn, spec: fs.late_delivery_training_set(conn), {"is_late"}),
+    "product_warehouse_days": (lambda conn, spec: fs.demand_training_set(conn, horizon=spec.horizon_days), {"units"}),
+    "customer_cutoffs": (
+        lambda conn, spec: fs.propensity_training_set(conn, fs.weekly_cutoffs(*_data_window(conn))),
+        {"purchased_next_30d"},
     ),
 }
 
@@ -58,6 +61,7 @@ def feature_columns(frame: pl.DataFrame, spec: UseCaseSpec) -> list[str]:
     return [
         c for c, dtype in frame.schema.items()
         if c not in spec.entity and c not in IDENTIFIERS and c != spec.target and c != "split_time"
+        and c not in TRAINING_SETS[spec.training_set][1]
         and not dtype.is_temporal()
     ]
 
@@ -124,7 +128,10 @@ def use_case_assets(spec: UseCaseSpec) -> list:
     )
     def _training_set(store: FactoryStore) -> dg.MaterializeResult:
         with store.warehouse(read_only=True) as conn:
-            frame = _TRAINING_SETS[spec.name](conn, spec)
+            frame = TRAINING_SETS[spec.training_set][0](conn, spec)
+        if spec.target not in frame.columns:
+            raise dg.Failure(f"use case {spec.name}: target {spec.target!r} is not a column of training set "
+                             f"{spec.training_set!r} (columns: {', '.join(frame.columns)})")
         path = store.paths.artifacts / "training_sets" / f"{spec.name}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path)
@@ -158,7 +165,8 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         results = {}
         for engine in spec.engines:
             results[engine] = fit_template(spec.template, frame, target=spec.target, feature_columns=features,
-                                           time_column="split_time", engine=engine, device="auto")
+                                           time_column="split_time", engine=engine, device="auto",
+                                           metric=spec.metric)
             device = results[engine].model.device
             context.log.info(f"{engine} trained on {device.device if device else 'cpu'}: {device.reason if device else ''}")
         best_engine = max(results, key=lambda e: improvement(spec.metric, results[e].metrics[spec.metric], results[e].baseline_metrics[spec.metric]))
@@ -229,6 +237,11 @@ def use_case_assets(spec: UseCaseSpec) -> list:
     return [_training_set, _model, _champion]
 
 
-use_cases = load_use_cases()
 feature_set_assets = [feature_set_asset(name) for name in fs.FEATURE_SETS]
-use_case_asset_defs = [a for spec in use_cases.values() for a in use_case_assets(spec)]
+
+
+def all_use_case_assets(folder=None) -> list:
+    """Assets of every use-case YAML in ``folder`` (default: factory_assets/assembly/use_cases)."""
+    specs = load_use_cases(folder) if folder else load_use_cases()
+    return [a for spec in specs.values() for a in use_case_assets(spec)]
+

@@ -24,6 +24,8 @@ Template = Literal["binary_classification", "regression", "forecasting"]
 Metric = Literal["auc", "pr_auc", "log_loss", "mae", "rmse", "wape"]
 RiskTier = Literal["low", "medium", "high"]
 Engine = Literal["lightgbm", "xgboost", "both"]
+#: Point-in-time training-set builders (features.py) a use case can draw its rows from.
+TrainingSet = Literal["order_lines", "product_warehouse_days", "customer_cutoffs"]
 
 _OWNER = re.compile(r"^(team:[a-z0-9][a-z0-9_-]*|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -44,6 +46,7 @@ class UseCaseSpec(BaseModel):
     name: str
     description: str = Field(min_length=1)
     template: Template
+    training_set: TrainingSet
     target: str = Field(min_length=1)
     feature_sets: tuple[str, ...] = Field(min_length=1)
     entity: tuple[str, ...] = Field(min_length=1)

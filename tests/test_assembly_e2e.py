@@ -1,0 +1,148 @@
+"""Assembly end to end at small scale: data products -> feature sets -> training sets -> models ->
+promotion gate, through Dagster, on a warehouse built by the real chain. Includes a fourth use
+case added as one YAML file."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from types import SimpleNamespace
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from factory_assets.assembly.registry import ModelRegistry
+from factory_assets.assembly.specs import USE_CASES_DIR
+from factory_assets.definitions import build_definitions
+from factory_assets.raw_material.simulator import SimulationConfig, generate_demo_data
+from factory_assets.resources import FactoryStore
+from factory_assets.settings import FactoryPaths
+
+pytestmark = pytest.mark.e2e
+
+START, DAYS = date(2025, 1, 6), 100
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+FOURTH_USE_CASE = """\
+name: order_value
+description: Expected net value of an order line, for finance's cash-flow planning.
+template: regression
+training_set: order_lines
+target: net_amount
+feature_sets: [customer_activity]
+entity: order_line_id
+time_column: ordered_at
+horizon_days: 0
+metric: mae
+risk_tier: low
+business_unit: finance
+owner: team:finance-analytics
+engine: xgboost
+"""
+
+
+def materialized_metadata(result) -> dict[str, dict]:
+    return {e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    home = tmp_path_factory.mktemp("factory")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FACTORY_HOME", str(home))
+    patch.setenv("FACTORY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))
+    paths = FactoryPaths(home).create()
+    generate_demo_data(SimulationConfig(start_date=START, days=DAYS, order_lines_per_day=250, seed=5, n_products=60), paths.landing)
+    use_cases = home / "use_cases"
+    shutil.copytree(USE_CASES_DIR, use_cases)
+    (use_cases / "order_value.yaml").write_text(FOURTH_USE_CASE)
+    defs = build_definitions(FactoryStore(home=str(home)), use_cases_folder=use_cases)
+    instance = dg.DagsterInstance.ephemeral()
+    tags = {"dagster/asset_partition_range_start": START.isoformat(),
+            "dagster/asset_partition_range_end": (START + timedelta(days=DAYS - 1)).isoformat()}
+    chain = defs.resolve_job_def("supply_chain_nightly").execute_in_process(instance=instance, tags=tags, run_config=QUIET)
+    assert chain.success
+    result = defs.resolve_job_def("assembly_training").execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False)
+    yield SimpleNamespace(paths=paths, defs=defs, instance=instance, result=result, meta=materialized_metadata(result),
+                          registry=ModelRegistry(paths.artifacts / "models"))
+    patch.undo()
+
+
+def test_training_run_succeeds_and_every_model_beats_its_baseline(trained):
+    failures = [e.event_specific_data.error.message for e in trained.result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert trained.result.success, failures
+    checks = [e.event_specific_data for e in trained.result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert sorted(c.asset_key.to_user_string() for c in checks if c.check_name == "beats_baseline" and c.passed) == [
+        "assembly/demand_forecast_model", "assembly/late_delivery_model", "assembly/order_value_model",
+        "assembly/purchase_propensity_model"]
+
+
+def test_hidden_signal_is_recovered(trained):
+    late = trained.meta["assembly/late_delivery_model"]
+    assert late["metric/auc"] > 0.75 and late["lightgbm/auc"] > 0.75 and late["xgboost/auc"] > 0.75
+    demand = trained.meta["assembly/demand_forecast_model"]
+    assert demand["metric/wape"] < demand["baseline/wape"]  # beats seasonal naive on the same window
+    propensity = trained.meta["assembly/purchase_propensity_model"]
+    assert propensity["metric/auc"] > 0.6 > propensity["baseline/auc"]
+
+
+def test_training_metadata_is_numeric_and_traceable(trained):
+    late = trained.meta["assembly/late_delivery_model"]
+    for key in ("training_seconds", "best_iteration", "metric/log_loss", "metric/pr_auc", "baseline/auc"):
+        assert isinstance(late[key], (int, float)), key
+    assert any(k.startswith("importance/") for k in late) and late["device"] == "cpu"
+    manifest = trained.registry.get("late_delivery", "champion").manifest
+    assert manifest["feature_contracts"]["customer_activity"] == "1.0.0"
+    assert manifest["data_versions"]["training_set"] == trained.meta["assembly/late_delivery_training_set"]["data_version"]
+    assert manifest["metrics"]["auc"] == pytest.approx(late["metric/auc"])
+
+
+def test_first_models_become_champions_and_the_registry_round_trips(trained):
+    for use_case in ("late_delivery", "demand_forecast", "purchase_propensity", "order_value"):
+        assert trained.meta[f"assembly/{use_case}_champion"]["promoted"] is True
+        assert trained.registry.aliases(use_case)["champion"] == trained.registry.aliases(use_case)["challenger"]
+    frame = pl.read_parquet(trained.paths.artifacts / "training_sets" / "purchase_propensity.parquet")
+    from factory_assets.assembly.templates import encode_features
+
+    version = trained.registry.get("purchase_propensity", "champion")
+    X, _ = encode_features(frame, version.feature_names, version.manifest["extra"]["categories"])
+    by_alias = trained.registry.load_model("purchase_propensity", "champion").predict(X)
+    by_version = trained.registry.load_model("purchase_propensity", version.version).predict(X)
+    assert np.array_equal(by_alias, by_version)
+
+
+def test_customer_feature_set_feeds_two_use_cases_in_the_lineage(trained):
+    graph = trained.defs.resolve_asset_graph()
+    children = {k.to_user_string() for k in graph.get(dg.AssetKey(["assembly", "customer_activity"])).child_keys}
+    assert {"assembly/late_delivery_training_set", "assembly/purchase_propensity_training_set",
+            "assembly/order_value_training_set"} <= children
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey(["assembly", "customer_activity"])).parent_keys}
+    assert "processing/fct_order_lines" in parents
+
+
+def test_gate_refuses_a_worse_challenger(trained):
+    from factory_assets.assembly.templates import fit_template
+    from factory_assets.assembly.assets import feature_columns
+    from factory_assets.assembly.specs import load_use_case
+
+    spec = load_use_case(USE_CASES_DIR / "late_delivery.yaml")
+    frame = pl.read_parquet(trained.paths.artifacts / "training_sets" / "late_delivery.parquet")
+    champion = trained.registry.get("late_delivery", "champion").version
+    # A challenger trained on shuffled labels: it learned nothing.
+    shuffled = frame.with_columns(pl.col("is_late").shuffle(seed=1))
+    weak = fit_template(spec.template, shuffled, target="is_late", feature_columns=feature_columns(frame, spec),
+                        time_column="split_time", engine="xgboost", device="cpu")
+    version = trained.registry.register("late_delivery", weak.model, metrics=weak.metrics, baseline_metrics=weak.baseline_metrics,
+                                        feature_contracts={}, data_versions={}, code_version="test",
+                                        extra={"categories": weak.categories, "test_window": list(weak.test_window)})
+    trained.registry.set_alias("late_delivery", "challenger", version.version, reason="test: weak challenger")
+    result = dg.materialize([trained.defs.get_assets_def(dg.AssetKey(["assembly", "late_delivery_champion"]))],
+                            resources={"store": FactoryStore(home=str(trained.paths.home))}, instance=trained.instance)
+    meta = materialized_metadata(result)["assembly/late_delivery_champion"]
+    assert meta["promoted"] is False
+    assert trained.registry.aliases("late_delivery")["champion"] == champion
+    history = trained.registry.history("late_delivery")
+    assert [h["alias"] for h in history].count("champion") == 1
