@@ -55,6 +55,30 @@ def run_supply_chain(first_day: date, last_day: date):
     return job.execute_in_process(instance=instance, tags=tags, run_config=quiet, raise_on_error=False)
 
 
+def run_training():
+    """Train every use case and run its promotion gate (the assembly_training job), in this process."""
+    import dagster as dg
+
+    from factory_assets.definitions import defs
+
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    return defs.resolve_job_def("assembly_training").execute_in_process(
+        instance=dg.DagsterInstance.get(), run_config=quiet, raise_on_error=False)
+
+
+def model_summary(result) -> list[str]:
+    lines = []
+    for event in result.get_asset_materialization_events():
+        key = event.asset_key.path[-1]
+        meta = event.materialization.metadata
+        if key.endswith("_model"):
+            metrics = {k.split("/", 1)[1]: v.value for k, v in meta.items() if k.startswith("metric/")}
+            baseline = {k.split("/", 1)[1]: v.value for k, v in meta.items() if k.startswith("baseline/")}
+            shown = ", ".join(f"{m} {metrics[m]:.3f} (baseline {baseline[m]:.3f})" for m in metrics)
+            lines.append(f"  {key.removesuffix('_model'):<24} {meta['engine'].value}: {shown}")
+    return lines
+
+
 def summarise(result) -> tuple[list[tuple[str, int]], int, int]:
     import duckdb
 
@@ -82,19 +106,26 @@ def cmd_demo(args) -> int:
     print(f"Running supply_chain_nightly for {config.start_date} .. {last_day} (one run) ...", flush=True)
     result = run_supply_chain(config.start_date, last_day)
     rows, passed, total = summarise(result)
+    training = None
+    if result.success and not args.no_train:
+        print("Training the use cases and running the promotion gates ...", flush=True)
+        training = run_training()
     print()
     print(f"Run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} in {time.perf_counter() - started:.0f} s")
     print(f"Asset checks passed: {passed}/{total}")
     print("Data products (rows):")
     for name, count in rows:
         print(f"  {name:<24} {count if count >= 0 else 'not built':>10}")
+    if training is not None:
+        print(f"Models (run {training.run_id}: {'SUCCESS' if training.success else 'FAILED'}; test-window metrics):")
+        print("\n".join(model_summary(training)))
     quarantined = sorted(p.name for p in paths.quarantine.rglob("*") if p.is_file() and not p.name.endswith(".reason.json"))
     if quarantined:
         print(f"Quarantined files ({len(quarantined)}), see {paths.quarantine}: {', '.join(quarantined[:5])}")
     print()
     print(f"State lives in {paths.home} (warehouse: {paths.warehouse}).")
     print("Open the UI:  python3 tasks.py ui   (then http://127.0.0.1:3000)")
-    return 0 if result.success else 1
+    return 0 if result.success and (training is None or training.success) else 1
 
 
 def cmd_ui(args) -> int:
@@ -116,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--end", help="last simulated day, YYYY-MM-DD (default: yesterday)")
         p.add_argument("--drift-from", help="turn on the drift scenario from this day, YYYY-MM-DD")
         p.set_defaults(func=func)
+        if name == "demo":
+            p.add_argument("--no-train", action="store_true", help="stop after the data products")
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the embedded instance")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)
