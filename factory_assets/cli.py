@@ -141,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_ in (("demo", cmd_demo, "generate demo data and run the chain on it"),
                               ("generate", cmd_generate, "write simulated landing files only")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--days", type=int, default=60, help="days of history to simulate (default 60)")
-        p.add_argument("--lines-per-day", type=int, default=2000, help="mean order lines per day (default 2000)")
+        p.add_argument("--days", type=int, default=90, help="days of history to simulate (default 90; purchase propensity needs 28 days of history plus 30-day labels)")
+        p.add_argument("--lines-per-day", type=int, default=1500, help="mean order lines per day (default 1500)")
         p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
         p.add_argument("--end", help="last simulated day, YYYY-MM-DD (default: yesterday)")
         p.add_argument("--drift-from", help="turn on the drift scenario from this day, YYYY-MM-DD")
