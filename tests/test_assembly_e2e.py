@@ -78,6 +78,10 @@ def test_training_run_succeeds_and_every_model_beats_its_baseline(trained):
     assert sorted(c.asset_key.to_user_string() for c in checks if c.check_name == "beats_baseline" and c.passed) == [
         "assembly/demand_forecast_model", "assembly/late_delivery_model", "assembly/order_value_model",
         "assembly/purchase_propensity_model"]
+    feature_contracts = sorted(c.asset_key.to_user_string() for c in checks if c.check_name == "contract" and c.passed)
+    assert feature_contracts == ["assembly/customer_activity", "assembly/demand_history", "assembly/regional_conditions",
+                                 "assembly/supplier_performance", "assembly/warehouse_load"]
+    assert all(c.passed for c in checks)
 
 
 def test_hidden_signal_is_recovered(trained):

@@ -258,3 +258,16 @@ def test_small_feature_sets_on_a_spine(conn):
         f"select distinct warehouse_id, DATE '{day}' as feature_date from marts.fct_order_lines").pl())
     lines = conn.execute(f"select count(*) from marts.fct_order_lines where order_date = DATE '{day}'").fetchone()[0]
     assert wl["warehouse_lines"].sum() == lines
+
+
+def test_feature_set_contracts_match_the_feature_set_definitions():
+    from factory_assets.assembly.features import FEATURE_SETS
+    from factory_assets.lib.contracts import feature_contract
+
+    for name, feature_set in FEATURE_SETS.items():
+        contract = feature_contract(name)
+        assert contract.version == feature_set.version, name
+        expected = [*feature_set.entity, feature_set.timestamp_column, *feature_set.columns]
+        assert sorted(contract.column_names) == sorted(expected), name
+        assert contract.unique_together == ((*feature_set.entity, feature_set.timestamp_column),)
+        assert not contract.pii_columns

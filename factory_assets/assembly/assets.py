@@ -16,6 +16,8 @@ import polars as pl
 
 from factory_assets.assembly import features as fs
 from factory_assets.assembly.specs import UseCaseSpec, load_use_cases
+from factory_assets.lib.contract_checks import evaluate_contract
+from factory_assets.lib.contracts import feature_contract
 from factory_assets.resources import FactoryStore
 from factory_assets.settings import PROJECT_ROOT
 
@@ -83,9 +85,14 @@ def feature_set_asset(name: str) -> dg.AssetsDefinition:
     feature_set = fs.FEATURE_SETS[name]
     deps = [dg.AssetKey(key) for rel, key in _RELATION_ASSETS.items() if rel in feature_set.sql]
 
+    contract = feature_contract(name)
+    key = dg.AssetKey(["assembly", name])
+
     @dg.asset(
-        key=["assembly", name],
+        key=key,
         group_name="assembly",
+        check_specs=[dg.AssetCheckSpec("contract", asset=key, blocking=True,
+                                       description=f"Blocking: the snapshot satisfies {contract.path.name}.")],
         deps=deps,
         description=f"Feature set v{feature_set.version} (entity {', '.join(feature_set.entity)}; time "
         f"{feature_set.timestamp_column}): {feature_set.description} Materialised as the latest snapshot "
@@ -102,10 +109,25 @@ def feature_set_asset(name: str) -> dg.AssetsDefinition:
             spine = f"(select *, DATE '{as_of.isoformat()}' as feature_date from ({_ENTITY_SPINES[feature_set.entity]}))"
             conn.execute("create schema if not exists features")
             conn.execute(f"create or replace table features.{name} as {feature_set.render(spine)}")
-            rows = conn.execute(f"select count(*) from features.{name}").fetchone()[0]
-        return dg.MaterializeResult(metadata={"dagster/row_count": dg.MetadataValue.int(rows), "as_of": str(as_of)})
+            report = evaluate_contract(conn, contract, f"features.{name}")
+        check = dg.AssetCheckResult(
+            check_name="contract", passed=report.passed, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"summary": report.summary(), "contract_version": contract.version,
+                      "failed_rules": ", ".join(r.rule for r in report.failed_rules) or "none"},
+        )
+        return dg.MaterializeResult(
+            metadata={"dagster/row_count": dg.MetadataValue.int(report.row_count), "as_of": str(as_of),
+                      "contract": contract.path.name, "contract_version": contract.version},
+            check_results=[check],
+        )
 
     return _feature_set
+
+
+class TrainingConfig(dg.Config):
+    """Run config of a model asset: ``device`` forces the engine's device (auto, cpu or gpu)."""
+
+    device: str = "auto"
 
 
 def _frame_version(frame: pl.DataFrame) -> str:
@@ -155,7 +177,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         check_specs=[dg.AssetCheckSpec("beats_baseline", asset=model_key, blocking=True,
                                        description=f"Blocking: the model beats the naive baseline on {spec.metric}.")],
     )
-    def _model(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
+    def _model(context: dg.AssetExecutionContext, config: TrainingConfig, store: FactoryStore) -> dg.MaterializeResult:
         from factory_assets.assembly.registry import ModelRegistry
         from factory_assets.assembly.templates import fit_template
         from factory_assets.assembly.training import improvement
@@ -165,7 +187,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         results = {}
         for engine in spec.engines:
             results[engine] = fit_template(spec.template, frame, target=spec.target, feature_columns=features,
-                                           time_column="split_time", engine=engine, device="auto",
+                                           time_column="split_time", engine=engine, device=config.device,
                                            metric=spec.metric)
             device = results[engine].model.device
             context.log.info(f"{engine} trained on {device.device if device else 'cpu'}: {device.reason if device else ''}")

@@ -237,3 +237,9 @@ def product_contract(name: str) -> DataContract:
 
 def product_contract_names() -> list[str]:
     return sorted(p.name.removesuffix(".odcs.yaml") for p in (CONTRACTS_DIR / "products").glob("*.odcs.yaml"))
+
+
+@cache
+def feature_contract(name: str) -> DataContract:
+    """The contract of a feature set, e.g. ``feature_contract("customer_activity")``."""
+    return load_contract(CONTRACTS_DIR / "features" / f"{name}.odcs.yaml")
