@@ -56,7 +56,7 @@ def main() -> None:
         engine, rows, rounds = args.child
         child(engine, int(rows), int(rounds))
         return
-    print(f"| rows | engine | train time | peak memory | memory / data-only baseline |")
+    print("| rows | engine | train time | peak memory | memory / data-only baseline |")
     print("|---|---|---|---|---|")
     for rows in args.rows:
         results = {}

@@ -489,7 +489,7 @@ def _demand_sql(origins_where: str, as_of: dt.date, horizon: int, training: bool
         for k in DEMAND_LAGS
     )
     target = (
-        f"t.units, cast(o.target_date + 1 as date) as split_time" if training else "cast(null as integer) as units"
+        "t.units, cast(o.target_date + 1 as date) as split_time" if training else "cast(null as integer) as units"
     )
     target_join = (
         f"join {DAILY_DEMAND} t on t.product_id = o.product_id and t.warehouse_id = o.warehouse_id "

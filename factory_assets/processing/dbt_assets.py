@@ -6,10 +6,8 @@ assets, so lineage runs unbroken from landing file to data product.
 """
 
 
-import json
 import os
 from collections.abc import Mapping
-from functools import cache
 from typing import Any
 
 import dagster as dg
