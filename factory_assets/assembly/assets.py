@@ -158,15 +158,16 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path)
         positive = float(frame[spec.target].cast(pl.Float64).mean()) if frame.height else float("nan")
+        data_version = _frame_version(frame)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(frame.height),
                 "path": str(path),
-                "data_version": _frame_version(frame),
+                "data_version": data_version,
                 "target_mean": dg.MetadataValue.float(positive),
                 "feature_set_versions": json.dumps(fs.feature_set_versions(spec.feature_sets)),
             },
-            data_version=dg.DataVersion(_frame_version(frame)),
+            data_version=dg.DataVersion(data_version),
         )
 
     @dg.asset(
@@ -194,10 +195,11 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         best_engine = max(results, key=lambda e: improvement(spec.metric, results[e].metrics[spec.metric], results[e].baseline_metrics[spec.metric]))
         best = results[best_engine]
         registry = ModelRegistry(store.paths.artifacts / "models")
+        code = code_version()
         version = registry.register(
             spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
             feature_contracts=fs.feature_set_versions(spec.feature_sets),
-            data_versions={"training_set": _frame_version(frame)}, code_version=code_version(),
+            data_versions={"training_set": _frame_version(frame)}, code_version=code,
             extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
                    "rows": best.rows, "baseline": best.baseline_name},
         )
@@ -208,7 +210,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
             "device": best.model.device.device if best.model.device else "cpu",
             "training_seconds": dg.MetadataValue.float(best.model.training_seconds),
             "best_iteration": dg.MetadataValue.int(best.model.best_iteration),
-            "test_window": " .. ".join(best.test_window), "code_version": code_version(),
+            "test_window": " .. ".join(best.test_window), "code_version": code,
             "params": dg.MetadataValue.json(best.model.params),
         }
         for engine, result in results.items():
