@@ -87,7 +87,10 @@ Christmas Day, Boxing Day in all regions, plus 3 regional holidays per region an
 per seed and year).
 
 Drift (``config.drift``, from ``drift.start_date``): the degraded supplier's reliability becomes
-``degraded_reliability``; ``new_channel`` takes ~15% of orders; list prices x ``price_shift``.
+``degraded_reliability``; ``new_channel`` takes ~15% of orders and ships through a third-party
+carrier (``new_channel_late_shift`` added to the late score of its lines: a concept drift that a
+model trained before the drift cannot see, since the channel did not exist); list prices x
+``price_shift``.
 
 ``SimulatedData`` truth: ``line_truth`` (row-aligned with ``transactions``: late_probability,
 late_score, is_late, features, delivered/report dates), ``customer_truth``, ``supplier_truth``,
@@ -295,6 +298,7 @@ class DriftScenario:
     degraded_supplier_id: str = "S003"  # reliability drops sharply from start_date
     degraded_reliability: float = 0.35
     new_channel: str = "marketplace"  # appears from start_date with ~15% share
+    new_channel_late_shift: float = 2.5  # its third-party carrier: + this to the late score of its lines
     price_shift: float = 1.15  # unit prices multiplied from start_date
 
 
@@ -676,6 +680,8 @@ def simulate(config: SimulationConfig) -> SimulatedData:
             + _LATE["holiday_in_window"] * hol_l
             + _LATE["delay_events"] * np.minimum(delay_l, _LATE["delay_cap"])
         )
+        if drift_t is not None and t >= drift_t:
+            score = score + drift.new_channel_late_shift * (chan[o_idx] == len(CHANNELS))
         p_late = 1.0 / (1.0 + np.exp(-score))
         late = orr.random(n_l) < p_late
         days_late = np.minimum(orr.geometric(0.45, n_l), 6)
@@ -1059,6 +1065,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
             "degraded_reliability": drift.degraded_reliability,
             "new_channel": drift.new_channel,
             "new_channel_share": _NEW_CHANNEL_SHARE,
+            "new_channel_late_shift": drift.new_channel_late_shift,
             "price_shift": drift.price_shift,
         },
     }
