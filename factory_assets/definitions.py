@@ -5,9 +5,11 @@ from pathlib import Path
 import dagster as dg
 
 from factory_assets.assembly import defs as assembly
+from factory_assets.distribution import defs as distribution
+from factory_assets.feedback import defs as feedback
 from factory_assets.processing import defs as processing
 from factory_assets.raw_material import defs as raw_material
-from factory_assets.jobs import nightly_schedule, supply_chain_job, training_job
+from factory_assets.jobs import nightly_schedule, supply_chain_job, training_job, weekly_training_schedule
 from factory_assets.resources import FactoryStore, dbt_resource, default_store
 
 
@@ -18,9 +20,11 @@ def build_definitions(store: FactoryStore | None = None, use_cases_folder: Path 
         raw_material.defs,
         processing.defs,
         assembly.defs if use_cases_folder is None else assembly.build_assembly_defs(use_cases_folder),
+        distribution.defs if use_cases_folder is None else distribution.build_distribution_defs(use_cases_folder),
+        feedback.defs if use_cases_folder is None else feedback.build_feedback_defs(use_cases_folder),
         dg.Definitions(
             jobs=[supply_chain_job, training_job],
-            schedules=[nightly_schedule],
+            schedules=[nightly_schedule, weekly_training_schedule],
             resources={"store": store or default_store(), "dbt": dbt_resource()},
             # One process: steps share imports (dbt, polars) and DuckDB has a single writer.
             executor=dg.in_process_executor,

@@ -27,6 +27,7 @@ RAW_SOURCES: dict[str, str] = {
     "tickets": "documents",
     "holidays": "external",
     "weather": "external",
+    "overrides": "feedback",
 }
 
 #: Tag put on every run that writes to the DuckDB warehouse; dagster.yaml limits it to one run at

@@ -134,7 +134,7 @@ def test_a_product_contract_with_a_pii_column_is_rejected(tmp_path):
 # dbt build on a hand-written warehouse
 # --------------------------------------------------------------------------------------------------
 
-RAW_TABLES = ["transactions", "deliveries", "telemetry", "tickets", "holidays", "weather"]
+RAW_TABLES = ["transactions", "deliveries", "telemetry", "tickets", "holidays", "weather", "overrides"]
 PROVENANCE = "_source_file VARCHAR, _checksum VARCHAR, _row_number INTEGER, _partition_date DATE, _ingested_at TIMESTAMP"
 
 D = dt.date
@@ -195,6 +195,10 @@ BATCH_1_ROWS: dict[str, list[tuple]] = {
         (D(2024, 3, 4), "north", 2.0, 42.5, True),  # storm day
         *[(D(2024, 3, d), "south", 12.0 + d, 0.0, False) for d in (1, 2, 3, 4, 5)],
     ],
+    "overrides": [
+        ("OV1", dt.datetime(2024, 3, 2, 9), "late_delivery", "O1-2", "OP03", True, "carrier_reported_delay"),
+        ("OV2", dt.datetime(2024, 3, 3, 14), "late_delivery", "O2-1", "OP07", False, "route_clear"),
+    ],
 }
 
 BATCH_2_ROWS: dict[str, list[tuple]] = {
@@ -206,6 +210,7 @@ BATCH_2_ROWS: dict[str, list[tuple]] = {
     "tickets": [],
     "holidays": [],
     "weather": [],
+    "overrides": [("OV3", dt.datetime(2024, 3, 5, 8), "late_delivery", "O3-1", "OP03", True, "warehouse_backlog")],
 }
 
 
@@ -467,6 +472,20 @@ def test_calendar_holidays_weather_and_storm(warehouse):
     sat = rows[(D(2024, 3, 2), "north")]
     assert (sat["day_of_week"], sat["is_weekend"]) == (6, True)
     assert (rows[(D(2024, 3, 4), "north")]["day_of_week"], rows[(D(2024, 3, 4), "north")]["is_weekend"]) == (1, False)
+
+
+def test_overrides_are_staged_with_entity_ids_that_are_order_line_ids(warehouse):
+    rows = warehouse.query(
+        "select override_id, created_date, entity_id, override_label, reason, ingested_at "
+        "from staging.stg_ops__overrides order by override_id")  # fmt: skip
+    assert rows == [
+        ("OV1", D(2024, 3, 2), "O1-2", True, "carrier_reported_delay", BATCH_1),
+        ("OV2", D(2024, 3, 3), "O2-1", False, "route_clear", BATCH_1),
+        ("OV3", D(2024, 3, 5), "O3-1", True, "warehouse_backlog", BATCH_2),
+    ]
+    joined = warehouse.query(
+        "select count(*) from staging.stg_ops__overrides o join marts.fct_order_lines f on f.order_line_id = o.entity_id")
+    assert joined == [(3,)]
 
 
 def test_no_personal_data_in_any_mart(warehouse):

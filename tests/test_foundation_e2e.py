@@ -157,6 +157,8 @@ def test_lineage_runs_from_raw_ingestion_to_every_product(factory):
         assert graph.get(dg.AssetKey(["processing", product])).group_name == "processing"
     for source in RAW_SOURCES:
         assert graph.get(dg.AssetKey(["raw_material", source])).group_name == "raw_material"
+    # overrides feed no product yet; their staging model is already wired to the raw asset
+    assert "raw_material/overrides" in ancestors(dg.AssetKey(["processing", "stg_ops__overrides"]))
 
 
 def test_no_pii_value_reaches_a_data_product(factory):
@@ -183,7 +185,7 @@ def _land(factory, source: str, day: date) -> Path:
 def test_bad_files_are_quarantined_while_the_chain_goes_on(factory):
     paths, day = factory.paths, BAD_DAY
     before = {s: query(paths, f"SELECT count(*) FROM raw.{s}")[0][0] for s in RAW_SOURCES}
-    for source in ("deliveries", "telemetry", "holidays", "weather"):
+    for source in ("deliveries", "telemetry", "holidays", "weather", "overrides"):
         _land(factory, source, day)
     good_tx = _land(factory, "transactions", day)
     good_bytes = good_tx.read_bytes()
@@ -201,8 +203,9 @@ def test_bad_files_are_quarantined_while_the_chain_goes_on(factory):
     assert reasons == {"transactions": "truncated", "tickets": "duplicate"}
     after = {s: query(paths, f"SELECT count(*) FROM raw.{s}")[0][0] for s in RAW_SOURCES}
     assert after["transactions"] == before["transactions"] and after["tickets"] == before["tickets"]
-    held_weather = read_landing(next((factory.held / "weather").glob(f"*{day}*")))
-    assert after["weather"] == before["weather"] + held_weather.height
+    for source in ("weather", "overrides"):
+        held = read_landing(next((factory.held / source).glob(f"*{day}*")))
+        assert after[source] == before[source] + held.height, source
     # products still build from the good data, and still satisfy their contracts
     assert all(checks[(f"processing/{n}", "contract")].passed for n in product_contract_names())
 
@@ -218,7 +221,7 @@ def test_bad_files_are_quarantined_while_the_chain_goes_on(factory):
 
 def test_a_product_contract_violation_blocks_downstream(factory):
     paths, day = factory.paths, VIOLATION_DAY
-    for source in ("deliveries", "telemetry", "tickets", "holidays", "weather"):
+    for source in ("deliveries", "telemetry", "tickets", "holidays", "weather", "overrides"):
         _land(factory, source, day)
     tx = _land(factory, "transactions", day)
     frame = pl.read_csv(tx, infer_schema=False)

@@ -21,12 +21,16 @@ def order_line(i: int, quantity="3", price="9.50", channel="web") -> str:
             f"P0001,W01,S001,{quantity},{price},0.0,2025-03-04,{channel}")
 
 
-def write_transactions(paths, name: str, rows: list[str], header: str = HEADER, newline: bool = True):
-    folder = paths.landing / "transactions"
+def write_landing(paths, source: str, name: str, header: str, rows: list[str], newline: bool = True):
+    folder = paths.landing / source
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     path.write_text("\n".join([header, *rows]) + ("\n" if newline else ""))
     return path
+
+
+def write_transactions(paths, name: str, rows: list[str], header: str = HEADER, newline: bool = True):
+    return write_landing(paths, "transactions", name, header, rows, newline)
 
 
 def raw_rows(conn, source="transactions") -> int:
@@ -95,6 +99,26 @@ def test_bad_files_are_quarantined_with_a_reason_and_nothing_ingested(paths, war
     assert raw_rows(warehouse) == 1  # the earlier file is intact, nothing of the bad one landed
     logged = warehouse.execute("SELECT file_name, reason FROM raw.quarantine_log").fetchall()
     assert logged == [(name, reason)]
+
+
+def test_override_with_an_unknown_reason_or_use_case_is_quarantined(paths, warehouse):
+    header = "override_id,created_at,use_case,entity_id,operator_id,override_label,reason"
+    good = "OV00000001,2025-03-02T09:15:00,late_delivery,O00001000-1,OP07,true,carrier_reported_delay"
+    write_landing(paths, "overrides", "overrides_2025-03-01.csv", header, [good])
+    name = "overrides_2025-03-02.csv"
+    write_landing(paths, "overrides", name, header, [
+        good.replace("OV00000001", "OV00000002"),
+        "OV00000003,2025-03-02T10:00:00,late_delivery,O00001001-2,OP03,false,gut_feeling",
+        "OV00000004,2025-03-02T11:00:00,churn,C00001,OP03,false,route_clear",
+    ])
+    ok, bad = ingest_partitions(warehouse, paths, "overrides", None)
+    assert (ok.status, ok.rows) == ("ingested", 1)
+    assert warehouse.execute("SELECT override_label, typeof(override_label) FROM raw.overrides").fetchall() == [(True, "BOOLEAN")]
+    assert bad.status == "quarantined" and bad.reason == "contract"
+    for word in (name, "row 2, column 'reason'", "gut_feeling", "row 3, column 'use_case'", "churn"):
+        assert word in bad.detail, bad.detail
+    assert (paths.quarantine / "overrides" / name).exists()
+    assert raw_rows(warehouse, "overrides") == 1
 
 
 def test_duplicate_content_under_another_name_is_quarantined(paths, warehouse):

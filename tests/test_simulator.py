@@ -36,8 +36,12 @@ EXPECTED_COLUMNS = {
     ],
     "holidays": ["published_date", "holiday_date", "region", "holiday_name"],
     "weather": ["weather_date", "region", "temperature_c", "precipitation_mm", "storm"],
+    "overrides": ["override_id", "created_at", "use_case", "entity_id", "operator_id", "override_label", "reason"],
 }
-EXT = {"transactions": "csv", "deliveries": "csv", "telemetry": "jsonl", "tickets": "jsonl", "holidays": "csv", "weather": "csv"}
+EXT = {"transactions": "csv", "deliveries": "csv", "telemetry": "jsonl", "tickets": "jsonl", "holidays": "csv", "weather": "csv",
+       "overrides": "csv"}
+LATE_REASONS = {"carrier_reported_delay", "customer_called", "warehouse_backlog"}
+ON_TIME_REASONS = {"stock_confirmed", "route_clear"}
 REGIONS = {"north", "south", "east", "west", "central"}
 TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}$")
 DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -220,10 +224,10 @@ def test_value_formats_in_files(landing):
     assert set(w["storm"].unique()) <= {"true", "false"}
     tel = _read_source(written["telemetry"], "telemetry")
     for source, col in (("telemetry", "recorded_at"), ("tickets", "created_at"), ("weather", "weather_date"),
-                        ("holidays", "published_date")):
+                        ("holidays", "published_date"), ("overrides", "created_at")):
         for p in written[source]:  # every row sits in the file of its own day
             f = _read_source([p], source)
-            assert f.height > 0 or source == "holidays"
+            assert f.height > 0 or source in ("holidays", "overrides")
             assert (f[col].str.slice(0, 10) == p.stem.split("_")[1]).all(), p
     assert tel["recorded_at"].str.contains(TS.pattern).all()
     assert tel["event_id"].is_unique().all()
@@ -239,9 +243,9 @@ def test_no_hidden_truth_in_landing_files(landing):
     landing_cols = {c for cols in EXPECTED_COLUMNS.values() for c in cols}
     hidden = set()
     for frame in (data.line_truth, data.customer_truth, data.supplier_truth, data.product_truth,
-                  data.warehouse_truth, data.promotions, data.ticket_truth):
+                  data.warehouse_truth, data.promotions, data.ticket_truth, data.override_truth):
         hidden |= set(frame.columns) - landing_cols
-    assert {"late_probability", "is_late", "sentiment", "base_reliability", "churn_multiplier"} <= hidden
+    assert {"late_probability", "is_late", "sentiment", "base_reliability", "churn_multiplier", "label_correct"} <= hidden
     for source, paths in written.items():
         for p in paths:
             if p.suffix == ".csv":
@@ -438,6 +442,33 @@ def test_lateness_is_learnable_from_observable_features(signal_data):
     # and the hidden truth is sharper still
     lt = data.line_truth
     assert _auc(lt["late_probability"].to_numpy(), lt["is_late"].to_numpy()) > 0.82
+
+
+def test_operators_override_3pct_of_dispatched_lines_mostly_right(signal_data):
+    data = signal_data
+    ov = data.overrides
+    assert ov["override_id"].str.contains(r"^OV\d{8}$").all() and ov["override_id"].is_unique().all()
+    assert ov["operator_id"].str.contains(r"^OP\d{2}$").all()
+    assert set(ov["use_case"]) == {"late_delivery"}
+    lines = data.transactions.with_columns(
+        entity_id=pl.col("order_id") + "-" + pl.col("line_number").cast(pl.String),
+        is_late=data.line_truth["is_late"],
+    )
+    j = ov.join(lines, on="entity_id", how="inner", maintain_order="left")
+    assert j.height == ov.height and ov["entity_id"].is_unique().all()  # every override names a real line, once
+    # dated on the dispatch day (order day + 1), inside the window
+    assert ((j["created_at"].dt.date() - j["ordered_at"].dt.date()).dt.total_days() == 1).all()
+    dispatched = lines.filter(pl.col("ordered_at").dt.date() < data.config.end_date).height
+    assert 0.025 < ov.height / dispatched < 0.035
+    # the operator's label is right ~85% of the time, and the reason goes with the label
+    agree = (j["override_label"] == j["is_late"]).mean()
+    assert 0.82 < agree < 0.88, agree
+    assert (data.override_truth["label_correct"] == (j["override_label"] == j["is_late"])).all()
+    assert set(ov.filter(pl.col("override_label"))["reason"]) == LATE_REASONS
+    assert set(ov.filter(~pl.col("override_label"))["reason"]) == ON_TIME_REASONS
+    # so an override is strong evidence: late lines are far more common where the operator says so
+    rate = dict(j.group_by("override_label").agg(pl.col("is_late").mean()).iter_rows())
+    assert rate[True] > 3 * rate[False]
 
 
 def test_weekly_seasonality(signal_data):

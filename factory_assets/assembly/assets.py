@@ -46,13 +46,21 @@ _ENTITY_SPINES = {
 #: The point-in-time builder behind each ``training_set`` a spec may name, and the label columns
 #: it carries (never features: they are only known after the prediction time).
 TRAINING_SETS = {
-    "order_lines": (lambda conn, spec: fs.late_delivery_training_set(conn), {"is_late"}),
-    "product_warehouse_days": (lambda conn, spec: fs.demand_training_set(conn, horizon=spec.horizon_days), {"units"}),
+    "order_lines": (lambda conn, spec, as_of: fs.late_delivery_training_set(conn, as_of), {"is_late"}),
+    "product_warehouse_days": (
+        lambda conn, spec, as_of: fs.demand_training_set(conn, as_of, horizon=spec.horizon_days), {"units"}),
     "customer_cutoffs": (
-        lambda conn, spec: fs.propensity_training_set(conn, fs.weekly_cutoffs(*_data_window(conn))),
+        lambda conn, spec, as_of: fs.propensity_training_set(
+            conn, fs.weekly_cutoffs(*_data_window(conn, as_of)), data_end=as_of - timedelta(days=1)),
         {"purchased_next_30d"},
     ),
 }
+
+#: Days (back from the training as-of date) whose scoring sets form a model's drift reference:
+#: what the model would have been asked to score in its last two weeks, in the same shape as the
+#: nightly scoring sets it is later compared with.
+REFERENCE_DAYS = tuple(range(0, 14, 2))
+REFERENCE_MAX_ROWS = 5_000
 
 #: Identifiers that must not become features (one value per row: memorisation, not signal).
 IDENTIFIERS = {"order_line_id", "customer_key", "order_id"}
@@ -68,8 +76,9 @@ def feature_columns(frame: pl.DataFrame, spec: UseCaseSpec) -> list[str]:
     ]
 
 
-def _data_window(conn) -> tuple[date, date]:
-    first, last = conn.execute(f"select min(order_date), max(order_date) from {fs.ORDER_LINES}").fetchone()
+def _data_window(conn, as_of: date) -> tuple[date, date]:
+    first, last = conn.execute(f"select min(order_date), max(order_date) from {fs.ORDER_LINES} "
+                               f"where order_date < DATE '{as_of.isoformat()}'").fetchone()
     return first + timedelta(days=28), last
 
 
@@ -130,6 +139,37 @@ class TrainingConfig(dg.Config):
     device: str = "auto"
 
 
+class TrainingSetConfig(dg.Config):
+    """Run config of a training set: ``as_of`` (YYYY-MM-DD) trains on what was known at the start
+    of that day (default: everything landed so far), e.g. to reproduce a past model."""
+
+    as_of: str | None = None
+
+
+def _training_set_paths(store: FactoryStore, name: str):
+    folder = store.paths.artifacts / "training_sets"
+    return folder / f"{name}.parquet", folder / f"{name}.json"
+
+
+def drift_reference(conn, spec: UseCaseSpec, model, categories: dict, as_of: date) -> pl.DataFrame:
+    """Scoring sets of the two weeks up to ``as_of`` with the model's predictions, sampled."""
+    from factory_assets.distribution.scoring import SCORING_SETS, predict, reference_sample
+
+    frames = [SCORING_SETS[spec.training_set](conn, spec, as_of - timedelta(days=k)) for k in REFERENCE_DAYS]
+    frame = pl.concat([f for f in frames if f.height], how="vertical_relaxed") if any(f.height for f in frames) else frames[0]
+    frame = frame.select(list(model.feature_names))
+    frame = frame.with_columns(prediction=pl.Series(predict(model, categories, frame), dtype=pl.Float64))
+    return reference_sample(frame, REFERENCE_MAX_ROWS)
+
+
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
 def _frame_version(frame: pl.DataFrame) -> str:
     return hashlib.sha256(frame.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()[:16]
 
@@ -148,20 +188,23 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         deps=[dg.AssetKey([*prefix, n]) for n in spec.feature_sets],
         description=f"Point-in-time training set of {spec.name}: {spec.description.strip()}",
     )
-    def _training_set(store: FactoryStore) -> dg.MaterializeResult:
+    def _training_set(config: TrainingSetConfig, store: FactoryStore) -> dg.MaterializeResult:
         with store.warehouse(read_only=True) as conn:
-            frame = TRAINING_SETS[spec.training_set][0](conn, spec)
+            as_of = date.fromisoformat(config.as_of) if config.as_of else fs.data_end_date(conn) + timedelta(days=1)
+            frame = TRAINING_SETS[spec.training_set][0](conn, spec, as_of)
         if spec.target not in frame.columns:
             raise dg.Failure(f"use case {spec.name}: target {spec.target!r} is not a column of training set "
                              f"{spec.training_set!r} (columns: {', '.join(frame.columns)})")
-        path = store.paths.artifacts / "training_sets" / f"{spec.name}.parquet"
+        path, info_path = _training_set_paths(store, spec.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path)
         positive = float(frame[spec.target].cast(pl.Float64).mean()) if frame.height else float("nan")
         data_version = _frame_version(frame)
+        info_path.write_text(json.dumps({"as_of": as_of.isoformat(), "data_version": data_version}))
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(frame.height),
+                "as_of": as_of.isoformat(),
                 "path": str(path),
                 "data_version": data_version,
                 "target_mean": dg.MetadataValue.float(positive),
@@ -183,7 +226,11 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         from factory_assets.assembly.templates import fit_template
         from factory_assets.assembly.training import improvement
 
-        frame = pl.read_parquet(store.paths.artifacts / "training_sets" / f"{spec.name}.parquet")
+        from factory_assets.distribution.feature_schema import infer_feature_schema
+
+        path, info_path = _training_set_paths(store, spec.name)
+        frame = pl.read_parquet(path)
+        as_of = date.fromisoformat(json.loads(info_path.read_text())["as_of"])
         features = feature_columns(frame, spec)
         results = {}
         for engine in spec.engines:
@@ -194,6 +241,8 @@ def use_case_assets(spec: UseCaseSpec) -> list:
             context.log.info(f"{engine} trained on {device.device if device else 'cpu'}: {device.reason if device else ''}")
         best_engine = max(results, key=lambda e: improvement(spec.metric, results[e].metrics[spec.metric], results[e].baseline_metrics[spec.metric]))
         best = results[best_engine]
+        with store.warehouse(read_only=True) as conn:
+            reference = drift_reference(conn, spec, best.model, best.categories, as_of)
         registry = ModelRegistry(store.paths.artifacts / "models")
         code = code_version()
         version = registry.register(
@@ -201,7 +250,12 @@ def use_case_assets(spec: UseCaseSpec) -> list:
             feature_contracts=fs.feature_set_versions(spec.feature_sets),
             data_versions={"training_set": _frame_version(frame)}, code_version=code,
             extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
-                   "rows": best.rows, "baseline": best.baseline_name},
+                   "rows": best.rows, "baseline": best.baseline_name, "training_as_of": as_of.isoformat(),
+                   "feature_schema": infer_feature_schema(frame, features, best.categories),
+                   "reference": {"file": "reference.parquet", "rows": reference.height,
+                                 "days": [str(as_of - timedelta(days=k)) for k in REFERENCE_DAYS],
+                                 "sampling": f"uniform without replacement, at most {REFERENCE_MAX_ROWS} rows, seed 0"}},
+            files={"reference.parquet": _parquet_bytes(reference)},
         )
         registry.set_alias(spec.name, "challenger", version.version, reason=f"trained by run {context.run_id}")
         beats = improvement(spec.metric, best.metrics[spec.metric], best.baseline_metrics[spec.metric]) > 0
@@ -238,7 +292,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
 
         registry = ModelRegistry(store.paths.artifacts / "models")
         challenger = registry.get(spec.name, "challenger")
-        frame = pl.read_parquet(store.paths.artifacts / "training_sets" / f"{spec.name}.parquet")
+        frame = pl.read_parquet(_training_set_paths(store, spec.name)[0])
         window = tuple(challenger.manifest["extra"]["test_window"])
         challenger_metrics = evaluate_on_holdout(spec, registry, "challenger", frame, window)
         champion_metrics = None

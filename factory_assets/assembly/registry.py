@@ -290,11 +290,14 @@ class ModelRegistry:
         code_version: str | None = None,
         created_by: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        files: Mapping[str, bytes] | None = None,
     ) -> ModelVersion:
         """Store ``model`` (+ metadata) and return its version; idempotent on identical content.
 
         ``feature_contracts``: feature set name -> contract version the features came from.
         ``data_versions``: input name -> data version / snapshot id used for training.
+        ``files``: further artifacts stored in the version directory (e.g. the drift reference
+        sample), written atomically with the model; read them back with ``ModelVersion.path``.
         """
         uc_dir = self._uc_dir(use_case)
         blob = model.to_bytes()
@@ -338,6 +341,10 @@ class ModelRegistry:
         tmp_dir.mkdir()
         try:
             _atomic_write(tmp_dir / model_file, blob)
+            for name, data in (files or {}).items():
+                if name in (model_file, MANIFEST):
+                    raise ValueError(f"file name {name!r} is reserved")
+                _atomic_write(tmp_dir / self._check_name("file", name), data)
             _atomic_write(tmp_dir / MANIFEST, manifest_bytes)
             try:
                 os.rename(tmp_dir, final)  # atomic; fails if another writer got there first

@@ -88,8 +88,15 @@ def fit_template(
     params: dict | None = None,
     metric: str | None = None,
     seed: int = 0,
+    refit: bool = True,
 ) -> TemplateResult:
-    """Time-split ``frame``, train ``engine`` with early stopping, evaluate model and baseline on test."""
+    """Time-split ``frame``, train ``engine`` with early stopping, evaluate model and baseline on test.
+
+    ``refit``: after early stopping has chosen the number of rounds on the validation window, train
+    again on training + validation rows with that many rounds. The model then knows the most
+    recent weeks before the test window, which is what lets a retrained challenger learn a change
+    in the world (e.g. a new sales channel) instead of only being judged on it.
+    """
     task = TEMPLATE_TASK[template]
     params = {**objective_params(engine, template, metric), **(params or {})} if metric else params
     frame = frame.sort(time_column)
@@ -101,6 +108,14 @@ def fit_template(
         task, engine, X[train_idx], y[train_idx], X[valid_idx], y[valid_idx],
         feature_names=feature_columns, params=params, device=device, seed=seed,
     )
+    if refit:
+        early = model
+        fit_idx = np.concatenate([train_idx, valid_idx])
+        model = train_model(
+            task, engine, X[fit_idx], y[fit_idx], X[valid_idx], y[valid_idx], feature_names=feature_columns,
+            params=params, device=device, seed=seed, num_boost_round=max(early.best_iteration, 1), early_stopping_rounds=0,
+        )
+        model.training_seconds += early.training_seconds
     prediction = model.predict(X[test_idx])
     y_test = y[test_idx]
     if task == "binary":

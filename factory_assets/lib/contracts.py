@@ -243,3 +243,19 @@ def product_contract_names() -> list[str]:
 def feature_contract(name: str) -> DataContract:
     """The contract of a feature set, e.g. ``feature_contract("customer_activity")``."""
     return load_contract(CONTRACTS_DIR / "features" / f"{name}.odcs.yaml")
+
+
+def prediction_contract_path(use_case: str) -> Path:
+    return CONTRACTS_DIR / "predictions" / f"{use_case}.odcs.yaml"
+
+
+@cache
+def prediction_contract(use_case: str) -> DataContract:
+    """The contract of a use case's prediction product, e.g. ``prediction_contract("late_delivery")``."""
+    path = prediction_contract_path(use_case)
+    if not path.is_file():
+        raise ContractError(
+            f"{path}: use case {use_case!r} has no prediction contract; write one (copy "
+            "data_contracts/predictions/late_delivery.odcs.yaml and adapt its key columns) before scoring"
+        )
+    return load_contract(path)

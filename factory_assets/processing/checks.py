@@ -1,4 +1,4 @@
-"""A blocking asset check per data product, built from its contract."""
+"""A blocking asset check per data product, built from its contract (prediction products reuse them)."""
 
 
 import json
@@ -6,15 +6,13 @@ import json
 import dagster as dg
 
 from factory_assets.lib.contract_checks import evaluate_contract, evaluate_freshness
-from factory_assets.lib.contracts import product_contract, product_contract_names
+from factory_assets.lib.contracts import DataContract, product_contract, product_contract_names
 from factory_assets.resources import FactoryStore
 
 
-def contract_check(name: str) -> dg.AssetChecksDefinition:
-    contract = product_contract(name)
-
+def contract_check(contract: DataContract, asset: dg.AssetKey) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=dg.AssetKey(["processing", name]),
+        asset=asset,
         name="contract",
         blocking=True,
         description=f"Blocking: the product satisfies {contract.path.name} (schema, nulls, ranges, patterns, allowed values, uniqueness).",
@@ -41,11 +39,9 @@ def contract_check(name: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-def freshness_check(name: str) -> dg.AssetChecksDefinition:
-    contract = product_contract(name)
-
+def freshness_check(contract: DataContract, asset: dg.AssetKey) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=dg.AssetKey(["processing", name]),
+        asset=asset,
         name="freshness",
         description=(
             f"Warns when {contract.freshness_column} trails the newest landed data by more than "
@@ -70,6 +66,11 @@ def freshness_check(name: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-product_contract_checks = [contract_check(name) for name in product_contract_names()] + [
-    freshness_check(name) for name in product_contract_names() if product_contract(name).freshness_column
+def _product_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["processing", name])
+
+
+product_contract_checks = [contract_check(product_contract(n), _product_key(n)) for n in product_contract_names()] + [
+    freshness_check(product_contract(n), _product_key(n))
+    for n in product_contract_names() if product_contract(n).freshness_column
 ]

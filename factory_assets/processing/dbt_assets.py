@@ -40,8 +40,15 @@ if not dbt_project.manifest_path.exists():
     )
 
 
+#: dbt folder whose models consume prediction products: they belong to the distribution layer
+#: (predictions flowing back into operations) and run after scoring, as their own Dagster step.
+OPERATIONS_FOLDER = "operations"
+OPERATIONS_OWNER = "team:customer-service"
+
+
 class FactoryDbtTranslator(DagsterDbtTranslator):
-    """Maps dbt models to ``processing/<model>`` keys, the processing group, and contract owners."""
+    """Maps dbt models to ``processing/<model>`` keys (``distribution/<model>`` for the operations
+    folder), their layer's group, and contract owners."""
 
     def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
         spec = super().get_asset_spec(manifest, unique_id, project)
@@ -59,11 +66,14 @@ class FactoryDbtTranslator(DagsterDbtTranslator):
                 "contract_version": contract.version,
                 "data_product": contract.data_product,
             }
+        group = "distribution" if layer == OPERATIONS_FOLDER else "processing"
+        if group == "distribution":
+            owners = [OPERATIONS_OWNER]
         return spec.replace_attributes(
-            key=dg.AssetKey(["processing", name]),
-            group_name="processing",
+            key=dg.AssetKey([group, name]),
+            group_name=group,
             owners=owners,
-            tags={**spec.tags, "layer": "processing", "dbt_layer": layer},
+            tags={**spec.tags, "layer": group, "dbt_layer": layer},
         ).merge_attributes(metadata=metadata)
 
 
@@ -92,13 +102,7 @@ def _model_errors(invocation) -> list[str]:
     ]
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name="processing_dbt_models",
-)
-def processing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
+def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
     # The dbt profile reads the warehouse path from the environment; the store resource owns it.
     os.environ["FACTORY_WAREHOUSE_PATH"] = str(store.paths.warehouse)
     with store.warehouse() as conn:
@@ -111,3 +115,26 @@ def processing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource
             description="dbt could not build some models; see the dbt log above.",
             metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors))},
         )
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="processing_dbt_models",
+    exclude=f"path:models/{OPERATIONS_FOLDER}",
+)
+def processing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
+    yield from _dbt_build(context, dbt, store)
+
+
+@dbt_assets(
+    manifest=dbt_project.manifest_path,
+    project=dbt_project,
+    dagster_dbt_translator=translator,
+    name="operations_dbt_models",
+    select=f"path:models/{OPERATIONS_FOLDER}",
+)
+def operations_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
+    """dbt models that read prediction products (e.g. service_priority); they run after scoring."""
+    yield from _dbt_build(context, dbt, store)

@@ -92,5 +92,6 @@ telemetry = ingestion_asset("telemetry")
 tickets = ingestion_asset("tickets")
 holidays = ingestion_asset("holidays")
 weather = ingestion_asset("weather")
+overrides = ingestion_asset("overrides")
 
-raw_assets = [transactions, deliveries, telemetry, tickets, holidays, weather]
+raw_assets = [transactions, deliveries, telemetry, tickets, holidays, weather, overrides]

@@ -20,6 +20,8 @@ telemetry      jsonl  one tracker reading per shipment (= order) dispatched on D
 tickets        jsonl  support tickets created on D
 holidays       csv    all holidays with holiday_date in [D, D+13], published on D
 weather        csv    one row per region observed on D
+overrides      csv    operators' overrides of the late-delivery prediction made on D (~3% of the
+                      order lines dispatched on D, i.e. ordered on D-1), with a reason
 =============  =====  ==========================================================================
 
 CSV files always exist (header only when empty); a JSONL file is skipped on a day without
@@ -86,6 +88,14 @@ storm days have 15+ mm precipitation. Holidays: New Year's Day, Easter Monday, L
 Christmas Day, Boxing Day in all regions, plus 3 regional holidays per region and year (stable
 per seed and year).
 
+Overrides: operators review shipments on the dispatch day (order day + 1) and override ~3% of
+the order lines (``_OVERRIDE["share"]``; only lines dispatched inside the window). Their label
+(``override_label``, true = "will be late") equals the line's true ``is_late`` with probability
+0.85 (good but imperfect information); the reason is drawn from carrier_reported_delay,
+customer_called, warehouse_backlog when the label is true, from stock_confirmed, route_clear when
+it is false. ``use_case`` is always late_delivery and ``entity_id`` the order line id
+(``order_id-line_number``). Operators ``OP01..OP12``.
+
 Drift (``config.drift``, from ``drift.start_date``): the degraded supplier's reliability becomes
 ``degraded_reliability``; ``new_channel`` takes ~15% of orders and ships through a third-party
 carrier (``new_channel_late_shift`` added to the late score of its lines: a concept drift that a
@@ -95,8 +105,8 @@ model trained before the drift cannot see, since the channel did not exist); lis
 ``SimulatedData`` truth: ``line_truth`` (row-aligned with ``transactions``: late_probability,
 late_score, is_late, features, delivered/report dates), ``customer_truth``, ``supplier_truth``,
 ``product_truth``, ``warehouse_truth``, ``promotions``, ``ticket_truth`` (sentiment, kind),
-``holiday_calendar``, ``customer_daily_rate`` (days x customers) and the ``truth`` dict of
-parameters.
+``override_truth`` (is_late, label_correct), ``holiday_calendar``, ``customer_daily_rate`` (days x
+customers) and the ``truth`` dict of parameters.
 """
 
 from __future__ import annotations
@@ -130,7 +140,7 @@ __all__ = [
 # Public constants: landing layout
 # --------------------------------------------------------------------------------------------
 
-SOURCES: tuple[str, ...] = ("transactions", "deliveries", "telemetry", "tickets", "holidays", "weather")
+SOURCES: tuple[str, ...] = ("transactions", "deliveries", "telemetry", "tickets", "holidays", "weather", "overrides")
 EXTENSIONS: dict[str, str] = {
     "transactions": "csv",
     "deliveries": "csv",
@@ -138,6 +148,7 @@ EXTENSIONS: dict[str, str] = {
     "tickets": "jsonl",
     "holidays": "csv",
     "weather": "csv",
+    "overrides": "csv",
 }
 COLUMNS: dict[str, tuple[str, ...]] = {
     "transactions": (
@@ -155,6 +166,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "holidays": ("published_date", "holiday_date", "region", "holiday_name"),
     "weather": ("weather_date", "region", "temperature_c", "precipitation_mm", "storm"),
+    "overrides": ("override_id", "created_at", "use_case", "entity_id", "operator_id", "override_label", "reason"),
 }
 
 REGIONS: tuple[str, ...] = ("north", "south", "east", "west", "central")
@@ -208,6 +220,13 @@ _TICKET = {
     "positive_p": 0.008,
     "damaged_p": 0.003,
     "question_per_customer_day": 0.001,
+}
+_OVERRIDE = {
+    "share": 0.03,  # of the order lines dispatched inside the window
+    "label_accuracy": 0.85,  # P(operator label == true is_late)
+    "operators": 12,
+    "reasons_late": ("carrier_reported_delay", "customer_called", "warehouse_backlog"),
+    "reasons_on_time": ("stock_confirmed", "route_clear"),
 }
 _MARGIN = 24  # days simulated past the window (weather, holidays, deliveries)
 
@@ -298,7 +317,7 @@ class DriftScenario:
     degraded_supplier_id: str = "S003"  # reliability drops sharply from start_date
     degraded_reliability: float = 0.35
     new_channel: str = "marketplace"  # appears from start_date with ~15% share
-    new_channel_late_shift: float = 2.5  # its third-party carrier: + this to the late score of its lines
+    new_channel_late_shift: float = 3.0  # its third-party carrier: + this to the late score of its lines
     price_shift: float = 1.15  # unit prices multiplied from start_date
 
 
@@ -331,7 +350,7 @@ class SimulationConfig:
 class SimulatedData:
     """Everything the simulator produced.
 
-    The six landing frames (``transactions`` ... ``weather``) have exactly the landing columns
+    The seven landing frames (``transactions`` ... ``overrides``) have exactly the landing columns
     (``COLUMNS``), are sorted by partition day, and ``partition_day[source]`` gives each row's
     file day as an offset from ``config.start_date``. The other frames are hidden ground truth.
     """
@@ -343,6 +362,7 @@ class SimulatedData:
     tickets: pl.DataFrame
     holidays: pl.DataFrame
     weather: pl.DataFrame
+    overrides: pl.DataFrame
     partition_day: dict[str, np.ndarray]
     #: row-aligned with ``transactions``: late_probability, is_late, delivered_date, report_date, ...
     line_truth: pl.DataFrame
@@ -354,6 +374,8 @@ class SimulatedData:
     promotions: pl.DataFrame
     #: row-aligned with ``tickets``: sentiment, kind
     ticket_truth: pl.DataFrame
+    #: row-aligned with ``overrides``: the line's true is_late and whether the operator's label matches it
+    override_truth: pl.DataFrame
     #: every holiday in the simulated range (not the published view)
     holiday_calendar: pl.DataFrame
     #: expected orders per day, shape (days, n_customers), customers in customer_truth order
@@ -465,7 +487,8 @@ def _validate(config: SimulationConfig) -> None:
 def simulate(config: SimulationConfig) -> SimulatedData:
     """Simulate the distributor for ``config.days`` days; everything stays in memory."""
     _validate(config)
-    rng = _rngs(config.seed, ("entities", "weather", "promos", "customers", "orders", "tickets", "texts"))
+    # a new stream goes at the end: SeedSequence children are numbered, so the others stay the same
+    rng = _rngs(config.seed, ("entities", "weather", "promos", "customers", "orders", "tickets", "texts", "operators"))
     T = config.days
     TX = T + _MARGIN  # extended horizon (weather, holidays, deliveries after the window)
     epoch0 = (config.start_date - date(1970, 1, 1)).days
@@ -865,6 +888,44 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         }
     )
 
+    # ---- overrides (operators review lines on the dispatch day, order day + 1) ----------------
+    opr = rng["operators"]
+    l_late = line_truth["is_late"].to_numpy()
+    l_dispatch = l_day + 1
+    v_pick = opr.random(l_order.size) < _OVERRIDE["share"]
+    v_correct = opr.random(l_order.size) < _OVERRIDE["label_accuracy"]
+    v_sec = opr.integers(7 * 3600, 20 * 3600, l_order.size)
+    v_op = opr.integers(1, _OVERRIDE["operators"] + 1, l_order.size)
+    v_reason = opr.integers(0, 1 << 30, l_order.size)
+    v_sel = np.flatnonzero(v_pick & (l_dispatch < T))
+    v_sel = v_sel[np.lexsort((v_sec[v_sel], l_dispatch[v_sel]))]
+    v_label = np.where(v_correct[v_sel], l_late[v_sel], ~l_late[v_sel])
+    n_late_r, n_ontime_r = len(_OVERRIDE["reasons_late"]), len(_OVERRIDE["reasons_on_time"])
+    v_reason_idx = np.where(v_label, v_reason[v_sel] % n_late_r, n_late_r + v_reason[v_sel] % n_ontime_r)
+    override_ids = _ids("OV", np.arange(1, v_sel.size + 1), 8)
+    overrides = pl.DataFrame(
+        {
+            "override_id": override_ids,
+            "created_at": _timestamps(epoch0, l_dispatch[v_sel], v_sec[v_sel]),
+            "use_case": _gather(("late_delivery",), np.zeros(v_sel.size)),
+            "entity_id": transactions.select(
+                pl.col("order_id") + pl.lit("-") + pl.col("line_number").cast(pl.String)
+            ).to_series().gather(v_sel),
+            "operator_id": _ids("OP", v_op[v_sel], 2),
+            "override_label": v_label,
+            "reason": _gather(_OVERRIDE["reasons_late"] + _OVERRIDE["reasons_on_time"], v_reason_idx),
+        }
+    )
+    override_truth = pl.DataFrame(
+        {
+            "override_id": override_ids,
+            "order_id": transactions["order_id"].gather(v_sel),
+            "line_number": transactions["line_number"].gather(v_sel),
+            "is_late": l_late[v_sel],
+            "label_correct": v_correct[v_sel],
+        }
+    )
+
     # ---- tickets -----------------------------------------------------------------------------
     k_cust, k_day, k_kind, k_order = cat(K, "cust"), cat(K, "day"), cat(K, "kind"), cat(K, "order")
     txr = rng["texts"]
@@ -1037,6 +1098,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         "tickets": kd.astype(np.int32),
         "holidays": h_pub.astype(np.int32),
         "weather": w_day.astype(np.int32),
+        "overrides": l_dispatch[v_sel].astype(np.int32),
     }
     truth = {
         "late_model": {**_LATE, "reliability_ref": rel_ref},
@@ -1052,6 +1114,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         "walk": {"phi": _WALK_PHI, "sd": _WALK_SD},
         "ticket_model": dict(_TICKET),
         "erp_lag_probability": _ERP_LAG_P,
+        "override_model": dict(_OVERRIDE),
         "n_customers": n_c,
         "n_orders": n_orders,
         "n_lines": int(l_order.size),
@@ -1077,6 +1140,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         tickets=tickets,
         holidays=holidays,
         weather=weather,
+        overrides=overrides,
         partition_day=partition_day,
         line_truth=line_truth,
         customer_truth=customer_truth,
@@ -1085,6 +1149,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         warehouse_truth=warehouse_truth,
         promotions=promotions,
         ticket_truth=ticket_truth,
+        override_truth=override_truth,
         holiday_calendar=holiday_calendar,
         customer_daily_rate=daily_rate,
         truth=truth,

@@ -1,0 +1,100 @@
+"""Batch scoring: point-in-time scoring sets, champion predictions and the prediction products.
+
+Pure layer (DuckDB + polars, no Dagster). A prediction product is one DuckDB table per use case,
+``predictions.<use_case>``, keyed by ``scored_date`` (the day whose data the scores used) and the
+use case's entity; every row carries the model version and the feature snapshot it was scored on.
+A partition is replaced in one transaction, so a re-run never duplicates rows and a failed run
+leaves the previous rows untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from factory_assets.assembly import features as fs
+from factory_assets.assembly.specs import UseCaseSpec
+from factory_assets.assembly.templates import encode_features
+
+#: The scoring-set builder behind each ``training_set`` a spec may name: the same features as
+#: training, for the rows still to be predicted at the start of ``as_of``.
+SCORING_SETS: dict[str, Callable[[duckdb.DuckDBPyConnection, UseCaseSpec, dt.date], pl.DataFrame]] = {
+    "order_lines": lambda conn, spec, as_of: fs.late_delivery_scoring_set(conn, as_of),
+    "product_warehouse_days": lambda conn, spec, as_of: fs.demand_scoring_set(conn, as_of, horizon=spec.horizon_days),
+    "customer_cutoffs": lambda conn, spec, as_of: fs.propensity_scoring_set(conn, as_of),
+}
+
+#: Columns that identify what a prediction is about, besides the spec's entity and time column.
+TARGET_KEYS = ("horizon", "target_date")
+
+#: The columns every prediction product ends with.
+META_COLUMNS = ("prediction", "model_version", "feature_snapshot_id", "features_as_of", "scored_at")
+
+
+def scoring_set(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, scored_date: dt.date) -> pl.DataFrame:
+    """The rows to score for the night after ``scored_date``: everything known up to its end."""
+    return SCORING_SETS[spec.training_set](conn, spec, scored_date + dt.timedelta(days=1))
+
+
+def snapshot_id(frame: pl.DataFrame) -> str:
+    """Content hash of a feature snapshot (order-sensitive; the builders sort their output)."""
+    digest = hashlib.sha256(frame.hash_rows(seed=0).to_numpy().tobytes())
+    digest.update(",".join(frame.columns).encode())
+    return digest.hexdigest()[:16]
+
+
+def predict(model, categories: dict[str, list[str]], frame: pl.DataFrame) -> np.ndarray:
+    """The model's predictions for ``frame`` with the category codes it was trained with."""
+    if frame.height == 0:
+        return np.zeros(0, dtype=np.float64)
+    X, _ = encode_features(frame, list(model.feature_names), categories)
+    return np.asarray(model.predict(X), dtype=np.float64)
+
+
+def key_columns(spec: UseCaseSpec, frame: pl.DataFrame) -> list[str]:
+    """Entity, time column and (for multi-horizon forecasts) horizon and target date."""
+    keys = [*spec.entity, spec.time_column, *(c for c in TARGET_KEYS if c in frame.columns)]
+    return list(dict.fromkeys(keys))
+
+
+def prediction_rows(spec: UseCaseSpec, frame: pl.DataFrame, predictions: np.ndarray, *, model_version: str,
+                    feature_snapshot_id: str, scored_date: dt.date, scored_at: dt.datetime) -> pl.DataFrame:
+    """The prediction product rows of one scored day."""
+    if spec.template == "forecasting":
+        predictions = np.clip(predictions, 0.0, None)  # a forecast of units is never negative
+    return frame.select(key_columns(spec, frame)).with_columns(
+        pl.Series("prediction", predictions, dtype=pl.Float64),
+        pl.lit(model_version, dtype=pl.String).alias("model_version"),
+        pl.lit(feature_snapshot_id, dtype=pl.String).alias("feature_snapshot_id"),
+        pl.lit(scored_date, dtype=pl.Date).alias("features_as_of"),
+        pl.lit(scored_at, dtype=pl.Datetime("us")).alias("scored_at"),
+    ).select(pl.lit(scored_date, dtype=pl.Date).alias("scored_date"), pl.all())
+
+
+def write_partition(conn: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame, scored_date: dt.date) -> int:
+    """Replace the ``scored_date`` partition of ``table`` with ``rows`` in one transaction."""
+    schema = table.split(".")[0]
+    conn.execute(f"create schema if not exists {schema}")
+    conn.register("_prediction_rows", rows.to_arrow())
+    try:
+        conn.execute("begin transaction")
+        conn.execute(f"create table if not exists {table} as select * from _prediction_rows limit 0")
+        conn.execute(f"delete from {table} where scored_date = ?", [scored_date])
+        conn.execute(f"insert into {table} by name select * from _prediction_rows")
+        conn.execute("commit")
+    except Exception:
+        conn.execute("rollback")
+        raise
+    finally:
+        conn.unregister("_prediction_rows")
+    return rows.height
+
+
+def reference_sample(frame: pl.DataFrame, max_rows: int, seed: int = 0) -> pl.DataFrame:
+    """Uniform sample without replacement (fixed seed) of at most ``max_rows`` rows."""
+    return frame if frame.height <= max_rows else frame.sample(n=max_rows, with_replacement=False, seed=seed)

@@ -1,0 +1,161 @@
+"""Feedback assets: per use case and day, Evidently drift and live quality of the champion's scores.
+
+``feedback/<use_case>_monitoring`` (daily-partitioned) compares partition D's feature snapshot and
+predictions with the scoring model's reference (stored with the model at training time), and the
+predictions scored ``label_delay_days`` earlier with the outcomes known by the end of D. Each
+partition records its numbers as materialization metadata (so the UI plots them) and links its
+HTML reports; the retraining sensor reads only these recorded results.
+"""
+
+import datetime as dt
+from datetime import date
+
+import dagster as dg
+import polars as pl
+
+from factory_assets.assembly.specs import UseCaseSpec, load_use_cases
+from factory_assets.assembly.training import higher_is_better
+from factory_assets.assembly.templates import TEMPLATE_TASK
+from factory_assets.distribution.assets import predictions_key, snapshot_path
+from factory_assets.feedback import monitoring as mon
+from factory_assets.feedback.outcomes import label_delay_days, labelled_predictions
+from factory_assets.raw_material.assets import daily_partitions
+from factory_assets.resources import FactoryStore
+
+#: Metadata key the retraining sensor reads: the list of thresholds a partition crossed.
+BREACHES = "breaches"
+
+
+def monitoring_key(use_case: str) -> dg.AssetKey:
+    return dg.AssetKey(["feedback", f"{use_case}_monitoring"])
+
+
+def _report_link(path) -> dg.MetadataValue:
+    return dg.MetadataValue.path(str(path)) if path else dg.MetadataValue.text("not produced")
+
+
+def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registry,
+                config: mon.MonitoringConfig) -> dict:
+    """Drift, prediction drift and quality of one scored day; returns the metadata to record."""
+    limits = config.tiers[spec.risk_tier]
+    table = f"predictions.{spec.name}"
+    reports = store.paths.artifacts / "reports" / spec.name / day.isoformat()
+    metadata: dict = {"day": day.isoformat(), "risk_tier": spec.risk_tier,
+                      "thresholds": dg.MetadataValue.json(limits.model_dump())}
+    breaches: list[str] = []
+
+    snapshot = snapshot_path(store, spec.name, day)
+    versions = conn.execute(f"select distinct model_version from {table} where scored_date = ?", [day]).fetchall()
+    if snapshot.is_file() and len(versions) == 1:
+        model_version = versions[0][0]
+        version = registry.get(spec.name, model_version)
+        reference = pl.read_parquet(version.path / version.manifest["extra"]["reference"]["file"])
+        current = pl.read_parquet(snapshot)
+        features = list(version.feature_names)
+        drift = mon.data_drift(reference, current, features, config=config, report_path=reports / "data_drift.html")
+        prediction = mon.data_drift(reference, current, ["prediction"], config=config,
+                                    report_path=reports / "prediction_drift.html")
+        prediction_score = prediction.scores.get("prediction", 0.0)
+        metadata.update({
+            "model_version": model_version,
+            "drift_share": dg.MetadataValue.float(drift.share),
+            "drifted_columns": ", ".join(drift.drifted_columns) or "none",
+            "columns_monitored": dg.MetadataValue.int(len(drift.columns)),
+            "columns_excluded": dg.MetadataValue.json(drift.excluded),
+            "prediction_drift": dg.MetadataValue.float(prediction_score),
+            "drift_method": drift.method,
+            "sampling": drift.sampling,
+            "data_drift_report": _report_link(drift.report_path),
+            "prediction_drift_report": _report_link(prediction.report_path),
+            "current_rows": dg.MetadataValue.int(current.height),
+        })
+        metadata.update({f"drift/{c}": dg.MetadataValue.float(s) for c, s in sorted(drift.scores.items())})
+        if drift.share > limits.max_drift_share:
+            breaches.append(f"drift share {drift.share:.2f} > {limits.max_drift_share}")
+        if prediction_score > limits.max_prediction_drift:
+            breaches.append(f"prediction drift {prediction_score:.3f} > {limits.max_prediction_drift}")
+    else:
+        metadata["drift_share"] = dg.MetadataValue.float(float("nan"))
+        metadata["drift_status"] = "no scores for this day" if not versions else f"{len(versions)} model versions"
+
+    scored = day - dt.timedelta(days=label_delay_days(spec))
+    labelled = labelled_predictions(conn, spec, table, scored, day)
+    metadata["labelled_rows"] = dg.MetadataValue.int(labelled.height)
+    metadata["labels_for_scored_date"] = scored.isoformat()
+    if labelled.height >= limits.min_labelled_rows:
+        quality = mon.model_quality(labelled, TEMPLATE_TASK[spec.template], report_path=reports / "quality.html")
+        live = quality.metrics.get(spec.metric)
+        labelled_versions = labelled["model_version"].unique().to_list()
+        expected = [registry.get(spec.name, v).metrics.get(spec.metric) for v in labelled_versions]
+        expected = [e for e in expected if e is not None]
+        if live is not None and expected:
+            reference_metric = sum(expected) / len(expected)
+            drop = mon.relative_drop(higher_is_better(spec.metric), reference_metric, live)
+            metadata.update({
+                f"quality/{spec.metric}": dg.MetadataValue.float(live),
+                f"quality/expected_{spec.metric}": dg.MetadataValue.float(reference_metric),
+                "quality_drop": dg.MetadataValue.float(drop),
+                "quality_report": _report_link(quality.report_path),
+            })
+            metadata.update({f"quality/{k}": dg.MetadataValue.float(v) for k, v in quality.metrics.items() if k != spec.metric})
+            if drop > limits.max_quality_drop:
+                breaches.append(f"{spec.metric} {live:.3f} is {drop:.1%} below the expected {reference_metric:.3f} "
+                                f"(limit {limits.max_quality_drop:.0%})")
+    else:
+        metadata["quality_status"] = f"{labelled.height} labelled rows (< {limits.min_labelled_rows}): quality not judged"
+
+    metadata[BREACHES] = dg.MetadataValue.json(breaches)
+    metadata["retraining_recommended"] = bool(breaches)
+    return metadata
+
+
+def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
+    key = monitoring_key(spec.name)
+
+    @dg.asset(
+        key=key,
+        group_name="feedback",
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        deps=[predictions_key(spec.name), dg.AssetKey(["processing", "fct_order_lines"]),
+              dg.AssetKey(["processing", "daily_demand"])],
+        output_required=False,
+        owners=[spec.owner],
+        kinds={"evidently", "duckdb"},
+        tags={"layer": "feedback", "use_case": spec.name, "risk_tier": spec.risk_tier,
+              "business_unit": spec.business_unit},
+        check_specs=[dg.AssetCheckSpec("within_thresholds", asset=key, description=(
+            f"Warns when a day crosses the {spec.risk_tier}-tier limits of monitoring_thresholds.yaml "
+            "(drift share, prediction drift, quality drop); the retraining sensor acts on it."))],
+        description=f"Daily Evidently data drift (features vs the model's reference), prediction drift and live "
+        f"{spec.metric} of {spec.name} once outcomes are known ({label_delay_days_text(spec)}). HTML reports "
+        "under artifacts/reports; numbers as metadata.",
+    )
+    def _monitoring(context: dg.AssetExecutionContext, store: FactoryStore):
+        from factory_assets.assembly.registry import ModelRegistry
+
+        registry = ModelRegistry(store.paths.artifacts / "models")
+        config = mon.monitoring_config()
+        breached = {}
+        with store.warehouse(read_only=True) as conn:
+            for day in sorted(date.fromisoformat(k) for k in context.partition_keys):
+                metadata = monitor_day(conn, store, spec, day, registry, config)
+                if metadata[BREACHES].value:
+                    breached[day.isoformat()] = metadata[BREACHES].value
+                    context.log.warning(f"{spec.name} {day}: {'; '.join(metadata[BREACHES].value)}")
+                yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(), metadata=metadata)
+        yield dg.AssetCheckResult(
+            check_name="within_thresholds", passed=not breached, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"breached_days": dg.MetadataValue.json(breached)},
+        )
+
+    return _monitoring
+
+
+def label_delay_days_text(spec: UseCaseSpec) -> str:
+    return f"scores of {label_delay_days(spec)} days earlier"
+
+
+def all_monitoring_assets(folder=None) -> list:
+    specs = load_use_cases(folder) if folder else load_use_cases()
+    return [monitoring_asset(s) for s in specs.values()]
