@@ -1,7 +1,10 @@
 """`factory`: the command line of the AI Factory.
 
-    factory demo      generate demo data, land and ingest it, build the data products, summarise
+    factory demo      generate demo data and run the whole loop on it: products, training, nightly
+                      scoring and monitoring of the last days, retraining where monitoring asks
     factory generate  only write simulated landing files
+    factory score     score a file against a registered model (distribution layer)
+    factory serve     serve registered models over a small local HTTP endpoint
     factory ui        open the Dagster UI on the embedded instance
 """
 
@@ -42,6 +45,9 @@ def cmd_generate(args) -> int:
     return 0
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # full logs are in the UI
+
+
 def run_supply_chain(first_day: date, last_day: date):
     """Run the nightly job in this process over a range of days, as one run, on the instance."""
     import dagster as dg
@@ -51,19 +57,38 @@ def run_supply_chain(first_day: date, last_day: date):
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("supply_chain_nightly")
     tags = {PARTITION_RANGE_START: first_day.isoformat(), PARTITION_RANGE_END: last_day.isoformat()}
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # full logs are in the UI
-    return job.execute_in_process(instance=instance, tags=tags, run_config=quiet, raise_on_error=False)
+    return job.execute_in_process(instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
 
 
-def run_training():
-    """Train every use case and run its promotion gate (the assembly_training job), in this process."""
+def run_training(as_of: date | None = None, asset_selection=None, tags=None):
+    """Train (every use case, or a selection) and run the promotion gates, in this process.
+
+    ``as_of``: train on what was known at the start of that day."""
+    import dagster as dg
+
+    from factory_assets.assembly.specs import load_use_cases
+    from factory_assets.definitions import defs
+
+    config = dict(QUIET)
+    if as_of is not None:
+        config["ops"] = {f"assembly__{name}_training_set": {"config": {"as_of": as_of.isoformat()}}
+                         for name in load_use_cases()}
+    return defs.resolve_job_def("assembly_training").execute_in_process(
+        instance=dg.DagsterInstance.get(), run_config=config, raise_on_error=False,
+        asset_selection=asset_selection, tags=tags)
+
+
+def run_requested_retraining():
+    """Evaluate the retraining sensor once and run what it requests (what the daemon would do)."""
     import dagster as dg
 
     from factory_assets.definitions import defs
 
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    return defs.resolve_job_def("assembly_training").execute_in_process(
-        instance=dg.DagsterInstance.get(), run_config=quiet, raise_on_error=False)
+    instance = dg.DagsterInstance.get()
+    sensor = defs.resolve_sensor_def("retraining_on_monitoring_breach")
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    return [(request, run_training(asset_selection=list(request.asset_selection), tags=request.tags))
+            for request in tick.run_requests]
 
 
 def model_summary(result) -> list[str]:
@@ -96,6 +121,19 @@ def summarise(result) -> tuple[list[tuple[str, int]], int, int]:
     return rows, passed, len(checks)
 
 
+def monitoring_summary(result) -> list[str]:
+    lines = []
+    for event in result.get_asset_materialization_events():
+        if event.asset_key.path[0] != "feedback":
+            continue
+        meta = event.materialization.metadata
+        breaches = meta["breaches"].value if "breaches" in meta else []
+        share = meta["drift_share"].value if "drift_share" in meta else float("nan")
+        lines.append(f"  {event.asset_key.path[-1]:<34} {event.materialization.partition}  drift share "
+                     f"{share:.2f}  {'; '.join(breaches) if breaches else 'ok'}")
+    return lines
+
+
 def cmd_demo(args) -> int:
     paths = default_paths().create()
     os.environ.setdefault("DAGSTER_HOME", str(ensure_dagster_home(paths)))
@@ -103,13 +141,22 @@ def cmd_demo(args) -> int:
     cmd_generate(args)
     config = _simulation_config(args)
     last_day = config.start_date + timedelta(days=config.days - 1)
-    print(f"Running supply_chain_nightly for {config.start_date} .. {last_day} (one run) ...", flush=True)
-    result = run_supply_chain(config.start_date, last_day)
-    rows, passed, total = summarise(result)
-    training = None
+    live_days = 0 if args.no_train else max(0, min(args.live_days, config.days - 60))
+    history_end = last_day - timedelta(days=live_days)
+    print(f"Running supply_chain_nightly for {config.start_date} .. {history_end} (one run) ...", flush=True)
+    result = run_supply_chain(config.start_date, history_end)
+    training = live = None
+    retrained = []
     if result.success and not args.no_train:
-        print("Training the use cases and running the promotion gates ...", flush=True)
-        training = run_training()
+        print(f"Training the use cases on what was known by {history_end} and running the promotion gates ...", flush=True)
+        training = run_training(as_of=history_end + timedelta(days=1))
+        if training.success and live_days:
+            first_live = history_end + timedelta(days=1)
+            print(f"Nightly chain for {first_live} .. {last_day}: landing, products, features, scoring, monitoring ...",
+                  flush=True)
+            live = run_supply_chain(first_live, last_day)
+            retrained = run_requested_retraining() if live.success else []
+    rows, passed, total = summarise(live if live is not None else result)
     print()
     print(f"Run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} in {time.perf_counter() - started:.0f} s")
     print(f"Asset checks passed: {passed}/{total}")
@@ -119,13 +166,22 @@ def cmd_demo(args) -> int:
     if training is not None:
         print(f"Models (run {training.run_id}: {'SUCCESS' if training.success else 'FAILED'}; test-window metrics):")
         print("\n".join(model_summary(training)))
+    if live is not None:
+        print(f"Monitoring (run {live.run_id}: {'SUCCESS' if live.success else 'FAILED'}):")
+        print("\n".join(monitoring_summary(live)))
+        for request, run in retrained:
+            gate = [e.materialization.metadata["reason"].value for e in run.get_asset_materialization_events()
+                    if e.asset_key.path[-1].endswith("_champion")]
+            print(f"Retraining requested for {request.tags['factory/use_case']} "
+                  f"({'SUCCESS' if run.success else 'FAILED'}): {gate[0] if gate else 'no gate decision'}")
     quarantined = sorted(p.name for p in paths.quarantine.rglob("*") if p.is_file() and not p.name.endswith(".reason.json"))
     if quarantined:
         print(f"Quarantined files ({len(quarantined)}), see {paths.quarantine}: {', '.join(quarantined[:5])}")
     print()
     print(f"State lives in {paths.home} (warehouse: {paths.warehouse}).")
     print("Open the UI:  python3 tasks.py ui   (then http://127.0.0.1:3000)")
-    return 0 if result.success and (training is None or training.success) else 1
+    runs = [result, training, live, *(run for _, run in retrained)]
+    return 0 if all(r.success for r in runs if r is not None) else 1
 
 
 def cmd_ui(args) -> int:
@@ -149,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if name == "demo":
             p.add_argument("--no-train", action="store_true", help="stop after the data products")
+            p.add_argument("--live-days", type=int, default=7,
+                           help="last days run night by night after training: scored, monitored, and retrained "
+                           "where monitoring asks (default 7)")
+    from factory_assets.distribution.service_cli import register_commands
+
+    register_commands(sub)
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the embedded instance")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

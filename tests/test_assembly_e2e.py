@@ -150,3 +150,73 @@ def test_gate_refuses_a_worse_challenger(trained):
     assert trained.registry.aliases("late_delivery")["champion"] == champion
     history = trained.registry.history("late_delivery")
     assert [h["alias"] for h in history].count("champion") == 1
+
+
+BUILT_IN = ("late_delivery", "demand_forecast", "purchase_propensity")
+LAST_DAY = START + timedelta(days=DAYS - 1)
+
+
+def run_nightly(trained, selection, day=LAST_DAY):
+    tags = {"dagster/asset_partition_range_start": day.isoformat(), "dagster/asset_partition_range_end": day.isoformat()}
+    return trained.defs.resolve_job_def("supply_chain_nightly").execute_in_process(
+        instance=trained.instance, asset_selection=selection, tags=tags, run_config=QUIET, raise_on_error=False)
+
+
+def test_champions_score_every_use_case_into_contracted_products_that_operations_reads(trained):
+    import duckdb
+
+    selection = [dg.AssetKey(["distribution", f"{uc}_predictions"]) for uc in BUILT_IN]
+    selection.append(dg.AssetKey(["distribution", "service_priority"]))
+    result = run_nightly(trained, selection)
+    assert result.success
+    checks = {(c.asset_key.path[-1], c.check_name): c.passed for c in
+              (e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")}
+    assert all(checks[(f"{uc}_predictions", "contract")] for uc in BUILT_IN)
+    with duckdb.connect(str(trained.paths.warehouse), read_only=True) as conn:
+        late = conn.execute("select * from predictions.late_delivery").pl()
+        open_lines = conn.execute(
+            "select count(*) from marts.fct_order_lines where delivered_date is null or delivered_date + 1 > ?",
+            [LAST_DAY]).fetchone()[0]
+        demand = conn.execute("select horizon, count(*) from predictions.demand_forecast group by 1 order by 1").fetchall()
+        customers = conn.execute("select count(distinct customer_key) from marts.fct_order_lines").fetchone()[0]
+        propensity = conn.execute("select * from predictions.purchase_propensity").pl()
+        priority = conn.execute("select * from operations.service_priority order by priority_rank").pl()
+    assert late.height == open_lines  # every line still open at the end of the day is scored once
+    assert late["model_version"].unique().to_list() == [trained.registry.get("late_delivery", "champion").version]
+    assert [h for h, _ in demand] == list(range(1, 8)) and len({n for _, n in demand}) == 1
+    assert propensity.height == customers
+    # predictions flow back into operations: the call-back list ranks unhappy customers by propensity
+    assert priority.height > 0 and priority["priority_rank"].to_list() == list(range(1, priority.height + 1))
+    assert priority["purchase_probability"].is_sorted(descending=True)
+    joined = priority.join(propensity, on="customer_key")
+    assert joined.height == priority.height and (joined["purchase_probability"] == joined["prediction"]).all()
+    parents = trained.defs.resolve_asset_graph().get(dg.AssetKey(["distribution", "service_priority"])).parent_keys
+    assert dg.AssetKey(["distribution", "purchase_propensity_predictions"]) in parents
+
+
+def test_a_prediction_product_breaking_its_contract_blocks_monitoring(trained):
+    from factory_assets.assembly.assets import feature_columns
+    from factory_assets.assembly.specs import load_use_case
+    from factory_assets.assembly.templates import fit_template
+
+    spec = load_use_case(USE_CASES_DIR / "late_delivery.yaml")
+    frame = pl.read_parquet(trained.paths.artifacts / "training_sets" / "late_delivery.parquet")
+    champion = trained.registry.get("late_delivery", "champion").version
+    # A regression model registered by mistake as the champion: its "probabilities" are amounts.
+    features = [c for c in feature_columns(frame, spec) if c != "net_amount"]
+    wrong = fit_template("regression", frame, target="net_amount", feature_columns=features, time_column="split_time",
+                         engine="lightgbm", metric="mae")
+    version = trained.registry.register("late_delivery", wrong.model, metrics=wrong.metrics, code_version="test",
+                                        extra={"categories": wrong.categories, "reference": {"file": "none"}})
+    trained.registry.set_alias("late_delivery", "champion", version.version, reason="test: wrong task promoted")
+    try:
+        result = run_nightly(trained, [dg.AssetKey(["distribution", "late_delivery_predictions"]),
+                                       dg.AssetKey(["feedback", "late_delivery_monitoring"])])
+    finally:
+        trained.registry.set_alias("late_delivery", "champion", champion, reason="test: restore")
+    assert not result.success
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    contract = next(c for c in evaluations if c.check_name == "contract")
+    assert not contract.passed and "prediction <= 1" in str(contract.metadata)
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"distribution/late_delivery_predictions"}  # monitoring never ran on bad scores

@@ -91,17 +91,17 @@ def infer_feature_schema(frame: pl.DataFrame, columns: list[str], categories: di
     for name in columns:
         series = frame[name]
         kind = feature_kind(series.dtype)
-        entry = {"name": name, "kind": kind, "nullable": _missing(series).any(),
+        entry = {"name": name, "kind": kind, "nullable": bool(_missing(series).any()),
                  "min": None, "max": None, "categories": None}
         if kind == "numeric":
-            finite = series.cast(pl.Float64).filter(series.cast(pl.Float64).is_finite())
+            values = series.cast(pl.Float64)
+            finite = values.filter(values.is_finite())
             if finite.len():
                 entry["min"], entry["max"] = float(finite.min()), float(finite.max())
         elif kind == "categorical":
             known = categories.get(name)
             entry["categories"] = list(known) if known is not None else sorted(
                 v for v in series.cast(pl.String).unique().to_list() if v is not None)
-        entry["nullable"] = bool(entry["nullable"])
         schema.append(entry)
     return schema
 

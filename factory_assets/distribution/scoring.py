@@ -98,3 +98,22 @@ def write_partition(conn: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFr
 def reference_sample(frame: pl.DataFrame, max_rows: int, seed: int = 0) -> pl.DataFrame:
     """Uniform sample without replacement (fixed seed) of at most ``max_rows`` rows."""
     return frame if frame.height <= max_rows else frame.sample(n=max_rows, with_replacement=False, seed=seed)
+
+
+def ensure_prediction_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Create every contracted prediction table that does not exist yet, empty, with the contract's
+    columns: a product never scored (no champion yet) reads as no rows, not as a missing table."""
+    from factory_assets.lib.contracts import CONTRACTS_DIR, load_contract
+
+    created = []
+    for path in sorted((CONTRACTS_DIR / "predictions").glob("*.odcs.yaml")):
+        contract = load_contract(path)
+        schema = contract.physical_name.split(".")[0]
+        columns = ", ".join(f'"{c.name}" {c.physical_type}' for c in contract.columns)
+        conn.execute(f"create schema if not exists {schema}")
+        exists = conn.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                              contract.physical_name.split(".")).fetchone()[0]
+        if not exists:
+            conn.execute(f"create table {contract.physical_name} ({columns})")
+            created.append(contract.physical_name)
+    return created

@@ -164,7 +164,7 @@ def to_frame(data: Any) -> pl.DataFrame:
         return data
     if isinstance(data, (str, Path)):
         return read_input_file(Path(data))
-    if type(data).__module__.startswith("pandas"):
+    if type(data).__module__.startswith("pandas") and type(data).__name__ == "DataFrame":
         return _from_pandas(data)
     if isinstance(data, list):
         return rows_to_frame(data)

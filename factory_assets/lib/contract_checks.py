@@ -128,7 +128,7 @@ def evaluate_contract(conn, contract: DataContract, relation: str | None = None)
     row_count, results = int(counts[0]), []
     for (name, column, pred), failing in zip(rules, counts[1:]):
         sample = _sample(conn, f"SELECT * FROM {relation} WHERE {pred} LIMIT {SAMPLE_ROWS}") if failing else []
-        results.append(RuleResult(name, column, int(failing), sample))
+        results.append(RuleResult(name, column, int(failing or 0), sample))  # count_if of no rows is NULL
     for name, cols in key_rules(contract):
         if not set(cols) <= present:
             continue

@@ -103,10 +103,13 @@ def _model_errors(invocation) -> list[str]:
 
 
 def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
+    from factory_assets.distribution.scoring import ensure_prediction_tables
+
     # The dbt profile reads the warehouse path from the environment; the store resource owns it.
     os.environ["FACTORY_WAREHOUSE_PATH"] = str(store.paths.warehouse)
     with store.warehouse() as conn:
         ensure_raw_tables(conn, list(RAW_SOURCES))  # a source that never landed is an empty table
+        ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
     invocation = dbt.cli(["build"], context=context, raise_on_error=False)
     yield from invocation.stream()
     errors = _model_errors(invocation)
