@@ -1,0 +1,99 @@
+"""Pure parts of distribution and feedback: drift measurement, thresholds, partition writes and the
+sensor's decision, tested directly (no chain run)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from factory_assets.distribution.scoring import write_partition
+from factory_assets.feedback import monitoring as mon
+from factory_assets.feedback.assets import monitoring_key
+from factory_assets.feedback.sensors import retraining_requests
+
+
+def frames(rows: int, shift: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    reference = pl.DataFrame({"stable": rng.normal(size=rows), "moving": rng.normal(size=rows),
+                              "channel": rng.choice(["web", "edi"], rows), "order_ref": [f"O{i}" for i in range(rows)]})
+    current = pl.DataFrame({"stable": rng.normal(size=rows), "moving": rng.normal(size=rows) + shift,
+                            "channel": rng.choice(["web", "edi", "marketplace"], rows, p=[0.45, 0.4, 0.15]),
+                            "order_ref": [f"O{i}" for i in range(rows)]})
+    return reference, current
+
+
+def test_data_drift_flags_the_moved_columns_only_and_says_how(tmp_path):
+    reference, current = frames(6_000, shift=0.8)
+    config = mon.MonitoringConfig(**{**mon.monitoring_config().model_dump(), "sample_rows": 4_000})
+    result = mon.data_drift(reference, current, reference.columns, config=config, report_path=tmp_path / "r.html")
+    assert result.drifted_columns == ["moving", "channel"] or set(result.drifted_columns) == {"moving", "channel"}
+    assert result.share == pytest.approx(2 / 3)
+    assert "order_ref" in result.excluded and "identifier" in result.excluded["order_ref"]
+    assert result.scores["stable"] < 0.1 < result.scores["moving"]
+    assert "4000 of 6000" in result.sampling and "seed 0" in result.sampling
+    assert (tmp_path / "r.html").read_text().lstrip().lower().startswith("<!doctype html")
+
+
+def test_no_shift_no_drift():
+    reference, current = frames(2_000, shift=0.0)
+    current = current.with_columns(pl.lit("web").alias("channel")).with_columns(
+        pl.Series("channel", reference["channel"].sample(fraction=1.0, shuffle=True, seed=3)))
+    result = mon.data_drift(reference, current, ["stable", "moving", "channel"])
+    assert result.drifted_columns == [] and result.share == 0.0
+    assert result.sampling.startswith("all rows")
+
+
+def test_relative_drop_respects_the_metric_direction():
+    assert mon.relative_drop(True, 0.9, 0.81) == pytest.approx(0.1)     # AUC fell 10 %
+    assert mon.relative_drop(False, 0.5, 0.6) == pytest.approx(0.2)     # WAPE rose 20 %
+    assert mon.relative_drop(True, 0.9, 0.95) < 0
+
+
+def test_a_bad_thresholds_file_names_the_field(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("tiers:\n  low: {max_drift_share: 2, max_prediction_drift: 0.1, max_quality_drop: 0.1, min_labelled_rows: 10}\n")
+    with pytest.raises(mon.MonitoringConfigError, match=r"t.yaml.*tiers.low.max_drift_share"):
+        mon.load_monitoring_config(path)
+    path.write_text("tiers:\n  low: {max_drift_share: 0.5, max_prediction_drift: 0.1, max_quality_drop: 0.1, min_labelled_rows: 10}\n")
+    with pytest.raises(mon.MonitoringConfigError, match=r"missing tier\(s\) \['high', 'medium'\]"):
+        mon.load_monitoring_config(path)
+
+
+def test_a_partition_is_replaced_atomically():
+    conn = duckdb.connect()
+    day = dt.date(2025, 3, 1)
+    first = pl.DataFrame({"scored_date": [day, day], "id": ["a", "b"], "prediction": [0.1, 0.2]})
+    assert write_partition(conn, "predictions.demo", first, day) == 2
+    assert write_partition(conn, "predictions.demo", first.head(1), day) == 1  # re-run: replaced, not appended
+    assert conn.execute("select count(*) from predictions.demo").fetchone()[0] == 1
+    broken = pl.DataFrame({"scored_date": [day], "id": ["c"], "prediction": ["not a number"]})
+    with pytest.raises(duckdb.Error):
+        write_partition(conn, "predictions.demo", broken, day)
+    assert conn.execute("select id from predictions.demo").fetchall() == [("a",)]  # failed run: untouched
+
+
+def _record(instance, use_case, day, breaches, version="v1"):
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key=monitoring_key(use_case), partition=day,
+        metadata={"breaches": dg.MetadataValue.json(breaches), "model_version": version}))
+
+
+def test_the_sensor_reads_recorded_breaches_and_requests_one_run_per_use_case():
+    instance = dg.DagsterInstance.ephemeral()
+    _record(instance, "late_delivery", "2025-03-20", [])
+    _record(instance, "late_delivery", "2025-03-24", ["drift share 0.55 > 0.5"])
+    _record(instance, "late_delivery", "2025-03-25", ["drift share 0.52 > 0.5"])
+    _record(instance, "demand_forecast", "2025-03-25", [])
+    requests, cursor = retraining_requests(instance, ["late_delivery", "demand_forecast"], {})
+    assert [r.tags["factory/use_case"] for r in requests] == ["late_delivery"]
+    assert requests[0].run_key == "retrain:late_delivery:v1:2025-W13"
+    assert requests[0].tags["factory/breach_day"] == "2025-03-25"
+    assert retraining_requests(instance, ["late_delivery", "demand_forecast"], cursor)[0] == []
+    _record(instance, "late_delivery", "2025-03-26", ["drift share 0.6 > 0.5"])  # same champion, same week
+    again, _ = retraining_requests(instance, ["late_delivery"], cursor)
+    assert [r.run_key for r in again] == [requests[0].run_key]  # Dagster drops a repeated run key
