@@ -34,3 +34,28 @@ def test_every_asset_is_in_its_layer_group_with_an_owner_and_a_description():
     jobs = {j.name for j in defs.resolve_all_job_defs()}
     assert {"supply_chain_nightly", "assembly_training"} <= jobs
     assert isinstance(defs.resolve_sensor_def("landing_zone_sensor"), dg.SensorDefinition)
+
+
+def test_the_nightly_chain_runs_landing_to_monitoring_and_training_is_weekly_and_on_request():
+    from factory_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    nightly = defs.resolve_job_def("supply_chain_nightly")
+    nightly_keys = {k.to_user_string() for k in nightly.asset_layer.selected_asset_keys}
+    by_group = {}
+    for key in graph.get_all_asset_keys():
+        by_group.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
+    assert by_group["raw_material"] | by_group["processing"] | by_group["distribution"] | by_group["feedback"] <= nightly_keys
+    features = {f"assembly/{n}" for n in ("customer_activity", "supplier_performance", "warehouse_load",
+                                          "regional_conditions", "demand_history")}
+    assert nightly_keys & by_group["assembly"] == features  # feature snapshots nightly; models are not retrained nightly
+    schedules = {name: defs.resolve_schedule_def(name) for name in ("supply_chain_nightly_schedule", "assembly_training_weekly")}
+    assert schedules["supply_chain_nightly_schedule"].job_name == "supply_chain_nightly"
+    assert schedules["assembly_training_weekly"].job_name == "assembly_training"
+    assert schedules["assembly_training_weekly"].cron_schedule == "0 4 * * 0"
+    sensor = defs.resolve_sensor_def("retraining_on_monitoring_breach")
+    assert sensor.job_name == "assembly_training"
+    # lineage: a use case's prediction product follows its champion and feeds its monitoring
+    late = dg.AssetKey(["distribution", "late_delivery_predictions"])
+    assert dg.AssetKey(["assembly", "late_delivery_champion"]) in graph.get(late).parent_keys
+    assert dg.AssetKey(["feedback", "late_delivery_monitoring"]) in graph.get(late).child_keys

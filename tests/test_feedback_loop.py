@@ -138,6 +138,9 @@ def test_monitoring_records_numbers_reports_and_the_method(drifted):
         assert html.lstrip().lower().startswith("<!doctype html") and shows in html, report
     assert day["labelled_rows"] >= 200 and 0.5 < day["quality/auc"] <= 1.0
     assert day["drift/channel"] > 0.1  # the new channel is there
+    # human feedback joined to the same labelled predictions: operators' overrides and who was right
+    assert day["overrides/rows"] > 0 and 0.0 <= day["overrides/operator_accuracy"] <= 1.0
+    assert 0.0 <= day["overrides/model_accuracy"] <= 1.0
 
 
 def test_prediction_rows_carry_model_version_and_feature_snapshot(drifted):

@@ -18,7 +18,7 @@ from factory_assets.assembly.training import higher_is_better
 from factory_assets.assembly.templates import TEMPLATE_TASK
 from factory_assets.distribution.assets import predictions_key, snapshot_path
 from factory_assets.feedback import monitoring as mon
-from factory_assets.feedback.outcomes import label_delay_days, labelled_predictions
+from factory_assets.feedback.outcomes import label_delay_days, labelled_predictions, override_feedback
 from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.resources import FactoryStore
 
@@ -103,6 +103,9 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registr
                                 f"(limit {limits.max_quality_drop:.0%})")
     else:
         metadata["quality_status"] = f"{labelled.height} labelled rows (< {limits.min_labelled_rows}): quality not judged"
+    overrides = override_feedback(conn, spec, labelled, day)
+    if overrides:
+        metadata.update({f"overrides/{k}": dg.MetadataValue.float(v) for k, v in overrides.items()})
 
     metadata[BREACHES] = dg.MetadataValue.json(breaches)
     metadata["retraining_recommended"] = bool(breaches)

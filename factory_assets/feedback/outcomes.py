@@ -61,3 +61,36 @@ def labelled_predictions(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, tab
     if not exists:
         return pl.DataFrame({"prediction": [], "actual": []}, schema={"prediction": pl.Float64, "actual": pl.Float64})
     return conn.execute(outcome_sql(spec, table, scored_date, known_by)).pl()
+
+
+OVERRIDES = "staging.stg_ops__overrides"
+
+
+def override_feedback(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, labelled: pl.DataFrame,
+                      known_by: dt.date) -> dict[str, float] | None:
+    """Operators' overrides of this use case's predictions, on the labelled rows they concern.
+
+    Human feedback as live quality: how often the operator's own call was right, how often the
+    model was right on the same rows (probability >= 0.5), and how often they disagreed. None when
+    the use case has no single-column entity or nothing was overridden.
+    """
+    if len(spec.entity) != 1 or labelled.height == 0 or spec.template != "binary_classification":
+        return None
+    exists = conn.execute("select count(*) from information_schema.tables where table_schema = 'staging' "
+                          "and table_name = 'stg_ops__overrides'").fetchone()[0]
+    if not exists:
+        return None
+    overrides = conn.execute(
+        f"select entity_id, arg_max(override_label, created_at) as override_label from {OVERRIDES} "
+        f"where use_case = ? and created_date <= ? group by entity_id", [spec.name, known_by]).pl()
+    rows = labelled.join(overrides, left_on=spec.entity[0], right_on="entity_id", how="inner")
+    if rows.height == 0:
+        return None
+    actual = rows["actual"].cast(pl.Boolean)
+    model_call = rows["prediction"] >= 0.5
+    return {
+        "rows": float(rows.height),
+        "operator_accuracy": float((rows["override_label"] == actual).mean()),
+        "model_accuracy": float((model_call == actual).mean()),
+        "disagreement_rate": float((model_call != rows["override_label"]).mean()),
+    }
