@@ -20,6 +20,7 @@ import duckdb
 import pytest
 import yaml
 
+from factory_assets.distribution.scoring import ensure_prediction_tables
 from factory_assets.lib import dbt_contracts
 from factory_assets.lib.contracts import load_contract, product_contract, product_contract_names, raw_contract
 
@@ -288,6 +289,7 @@ def warehouse(tmp_path_factory) -> Any:
     try:
         with duckdb.connect(str(wh.path)) as con:
             _create_raw_schema(con)
+            ensure_prediction_tables(con)  # operations models read the (still empty) prediction products
             _append(con, BATCH_1_ROWS, BATCH_1)
         wh.build_1 = wh.dbt("build")
         wh.first = {name: wh.mart(name, "all") for name in MARTS}
@@ -530,8 +532,11 @@ def test_sources_point_dagster_lineage_at_the_raw_ingestion_assets(warehouse):
     import json
 
     manifest = json.loads((warehouse.root / "target" / "manifest.json").read_text())
-    sources = {s["name"]: s for s in manifest["sources"].values()}
+    sources = {s["name"]: s for s in manifest["sources"].values() if s["source_name"] != "predictions"}
     assert set(sources) == set(RAW_TABLES)
+    # the operations models read prediction products: their source points at the distribution asset
+    predictions = [s for s in manifest["sources"].values() if s["source_name"] == "predictions"]
+    assert [s["meta"]["dagster"]["asset_key"] for s in predictions] == [["distribution", "purchase_propensity_predictions"]]
     for table, source in sources.items():
         assert source["schema"] == "raw"
         meta = source["meta"]  # what dagster-dbt reads
