@@ -107,15 +107,19 @@ def model_summary(result) -> list[str]:
 def summarise(result) -> tuple[list[tuple[str, int]], int, int]:
     import duckdb
 
-    from factory_assets.lib.contracts import product_contract, product_contract_names
+    from factory_assets.assembly.specs import load_use_cases
+    from factory_assets.lib.contracts import prediction_contract_path, product_contract, product_contract_names
 
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     passed = sum(1 for c in checks if c.passed)
+    tables = [(name, product_contract(name).physical_name) for name in product_contract_names()]
+    tables += [(f"{uc}_predictions", f"predictions.{uc}") for uc in load_use_cases() if prediction_contract_path(uc).is_file()]
+    tables.append(("service_priority", "operations.service_priority"))
     rows = []
     with duckdb.connect(str(default_paths().warehouse), read_only=True) as conn:
-        for name in product_contract_names():
+        for name, table in tables:
             try:
-                rows.append((name, conn.execute(f"SELECT count(*) FROM {product_contract(name).physical_name}").fetchone()[0]))
+                rows.append((name, conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
             except duckdb.Error:
                 rows.append((name, -1))
     return rows, passed, len(checks)
@@ -160,9 +164,9 @@ def cmd_demo(args) -> int:
     print()
     print(f"Run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} in {time.perf_counter() - started:.0f} s")
     print(f"Asset checks passed: {passed}/{total}")
-    print("Data products (rows):")
+    print("Data and prediction products (rows):")
     for name, count in rows:
-        print(f"  {name:<24} {count if count >= 0 else 'not built':>10}")
+        print(f"  {name:<32} {count if count >= 0 else 'not built':>10}")
     if training is not None:
         print(f"Models (run {training.run_id}: {'SUCCESS' if training.success else 'FAILED'}; test-window metrics):")
         print("\n".join(model_summary(training)))

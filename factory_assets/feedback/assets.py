@@ -112,6 +112,13 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registr
     return metadata
 
 
+def _scored(conn, spec: UseCaseSpec, day: date) -> bool:
+    exists = conn.execute("select count(*) from information_schema.tables where table_schema = 'predictions' "
+                          "and table_name = ?", [spec.name]).fetchone()[0]
+    return bool(exists) and conn.execute(
+        f"select count(*) > 0 from predictions.{spec.name} where scored_date = ?", [day]).fetchone()[0]
+
+
 def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
     key = monitoring_key(spec.name)
 
@@ -142,6 +149,9 @@ def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         breached = {}
         with store.warehouse(read_only=True) as conn:
             for day in sorted(date.fromisoformat(k) for k in context.partition_keys):
+                if not _scored(conn, spec, day):
+                    context.log.info(f"{spec.name} {day}: no scores (no champion yet): nothing to monitor.")
+                    continue
                 metadata = monitor_day(conn, store, spec, day, registry, config)
                 if metadata[BREACHES].value:
                     breached[day.isoformat()] = metadata[BREACHES].value
