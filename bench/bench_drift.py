@@ -54,7 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seeds", type=int, default=5, help="sampling seeds to compare with the full verdict")
-    parser.add_argument("--sample-rows", type=int, default=None, help="default: monitoring_thresholds.yaml")
+    parser.add_argument("--sample-rows", type=int, default=None, help="default: monitoring_method.yaml")
     parser.add_argument("--skip-full", action="store_true")
     args = parser.parse_args()
     from factory_assets.feedback.monitoring import monitoring_config

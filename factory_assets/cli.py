@@ -5,6 +5,9 @@
     factory generate  only write simulated landing files
     factory score     score a file against a registered model (distribution layer)
     factory serve     serve registered models over a small local HTTP endpoint
+    factory approve   record an approval or rejection of a model version (append-only)
+    factory promote   run a use case's promotion gate (the only way to change a champion)
+    factory audit     write the audit bundle (JSON + HTML) of a model version
     factory ui        open the Dagster UI on the embedded instance
 """
 
@@ -212,9 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--live-days", type=int, default=7,
                            help="last days run night by night after training: scored, monitored, and retrained "
                            "where monitoring asks (default 7)")
-    from factory_assets.distribution.service_cli import register_commands
+    from factory_assets.distribution import service_cli
+    from factory_assets.governance import cli as governance_cli
 
-    register_commands(sub)
+    service_cli.register_commands(sub)
+    governance_cli.register_commands(sub)
     p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the embedded instance")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=3000)

@@ -40,6 +40,7 @@ risk_tier: low
 business_unit: finance
 owner: team:finance-analytics
 engine: xgboost
+uses: [cash_flow_planning]
 """
 
 
@@ -105,17 +106,58 @@ def test_training_metadata_is_numeric_and_traceable(trained):
 
 
 def test_first_models_become_champions_and_the_registry_round_trips(trained):
-    for use_case in ("late_delivery", "demand_forecast", "purchase_propensity", "order_value"):
+    for use_case in ("late_delivery", "demand_forecast", "order_value"):
         assert trained.meta[f"assembly/{use_case}_champion"]["promoted"] is True
         assert trained.registry.aliases(use_case)["champion"] == trained.registry.aliases(use_case)["challenger"]
     frame = pl.read_parquet(trained.paths.artifacts / "training_sets" / "purchase_propensity.parquet")
     from factory_assets.assembly.templates import encode_features
 
-    version = trained.registry.get("purchase_propensity", "champion")
+    version = trained.registry.get("purchase_propensity", "challenger")
     X, _ = encode_features(frame, version.feature_names, version.manifest["extra"]["categories"])
-    by_alias = trained.registry.load_model("purchase_propensity", "champion").predict(X)
+    by_alias = trained.registry.load_model("purchase_propensity", "challenger").predict(X)
     by_version = trained.registry.load_model("purchase_propensity", version.version).predict(X)
     assert np.array_equal(by_alias, by_version)
+
+
+def test_a_high_risk_model_stays_challenger_until_two_people_approve_it(trained, capsys):
+    """purchase_propensity is high tier: the policy asks for two distinct approvals before promotion."""
+    from factory_assets.cli import main
+
+    gate = trained.meta["assembly/purchase_propensity_champion"]
+    assert gate["promoted"] is False and "0 distinct approval(s) < required 2" in gate["reason"]
+    assert "champion" not in trained.registry.aliases("purchase_propensity")
+    champion_asset = trained.defs.get_assets_def(dg.AssetKey(["assembly", "purchase_propensity_champion"]))
+    store = {"store": FactoryStore(home=str(trained.paths.home))}
+    for approver, expected in (("risk.officer", False), ("Risk.Officer", False), ("marketing.lead", True)):
+        assert main(["approve", "purchase_propensity", "challenger", "--approver", approver,
+                     "--decision", "approve", "--note", "reviewed segment metrics"]) == 0
+        meta = materialized_metadata(dg.materialize([champion_asset], resources=store, instance=trained.instance))
+        assert meta["assembly/purchase_propensity_champion"]["promoted"] is expected, approver
+    assert trained.registry.aliases("purchase_propensity")["champion"] == gate["challenger"]
+    # a bad approval is refused with the reason, never a traceback
+    assert main(["approve", "purchase_propensity", "challenger", "--approver", " ", "--decision", "approve"]) == 2
+    assert "approver" in capsys.readouterr().err
+
+
+def test_an_audit_bundle_is_complete_and_valid(trained, capsys):
+    import json
+
+    from factory_assets.cli import main
+    from factory_assets.governance.audit import validate_bundle
+
+    assert main(["audit", "late_delivery"]) == 0
+    paths = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    bundle = json.loads(open(paths["bundle"]).read())
+    validate_bundle(bundle)
+    champion = trained.registry.get("late_delivery", "champion")
+    assert bundle["model"]["version"] == champion.version
+    assert bundle["use_case"]["risk_tier"] == "medium"
+    assert bundle["segment_metrics"]["region"] and bundle["segment_metrics"]["channel"]
+    history = bundle["promotion_history"]
+    assert [h["reason"] for h in history["records"]] == [h["reason"] for h in trained.registry.history("late_delivery")]
+    assert history["is_champion"] is True and bundle["policy"]["evaluation"]["rules"]
+    assert paths["seconds"] < 60
+    assert champion.version in open(paths["page"]).read()
 
 
 def test_customer_feature_set_feeds_two_use_cases_in_the_lineage(trained):

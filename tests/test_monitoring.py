@@ -54,15 +54,18 @@ def test_relative_drop_respects_the_metric_direction():
     assert mon.relative_drop(True, 0.9, 0.95) < 0
 
 
-def test_a_bad_thresholds_file_names_the_field(tmp_path):
-    path = tmp_path / "t.yaml"
-    path.write_text("tiers:\n  low: {max_drift_share: 2, max_prediction_drift: 0.1, max_quality_drop: 0.1, min_labelled_rows: 10}\n")
-    with pytest.raises(mon.MonitoringConfigError, match=r"t.yaml.*tiers.low.max_drift_share"):
-        mon.load_monitoring_config(path)
-    path.write_text("tiers:\n  low: {max_drift_share: 0.5, max_prediction_drift: 0.1, max_quality_drop: 0.1, min_labelled_rows: 10}\n")
-    with pytest.raises(mon.MonitoringConfigError, match=r"missing tier\(s\) \['high', 'medium'\]"):
-        mon.load_monitoring_config(path)
+def test_limits_come_from_the_policy_and_a_bad_method_file_names_the_field(tmp_path):
+    from factory_assets.governance.policy import POLICY_FILE, load_policy
 
+    config = mon.load_monitoring_config()
+    assert config.tiers["high"].max_drift_share == load_policy().tier("high").max_drift_share
+    path = tmp_path / "m.yaml"
+    path.write_text("numerical_method: wasserstein\ncolumn_threshold: -1\n")
+    with pytest.raises(mon.MonitoringConfigError, match=r"m.yaml.*column_threshold"):
+        mon.load_monitoring_config(path)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY_FILE.read_text().replace("max_drift_share: 0.4", "max_drift_share: 0.3"))
+    assert mon.load_monitoring_config(policy_file=policy).tiers["high"].max_drift_share == 0.3
 
 def test_a_partition_is_replaced_atomically():
     conn = duckdb.connect()

@@ -77,18 +77,11 @@ def _write_policy(folder: Path, edit) -> Path:
 def test_shipped_policy_loads(policy):
     assert set(policy.tiers) == {"low", "medium", "high"}
     assert policy.segments == ("region", "channel")
-    assert [policy.tier(t).required_approvals for t in ("low", "medium", "high")] == [0, 1, 2]
+    assert [policy.tier(t).required_approvals for t in ("low", "medium", "high")] == [0, 0, 2]
     assert [policy.tier(t).promotion_margin for t in ("low", "medium", "high")] == [0.0, 0.01, 0.02]
     assert policy.tier("low").pii_features_allowed is False
     assert "credit_scoring" in policy.uses.prohibited
     assert len(policy_version_hash()) == 16
-
-
-def test_policy_carries_the_monitoring_limits(policy):
-    """The monitoring limits moved into the policy unchanged."""
-    monitoring = load_monitoring_config()
-    for name, limits in monitoring.tiers.items():
-        assert limits.model_dump() == policy.tier(name).model_dump(include=set(limits.model_dump()))
 
 
 def test_shipped_use_cases_are_allowed_by_the_policy(policy):
@@ -249,6 +242,11 @@ def test_use_outside_the_tier_or_no_use_fails(policy):
 def test_shadow_period(policy, days, passed):
     result = _rule(evaluate_promotion(policy, _facts(registered_at=NOW - timedelta(days=days))), "shadow_period")
     assert result.passed is passed and "shadow_days 7 (tier high)" in result.detail
+
+
+def test_a_first_model_has_no_champion_to_shadow(policy):
+    facts = _facts(champion_metrics=None, registered_at=NOW)
+    assert _rule(evaluate_promotion(policy, facts), "shadow_period").passed
 
 
 def test_low_tier_has_no_shadow_period(policy):

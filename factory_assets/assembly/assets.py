@@ -21,10 +21,6 @@ from factory_assets.lib.contracts import feature_contract
 from factory_assets.resources import FactoryStore
 from factory_assets.settings import PROJECT_ROOT
 
-#: Relative improvement over the champion that a challenger needs, per risk tier.
-#: (Issue "Governance by design" moves this into the policy file.)
-PROMOTION_MARGIN = {"low": 0.0, "medium": 0.01, "high": 0.02}
-
 #: Which product each mart-backed relation in the feature SQL is, for lineage.
 _RELATION_ASSETS = {
     fs.ORDER_LINES: ["processing", "fct_order_lines"],
@@ -227,6 +223,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         from factory_assets.assembly.training import improvement
 
         from factory_assets.distribution.feature_schema import infer_feature_schema
+        from factory_assets.governance.facts import current_policy
 
         path, info_path = _training_set_paths(store, spec.name)
         frame = pl.read_parquet(path)
@@ -236,7 +233,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         for engine in spec.engines:
             results[engine] = fit_template(spec.template, frame, target=spec.target, feature_columns=features,
                                            time_column="split_time", engine=engine, device=config.device,
-                                           metric=spec.metric)
+                                           metric=spec.metric, segment_columns=current_policy().segments)
             device = results[engine].model.device
             context.log.info(f"{engine} trained on {device.device if device else 'cpu'}: {device.reason if device else ''}")
         best_engine = max(results, key=lambda e: improvement(spec.metric, results[e].metrics[spec.metric], results[e].baseline_metrics[spec.metric]))
@@ -251,6 +248,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
             data_versions={"training_set": _frame_version(frame)}, code_version=code,
             extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
                    "rows": best.rows, "baseline": best.baseline_name, "training_as_of": as_of.isoformat(),
+                   "segment_metrics": best.segment_metrics,
                    "feature_schema": infer_feature_schema(frame, features, best.categories),
                    "reference": {"file": "reference.parquet", "rows": reference.height,
                                  "days": [str(as_of - timedelta(days=k)) for k in REFERENCE_DAYS],
@@ -284,13 +282,21 @@ def use_case_assets(spec: UseCaseSpec) -> list:
     @dg.asset(
         key=champion_key, group_name="assembly", owners=owners, tags=tags, deps=[model_key], kinds={"python"},
         description=f"Promotion gate of {spec.name}: the challenger replaces the champion only if it wins on the "
-        f"same recent holdout by the {spec.risk_tier}-risk margin ({PROMOTION_MARGIN[spec.risk_tier]:.0%}).",
+        f"same recent holdout by the {spec.risk_tier}-tier margin and passes every promotion rule of "
+        "governance/policy.yaml (lift, segment gap, uses, PII, approvals, shadow period).",
+        check_specs=[dg.AssetCheckSpec("policy", asset=champion_key, blocking=True, description=(
+            "Blocking: the champion satisfies the policy in force (governance/policy.yaml); "
+            "a non-compliant champion stops its scoring."))],
     )
     def _champion(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
         from factory_assets.assembly.registry import ModelRegistry, decide_promotion
         from factory_assets.assembly.templates import evaluate_on_holdout
+        from factory_assets.governance.facts import approvals_log, current_policy, model_facts
+        from factory_assets.governance.policy import evaluate_compliance, evaluate_promotion
 
+        policy = current_policy()
         registry = ModelRegistry(store.paths.artifacts / "models")
+        approvals = approvals_log(store.paths.artifacts)
         challenger = registry.get(spec.name, "challenger")
         frame = pl.read_parquet(_training_set_paths(store, spec.name)[0])
         window = tuple(challenger.manifest["extra"]["test_window"])
@@ -299,18 +305,37 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         if "champion" in registry.aliases(spec.name):
             champion_metrics = evaluate_on_holdout(spec, registry, "champion", frame, window)
         decision = decide_promotion(spec.metric, challenger_metrics, champion_metrics,
-                                    challenger.manifest["baseline_metrics"], PROMOTION_MARGIN[spec.risk_tier],
-                                    holdout_id=" .. ".join(window))
-        if decision.promote:
-            registry.set_alias(spec.name, "champion", challenger.version, reason=decision.reason)
-        context.log.info(decision.reason)
-        champion = registry.get(spec.name, "champion").version if "champion" in registry.aliases(spec.name) else "none"
-        return dg.MaterializeResult(metadata={
-            "promoted": decision.promote, "reason": decision.reason, "champion": champion,
-            "challenger": challenger.version,
+                                    challenger.manifest["baseline_metrics"],
+                                    policy.tier(spec.risk_tier).promotion_margin, holdout_id=" .. ".join(window))
+        rules = evaluate_promotion(policy, model_facts(spec, challenger, approvals, metrics=challenger_metrics,
+                                                       champion_metrics=champion_metrics))
+        promote = decision.promote and rules.passed
+        reason = decision.reason if rules.passed else (
+            f"not promoted by policy {policy.version}: {'; '.join(r.detail for r in rules.failed)} "
+            f"(gate alone: {decision.reason})")
+        if promote:
+            registry.set_alias(spec.name, "champion", challenger.version, reason=reason)
+        context.log.info(reason)
+        metadata = {
+            "promoted": promote, "reason": reason, "challenger": challenger.version,
+            "policy_version": policy.version,
+            "policy_rules": dg.MetadataValue.json(rules.to_dict()),
             f"challenger/{spec.metric}": dg.MetadataValue.float(float(challenger_metrics[spec.metric])),
-            f"champion/{spec.metric}": dg.MetadataValue.float(float(champion_metrics[spec.metric])) if champion_metrics else dg.MetadataValue.float(float("nan")),
-        })
+            f"champion/{spec.metric}": dg.MetadataValue.float(float(champion_metrics[spec.metric]))
+            if champion_metrics else dg.MetadataValue.float(float("nan")),
+        }
+        if "champion" in registry.aliases(spec.name):
+            champion = registry.get(spec.name, "champion")
+            compliance = evaluate_compliance(policy, model_facts(spec, champion, approvals))
+            metadata["champion"] = champion.version
+            check = dg.AssetCheckResult(check_name="policy", passed=compliance.passed,
+                                        metadata={"champion": champion.version, "summary": compliance.summary(),
+                                                  "rules": dg.MetadataValue.json(compliance.to_dict())})
+        else:
+            metadata["champion"] = "none"
+            check = dg.AssetCheckResult(check_name="policy", passed=True,
+                                        metadata={"summary": "no champion yet: nothing scores"})
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return [_training_set, _model, _champion]
 

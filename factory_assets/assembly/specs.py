@@ -57,6 +57,8 @@ class UseCaseSpec(BaseModel):
     business_unit: str = Field(min_length=1)
     owner: str
     engine: Engine
+    #: What the predictions are used for (governance/policy.yaml says which uses each tier may serve).
+    uses: tuple[str, ...] = ()
     value: dict[str, float] | None = None
 
     @field_validator("name")
@@ -79,6 +81,15 @@ class UseCaseSpec(BaseModel):
             raise ValueError(f"unknown feature set(s) {unknown}; allowed: {sorted(FEATURE_SETS)}")
         if len(set(v)) != len(v):
             raise ValueError("duplicate feature set names")
+        return v
+
+    @field_validator("uses", mode="before")
+    @classmethod
+    def _uses(cls, v):
+        v = (v,) if isinstance(v, str) else tuple(v or ())
+        bad = [u for u in v if not isinstance(u, str) or not _NAME.match(u)]
+        if bad:
+            raise ValueError(f"uses must be snake_case names, got {bad}")
         return v
 
     @field_validator("owner")

@@ -37,6 +37,27 @@ class TemplateResult:
     rows: dict[str, int]
     test_window: tuple[str, str]
     categories: dict[str, list[str]] = field(default_factory=dict)
+    #: per segment column, per value: test rows and metrics (the policy compares best and worst)
+    segment_metrics: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+
+
+def segment_metrics(frame: pl.DataFrame, y: np.ndarray, prediction: np.ndarray, task: str,
+                    columns: tuple[str, ...]) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics of ``prediction`` per value of each segment column present in ``frame`` (test rows)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for column in columns:
+        if column not in frame.columns:
+            continue
+        values = frame[column].cast(pl.String).fill_null("(missing)").to_numpy()
+        out[column] = {}
+        for value in sorted(set(values)):
+            mask = values == value
+            if task == "binary":
+                metrics = classification_metrics(y[mask], prediction[mask]) if len(np.unique(y[mask])) == 2 else {}
+            else:
+                metrics = regression_metrics(y[mask], prediction[mask])
+            out[column][str(value)] = {"rows": int(mask.sum()), **{k: float(v) for k, v in metrics.items()}}
+    return out
 
 
 def encode_features(frame: pl.DataFrame, columns: list[str], categories: dict[str, list[str]] | None = None):
@@ -89,6 +110,7 @@ def fit_template(
     metric: str | None = None,
     seed: int = 0,
     refit: bool = True,
+    segment_columns: tuple[str, ...] = (),
 ) -> TemplateResult:
     """Time-split ``frame``, train ``engine`` with early stopping, evaluate model and baseline on test.
 
@@ -131,6 +153,7 @@ def fit_template(
             baseline, baseline_name = mean_baseline(y[train_idx], len(test_idx)), "training mean"
         baseline_metrics = regression_metrics(y_test, baseline)
     test_times = times[test_idx]
+    segments = segment_metrics(frame[test_idx], y_test, prediction, task, segment_columns)
     return TemplateResult(
         model=model,
         metrics=metrics,
@@ -139,6 +162,7 @@ def fit_template(
         rows={"train": len(train_idx), "valid": len(valid_idx), "test": len(test_idx)},
         test_window=(str(test_times.min()), str(test_times.max())),
         categories=categories,
+        segment_metrics=segments,
     )
 
 

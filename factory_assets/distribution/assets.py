@@ -61,6 +61,14 @@ def prediction_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
             contract = prediction_contract(spec.name)
         except ContractError as exc:
             raise dg.Failure(str(exc)) from exc
+        from factory_assets.governance.facts import approvals_log, current_policy, model_facts
+        from factory_assets.governance.policy import scoring_allowed
+
+        allowed = scoring_allowed(current_policy(), model_facts(spec, champion, approvals_log(store.paths.artifacts)))
+        if not allowed.passed:
+            raise dg.Failure(
+                description=f"policy forbids scoring with {spec.name} {champion.version}: {allowed.summary()}",
+                metadata={"rules": dg.MetadataValue.json(allowed.to_dict())})
         model = registry.load_model(spec.name, champion.version)
         categories = champion.manifest.get("extra", {}).get("categories", {})
         days = sorted(date.fromisoformat(k) for k in context.partition_keys)

@@ -135,7 +135,7 @@ def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         tags={"layer": "feedback", "use_case": spec.name, "risk_tier": spec.risk_tier,
               "business_unit": spec.business_unit},
         check_specs=[dg.AssetCheckSpec("within_thresholds", asset=key, description=(
-            f"Warns when a day crosses the {spec.risk_tier}-tier limits of monitoring_thresholds.yaml "
+            f"Warns when a day crosses the {spec.risk_tier}-tier limits of governance/policy.yaml "
             "(drift share, prediction drift, quality drop); the retraining sensor acts on it."))],
         description=f"Daily Evidently data drift (features vs the model's reference), prediction drift and live "
         f"{spec.metric} of {spec.name} once outcomes are known ({label_delay_days_text(spec)}). HTML reports "

@@ -25,7 +25,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-THRESHOLDS_FILE = Path(__file__).with_name("monitoring_thresholds.yaml")
+THRESHOLDS_FILE = Path(__file__).with_name("monitoring_method.yaml")
 
 
 class MonitoringConfigError(ValueError):
@@ -52,20 +52,26 @@ class MonitoringConfig(BaseModel):
     tiers: dict[Literal["low", "medium", "high"], TierThresholds]
 
 
-def load_monitoring_config(path: Path | str = THRESHOLDS_FILE) -> MonitoringConfig:
+def load_monitoring_config(path: Path | str = THRESHOLDS_FILE, policy_file: Path | str | None = None) -> MonitoringConfig:
+    """The drift method from ``path`` and, per risk tier, the limits from the policy file
+    (governance/policy.yaml: one place for every tier rule)."""
+    from factory_assets.governance.policy import POLICY_FILE, load_policy
+
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
-        config = MonitoringConfig.model_validate(raw)
     except (OSError, yaml.YAMLError) as exc:
         raise MonitoringConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise MonitoringConfigError(f"{path}: expected a mapping of settings")
+    policy = load_policy(policy_file or POLICY_FILE)
+    fields = set(TierThresholds.model_fields)
+    tiers = {name: {k: v for k, v in tier.model_dump().items() if k in fields} for name, tier in policy.tiers.items()}
+    try:
+        return MonitoringConfig.model_validate({**raw, "tiers": tiers})
     except ValidationError as exc:
         problems = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors())
-        raise MonitoringConfigError(f"{path}: invalid monitoring thresholds: {problems}") from exc
-    missing = {"low", "medium", "high"} - set(config.tiers)
-    if missing:
-        raise MonitoringConfigError(f"{path}: field 'tiers': missing tier(s) {sorted(missing)}")
-    return config
+        raise MonitoringConfigError(f"{path}: invalid monitoring settings: {problems}") from exc
 
 
 @cache

@@ -454,6 +454,8 @@ def _approvals(policy: Policy, facts: ModelFacts) -> RuleResult:
 
 def _shadow_period(policy: Policy, facts: ModelFacts) -> RuleResult:
     days = policy.tier(facts.risk_tier).shadow_days
+    if facts.champion_metrics is None:
+        return RuleResult("shadow_period", True, "first model: no champion to run in the shadow of")
     age = facts.now - facts.registered_at
     ok = age >= timedelta(days=days)
     return RuleResult(

@@ -1,0 +1,133 @@
+"""`factory approve`, `factory promote` and `factory audit`: governance from the command line.
+
+    factory approve <use_case> <version|alias> --approver NAME --decision approve|reject [--note TEXT]
+    factory promote <use_case>      run the promotion gate (policy included) for the current challenger
+    factory audit <use_case> [--version champion] [--out DIR]
+
+There is no command that sets the champion directly: promotion only happens through the gate,
+which refuses what the policy forbids. Exit code 2 with the reason on stderr for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from factory_assets.settings import default_paths
+
+
+def register_commands(subparsers) -> None:
+    p = subparsers.add_parser("approve", help="record an approval or rejection of a model version (append-only)")
+    p.add_argument("use_case")
+    p.add_argument("version", help="version id, or the alias challenger / champion")
+    p.add_argument("--approver", required=True, help="who decides (recorded with the time and the OS user)")
+    p.add_argument("--decision", required=True, choices=["approve", "reject"])
+    p.add_argument("--note", default="", help="why")
+    p.set_defaults(func=cmd_approve)
+
+    p = subparsers.add_parser("promote", help="run the promotion gate of a use case (policy rules included)")
+    p.add_argument("use_case")
+    p.set_defaults(func=cmd_promote)
+
+    p = subparsers.add_parser("audit", help="write the audit bundle (JSON + HTML) of a model version")
+    p.add_argument("use_case")
+    p.add_argument("--version", default="champion", help="version id or alias (default champion)")
+    p.add_argument("--out", type=Path, help="folder (default .factory/artifacts/audit/<use_case>/<version>)")
+    p.set_defaults(func=cmd_audit)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _spec_and_version(use_case: str, version: str):
+    from factory_assets.assembly.registry import ModelRegistry, RegistryKeyError
+    from factory_assets.assembly.specs import load_use_cases
+
+    specs = load_use_cases()
+    if use_case not in specs:
+        raise LookupError(f"unknown use case {use_case!r}; known: {', '.join(sorted(specs))}")
+    try:
+        return specs[use_case], ModelRegistry(default_paths().artifacts / "models").get(use_case, version)
+    except RegistryKeyError as exc:
+        raise LookupError(str(exc)) from exc
+
+
+def cmd_approve(args) -> int:
+    from factory_assets.governance.facts import approvals_log
+
+    try:
+        spec, version = _spec_and_version(args.use_case, args.version)
+        if args.approver.strip().casefold() == str(version.manifest.get("created_by", "")).casefold():
+            return _fail(f"{args.approver} trained {version.version}: the four-eyes rule needs someone else")
+        record = approvals_log(default_paths().artifacts).record(spec.name, version.version, args.approver,
+                                                                 args.decision, args.note)
+    except (LookupError, ValueError) as exc:
+        return _fail(str(exc))
+    status = approvals_log(default_paths().artifacts).status(spec.name, version.version)
+    print(f"recorded: {record['approver']} {record['decision']}s {spec.name} {version.version} at {record['at']}")
+    print(f"{status.approvals} approval(s){' and a standing rejection' if status.rejected else ''}; "
+          f"run `factory promote {spec.name}` to run the gate")
+    return 0
+
+
+def cmd_promote(args) -> int:
+    import os
+
+    import dagster as dg
+
+    from factory_assets.definitions import defs
+    from factory_assets.settings import ensure_dagster_home
+
+    os.environ.setdefault("DAGSTER_HOME", str(ensure_dagster_home(default_paths().create())))
+    key = dg.AssetKey(["assembly", f"{args.use_case}_champion"])
+    try:
+        defs.resolve_assets_def(key)
+    except Exception:  # noqa: BLE001 - any lookup failure means the same thing to the user
+        return _fail(f"unknown use case {args.use_case!r}")
+    result = defs.resolve_job_def("assembly_training").execute_in_process(
+        instance=dg.DagsterInstance.get(), asset_selection=[key], raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        print(meta["reason"].value)
+        print(f"champion: {meta['champion'].value}")
+        return 0 if meta["promoted"].value else 3
+    return _fail(f"the gate did not run (run {result.run_id}); see the Dagster UI")
+
+
+def cmd_audit(args) -> int:
+    from factory_assets.governance.audit import build_audit_bundle, write_bundle
+    from factory_assets.governance.facts import approvals_log, current_policy, model_facts, policy_path
+    from factory_assets.governance.policy import evaluate_compliance
+    from factory_assets.processing.dbt_assets import dbt_project
+
+    started = time.perf_counter()
+    try:
+        spec, version = _spec_and_version(args.use_case, args.version)
+    except LookupError as exc:
+        return _fail(str(exc))
+    artifacts = default_paths().artifacts
+    approvals = approvals_log(artifacts)
+    report = evaluate_compliance(current_policy(), model_facts(spec, version, approvals))
+    bundle = build_audit_bundle(
+        artifacts=artifacts, use_case=spec.name, version=version.version, spec=spec, policy=report.to_dict(),
+        approvals=approvals.entries(spec.name, version.version), dbt_manifest=dbt_project.manifest_path,
+        product_lineage=feature_set_products(), policy_file=policy_path())
+    out = args.out or artifacts / "audit" / spec.name / version.version
+    json_path, html_path = write_bundle(bundle, out)
+    print(json.dumps({"bundle": str(json_path), "page": str(html_path),
+                      "seconds": round(time.perf_counter() - started, 2)}))
+    return 0
+
+
+def feature_set_products() -> dict[str, list[str]]:
+    """Which data products each feature set reads (from the feature SQL), for the audit bundle."""
+    from factory_assets.assembly import features as fs
+
+    relations = {fs.ORDER_LINES: "fct_order_lines", fs.SUPPLIER_RELIABILITY: "supplier_reliability",
+                 fs.DAILY_DEMAND: "daily_demand", fs.CALENDAR: "calendar", fs.TICKETS: "int_tickets__scored"}
+    return {name: sorted(p for rel, p in relations.items() if rel in f.sql) for name, f in fs.FEATURE_SETS.items()}
