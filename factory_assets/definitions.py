@@ -7,6 +7,7 @@ import dagster as dg
 from factory_assets.assembly import defs as assembly
 from factory_assets.distribution import defs as distribution
 from factory_assets.feedback import defs as feedback
+from factory_assets.governance.assets import build_governance_defs
 from factory_assets.processing import defs as processing
 from factory_assets.raw_material import defs as raw_material
 from factory_assets.jobs import nightly_schedule, supply_chain_job, training_job, weekly_training_schedule
@@ -22,6 +23,7 @@ def build_definitions(store: FactoryStore | None = None, use_cases_folder: Path 
         assembly.defs if use_cases_folder is None else assembly.build_assembly_defs(use_cases_folder),
         distribution.defs if use_cases_folder is None else distribution.build_distribution_defs(use_cases_folder),
         feedback.defs if use_cases_folder is None else feedback.build_feedback_defs(use_cases_folder),
+        build_governance_defs(use_cases_folder),
         dg.Definitions(
             jobs=[supply_chain_job, training_job],
             schedules=[nightly_schedule, weekly_training_schedule],

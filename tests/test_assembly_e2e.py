@@ -107,7 +107,7 @@ def test_training_metadata_is_numeric_and_traceable(trained):
 
 def test_first_models_become_champions_and_the_registry_round_trips(trained):
     for use_case in ("late_delivery", "demand_forecast", "order_value"):
-        assert trained.meta[f"assembly/{use_case}_champion"]["promoted"] is True
+        assert trained.meta[f"assembly/{use_case}_champion"]["promoted"] is True, trained.meta[f"assembly/{use_case}_champion"]["reason"]
         assert trained.registry.aliases(use_case)["champion"] == trained.registry.aliases(use_case)["challenger"]
     frame = pl.read_parquet(trained.paths.artifacts / "training_sets" / "purchase_propensity.parquet")
     from factory_assets.assembly.templates import encode_features
@@ -208,6 +208,7 @@ def test_champions_score_every_use_case_into_contracted_products_that_operations
     import duckdb
 
     selection = [dg.AssetKey(["distribution", f"{uc}_predictions"]) for uc in BUILT_IN]
+    selection += [dg.AssetKey(["feedback", f"{uc}_monitoring"]) for uc in BUILT_IN]
     selection.append(dg.AssetKey(["distribution", "service_priority"]))
     result = run_nightly(trained, selection)
     assert result.success
@@ -262,3 +263,76 @@ def test_a_prediction_product_breaking_its_contract_blocks_monitoring(trained):
     assert not contract.passed and "prediction <= 1" in str(contract.metadata)
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert materialized == {"distribution/late_delivery_predictions"}  # monitoring never ran on bad scores
+
+
+def test_a_policy_change_flips_compliance_and_the_review_reports_it(trained, tmp_path, monkeypatch):
+    import duckdb
+
+    from factory_assets.governance.policy import POLICY_FILE
+
+    def review():
+        result = trained.defs.resolve_job_def("policy_review").execute_in_process(
+            instance=trained.instance, run_config=QUIET, raise_on_error=False)
+        check = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
+        with duckdb.connect(str(trained.paths.warehouse), read_only=True) as conn:
+            failed = conn.execute("select use_case, rule from governance.model_compliance where not passed").fetchall()
+            status = dict(conn.execute("select use_case, status from governance.portfolio").fetchall())
+        return check.passed, failed, status
+
+    passed, failed, status = review()
+    assert passed and failed == []
+    assert status == {"demand_forecast": "champion", "late_delivery": "champion", "order_value": "champion",
+                      "purchase_propensity": "champion"}
+    stricter = tmp_path / "policy.yaml"  # the medium tier now asks for one approval
+    stricter.write_text(POLICY_FILE.read_text().replace(
+        "required_approvals: 0         # promoted automatically when the rules pass (retraining",
+        "required_approvals: 1         # promoted automatically when the rules pass (retraining"))
+    monkeypatch.setenv("FACTORY_POLICY_FILE", str(stricter))
+    passed, failed, status = review()
+    assert not passed and failed == [("late_delivery", "approvals")]
+    assert status["late_delivery"] == "non_compliant" and status["demand_forecast"] == "champion"
+    # the policy_change sensor sees the new file and asks for one review run per file version
+    sensor = trained.defs.resolve_sensor_def("policy_change")
+    first = sensor.evaluate_tick(dg.build_sensor_context(instance=trained.instance, definitions=trained.defs))
+    assert len(first.run_requests) == 1
+    again = sensor.evaluate_tick(dg.build_sensor_context(instance=trained.instance, cursor=first.cursor,
+                                                         definitions=trained.defs))
+    assert again.run_requests == []
+    # a non-compliant champion stops scoring: the prediction product fails with the broken rule
+    result = run_nightly(trained, [dg.AssetKey(["distribution", "late_delivery_predictions"])])
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "policy forbids scoring" in failure.event_specific_data.error.message + str(failure.message)
+
+
+def test_no_raw_personal_data_in_products_features_predictions_reports_or_bundles(trained):
+    """Sweep everything downstream of the raw store for the simulator's names, emails and customer ids."""
+    import re
+
+    import duckdb
+
+    from factory_assets.raw_material.simulator import SimulationConfig, simulate
+
+    data = simulate(SimulationConfig(start_date=START, days=DAYS, order_lines_per_day=250, seed=5, n_products=60))
+    tx = data.transactions
+    pii = set(tx["customer_name"].unique()) | set(tx["customer_email"].unique()) | set(tx["customer_id"].unique())
+    assert len(pii) > 1000
+    found = {}
+    with duckdb.connect(str(trained.paths.warehouse), read_only=True) as conn:
+        tables = conn.execute("""select table_schema, table_name, column_name from information_schema.columns
+                                 where data_type = 'VARCHAR' and table_schema not in ('raw', 'staging', 'main')""").fetchall()
+        schemas = {t[0] for t in tables}
+        assert {"marts", "features", "predictions", "operations", "governance"} <= schemas
+        for schema, table, column in tables:
+            values = {v for (v,) in conn.execute(f'select distinct "{column}" from {schema}.{table}').fetchall()}
+            if values & pii:
+                found[f"{schema}.{table}.{column}"] = sorted(values & pii)[:3]
+    files = [p for p in trained.paths.artifacts.rglob("*") if p.is_file() and p.suffix in (".parquet", ".html", ".json", ".jsonl")]
+    assert any(p.suffix == ".html" and "reports" in p.parts for p in files)  # Evidently reports are swept too
+    email = re.compile(r"[A-Za-z]+\.[A-Za-z]+\.\d+@example\.com")
+    names = {v for v in pii if " " in v}
+    for path in files:
+        text = (pl.read_parquet(path).write_csv() if path.suffix == ".parquet" else path.read_text(errors="ignore"))
+        hits = email.findall(text) + [n for n in names if n in text]
+        if hits:
+            found[str(path.relative_to(trained.paths.home))] = hits[:3]
+    assert found == {}

@@ -62,14 +62,30 @@ REFERENCE_MAX_ROWS = 5_000
 IDENTIFIERS = {"order_line_id", "customer_key", "order_id"}
 
 
+def pii_derived(columns) -> list[str]:
+    """The columns computed from personal data: a feature-set column tagged ``pii_derived`` in its
+    contract, under its own name or prefixed (``customer_avg_sentiment_90d``)."""
+    from factory_assets.lib.contracts import pii_derived_feature_columns
+
+    tagged = pii_derived_feature_columns()
+    return [c for c in columns if c in tagged or any(c.endswith(f"_{t}") for t in tagged)]
+
+
 def feature_columns(frame: pl.DataFrame, spec: UseCaseSpec) -> list[str]:
-    """Every column of the training set except keys, identifiers, the target and times."""
-    return [
+    """Every column of the training set except keys, identifiers, the target and times, and except
+    PII-derived columns unless the use case's risk tier allows them (governance/policy.yaml)."""
+    from factory_assets.governance.facts import current_policy
+
+    columns = [
         c for c, dtype in frame.schema.items()
         if c not in spec.entity and c not in IDENTIFIERS and c != spec.target and c != "split_time"
         and c not in TRAINING_SETS[spec.training_set][1]
         and not dtype.is_temporal()
     ]
+    if current_policy().tier(spec.risk_tier).pii_features_allowed:
+        return columns
+    excluded = set(pii_derived(columns))
+    return [c for c in columns if c not in excluded]
 
 
 def _data_window(conn, as_of: date) -> tuple[date, date]:
@@ -248,7 +264,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
             data_versions={"training_set": _frame_version(frame)}, code_version=code,
             extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
                    "rows": best.rows, "baseline": best.baseline_name, "training_as_of": as_of.isoformat(),
-                   "segment_metrics": best.segment_metrics,
+                   "segment_metrics": best.segment_metrics, "pii_features": pii_derived(features),
                    "feature_schema": infer_feature_schema(frame, features, best.categories),
                    "reference": {"file": "reference.parquet", "rows": reference.height,
                                  "days": [str(as_of - timedelta(days=k)) for k in REFERENCE_DAYS],

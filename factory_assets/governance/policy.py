@@ -385,13 +385,19 @@ def _promotion_margin(policy: Policy, facts: ModelFacts) -> RuleResult:
     )
 
 
+#: Metrics whose size follows the target's scale; segments are compared on WAPE instead.
+SCALE_DEPENDENT = {"mae", "rmse"}
+
+
 def _column_gap(
     facts: ModelFacts, column: str, segments: Mapping[str, Mapping[str, float]], min_rows: int
 ) -> tuple[float | None, str]:
     """(gap, text) for one segment column, or (None, text) when fewer than two segments qualify.
 
-    Segments below ``min_rows`` or without a finite metric are left out: their metric is noise."""
-    m = facts.metric
+    Segments below ``min_rows`` or without a finite metric are left out: their metric is noise.
+    Scale-dependent errors (MAE, RMSE) are compared as WAPE: a segment of bigger orders has bigger
+    absolute errors without being served worse."""
+    m = "wape" if facts.metric in SCALE_DEPENDENT else facts.metric
     qualified = {
         str(name): float(values[m])
         for name, values in segments.items()

@@ -52,6 +52,12 @@ class Column:
     maximum: float | None = None
     pattern: str | None = None
     valid_values: tuple[Any, ...] | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def is_pii_derived(self) -> bool:
+        """Not personal data itself, but computed from it (e.g. sentiment read from ticket text)."""
+        return "pii_derived" in self.tags
 
     @property
     def is_pii(self) -> bool:
@@ -149,6 +155,7 @@ def _parse_column(prop: dict, where: str, path: Path) -> Column:
         maximum=options.get("maximum"),
         pattern=options.get("pattern"),
         valid_values=valid_values,
+        tags=tuple(str(t) for t in prop.get("tags") or ()),
     )
 
 
@@ -259,3 +266,9 @@ def prediction_contract(use_case: str) -> DataContract:
             "data_contracts/predictions/late_delivery.odcs.yaml and adapt its key columns) before scoring"
         )
     return load_contract(path)
+
+
+def pii_derived_feature_columns() -> set[str]:
+    """Columns of the feature-set contracts tagged ``pii_derived`` (e.g. ticket sentiment)."""
+    return {c.name for path in sorted((CONTRACTS_DIR / "features").glob("*.odcs.yaml"))
+            for c in load_contract(path).columns if c.is_pii_derived}
