@@ -104,6 +104,12 @@ def model_summary(result) -> list[str]:
             baseline = {k.split("/", 1)[1]: v.value for k, v in meta.items() if k.startswith("baseline/")}
             shown = ", ".join(f"{m} {metrics[m]:.3f} (baseline {baseline[m]:.3f})" for m in metrics)
             lines.append(f"  {key.removesuffix('_model'):<24} {meta['engine'].value}: {shown}")
+        elif key.endswith("_champion") and not meta["promoted"].value:
+            use_case = key.removesuffix("_champion")
+            lines.append(f"  {use_case:<24} stays challenger: {meta['reason'].value.split(' (gate alone')[0]}")
+            if "approval" in meta["reason"].value:
+                lines.append(f"  {'':<24} approve: .venv/bin/factory approve {use_case} challenger --approver NAME "
+                             f"--decision approve; then .venv/bin/factory promote {use_case}")
     return lines
 
 

@@ -41,6 +41,7 @@ business_unit: finance
 owner: team:finance-analytics
 engine: xgboost
 uses: [cash_flow_planning]
+value: {estimated_hours_saved_per_week: 4}
 """
 
 

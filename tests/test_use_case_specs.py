@@ -56,6 +56,7 @@ def _write(folder: Path, name: str, **changes) -> Path:
         ({"owner": "bob"}, "owner", "team:<name>"),
         ({"horizon_days": -1}, "horizon_days", "greater than or equal"),
         ({"colour": "red"}, "colour", "unknown field"),
+        ({"uses": ["Retention Campaigns"]}, "uses", "snake_case"),
     ],
 )
 def test_broken_spec_names_file_and_field(tmp_path, changes, field, fragment):

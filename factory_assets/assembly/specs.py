@@ -59,6 +59,9 @@ class UseCaseSpec(BaseModel):
     engine: Engine
     #: What the predictions are used for (governance/policy.yaml says which uses each tier may serve).
     uses: tuple[str, ...] = ()
+    #: Features left out of drift monitoring, e.g. the batch's own position in the calendar (day of
+    #: week, weekend days ahead): they differ from a two-week reference by construction.
+    drift_exclude: tuple[str, ...] = ()
     value: dict[str, float] | None = None
 
     @field_validator("name")

@@ -51,8 +51,10 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registr
         version = registry.get(spec.name, model_version)
         reference = pl.read_parquet(version.path / version.manifest["extra"]["reference"]["file"])
         current = pl.read_parquet(snapshot)
-        features = list(version.feature_names)
+        features = [f for f in version.feature_names if f not in spec.drift_exclude]
         drift = mon.data_drift(reference, current, features, config=config, report_path=reports / "data_drift.html")
+        drift.excluded.update({f: "calendar position of the batch (use case's drift_exclude)"
+                               for f in version.feature_names if f in spec.drift_exclude})
         prediction = mon.data_drift(reference, current, ["prediction"], config=config,
                                     report_path=reports / "prediction_drift.html")
         prediction_score = prediction.scores.get("prediction", 0.0)
