@@ -154,6 +154,8 @@ def test_an_audit_bundle_is_complete_and_valid(trained, capsys):
     assert bundle["model"]["version"] == champion.version
     assert bundle["use_case"]["risk_tier"] == "medium"
     assert bundle["segment_metrics"]["region"] and bundle["segment_metrics"]["channel"]
+    products = bundle["inputs"]["training_data"]["data_versions"]["products"]
+    assert products["fct_order_lines"]["rows"] > 0 and products["raw_store"]["newest_partition"] == str(LAST_DAY)
     history = bundle["promotion_history"]
     assert [h["reason"] for h in history["records"]] == [h["reason"] for h in trained.registry.history("late_delivery")]
     assert history["is_champion"] is True and bundle["policy"]["evaluation"]["rules"]

@@ -137,7 +137,7 @@ def test_bundle_validates_and_carries_the_manifest(factory):
     assert bundle["generated_at"] == "2026-01-13T08:00:00+00:00"
     assert bundle["use_case"] == {"name": UC, "description": SPEC.description, "risk_tier": "high",
                                   "business_unit": "marketing", "owner": "team:marketing-analytics",
-                                  "template": "binary_classification", "metric": "auc", "uses": None}
+                                  "template": "binary_classification", "metric": "auc", "uses": []}
     model = bundle["model"]
     for key in ("version", "engine", "task", "created_at", "created_by", "code_version", "params", "best_iteration",
                 "device", "model_sha256", "feature_names"):

@@ -297,17 +297,25 @@ def test_compliance_rules_and_drift(policy):
     report = evaluate_compliance(policy, _facts(champion_metrics={"auc": 0.99}, registered_at=NOW))
     assert [r.rule for r in report.rules] == [
         "prohibited_use", "allowed_use", "min_lift", "segment_gap", "pii_features", "approvals", "drift",
+        "retraining_cadence",
     ]
     assert report.passed, report.summary()  # margin and shadow period do not apply to a sitting champion
-    drifted = evaluate_compliance(policy, _facts(latest_drift_share=0.45))
+    drifted = evaluate_compliance(policy, _facts(latest_drift_share=0.45, registered_at=NOW))
     assert not drifted.passed and [r.rule for r in drifted.failed] == ["drift"]
     assert "drift share 45.0% > max_drift_share 40% (tier high)" in drifted.failed[0].detail
-    assert evaluate_compliance(policy, _facts(latest_drift_share=None)).passed
+    assert evaluate_compliance(policy, _facts(latest_drift_share=None, registered_at=NOW)).passed
+
+
+def test_a_champion_older_than_its_tier_cadence_is_stale(policy):
+    stale = evaluate_compliance(policy, _facts(registered_at=NOW - timedelta(days=8)))  # high tier: 7 days
+    assert [r.rule for r in stale.failed] == ["retraining_cadence"]
+    assert "8.0 day(s) ago > retraining_cadence_days 7 (tier high)" in stale.failed[0].detail
+    assert evaluate_compliance(policy, _facts(registered_at=NOW - timedelta(days=6))).passed
 
 
 def test_compliance_flips_when_the_policy_changes(tmp_path, policy):
     """Same champion, same facts: compliant under the shipped policy, not under a stricter min_lift."""
-    facts = _facts()  # auc 0.85 vs baseline 0.70: lift 21.4 %
+    facts = _facts(registered_at=NOW - timedelta(days=1))  # auc 0.85 vs baseline 0.70: lift 21.4 %
     stricter = load_policy(_write_policy(tmp_path, lambda raw: (raw["tiers"]["high"].update(min_lift=0.25),
                                                                 raw.update(version="2.0.0"))))
     before, after = evaluate_compliance(policy, facts), evaluate_compliance(stricter, facts)

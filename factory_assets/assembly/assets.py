@@ -102,6 +102,26 @@ def code_version() -> str:
         return "unknown"
 
 
+def product_versions(conn) -> dict[str, dict]:
+    """What each data product held when a training set was built: rows and latest day (the
+    contract's freshness column), plus the raw store's newest ingested partition."""
+    from factory_assets.lib.contracts import product_contract
+
+    out = {}
+    for relation, key in _RELATION_ASSETS.items():
+        name = key[-1]
+        try:
+            column = product_contract(name).freshness_column
+        except Exception:  # noqa: BLE001 - an intermediate model has no contract
+            column = None
+        latest = f"max({column})" if column else "null"
+        rows, newest = conn.execute(f"select count(*), {latest} from {relation}").fetchone()
+        out[name] = {"rows": int(rows), "latest": str(newest) if newest is not None else None}
+    newest_partition, files = conn.execute("select max(partition_date), count(*) from raw.ingestion_log").fetchone()
+    out["raw_store"] = {"newest_partition": str(newest_partition), "files_ingested": int(files)}
+    return out
+
+
 def feature_set_asset(name: str) -> dg.AssetsDefinition:
     feature_set = fs.FEATURE_SETS[name]
     deps = [dg.AssetKey(key) for rel, key in _RELATION_ASSETS.items() if rel in feature_set.sql]
@@ -212,7 +232,9 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         frame.write_parquet(path)
         positive = float(frame[spec.target].cast(pl.Float64).mean()) if frame.height else float("nan")
         data_version = _frame_version(frame)
-        info_path.write_text(json.dumps({"as_of": as_of.isoformat(), "data_version": data_version}))
+        with store.warehouse(read_only=True) as conn:
+            products = product_versions(conn)
+        info_path.write_text(json.dumps({"as_of": as_of.isoformat(), "data_version": data_version, "products": products}))
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(frame.height),
@@ -243,7 +265,8 @@ def use_case_assets(spec: UseCaseSpec) -> list:
 
         path, info_path = _training_set_paths(store, spec.name)
         frame = pl.read_parquet(path)
-        as_of = date.fromisoformat(json.loads(info_path.read_text())["as_of"])
+        info = json.loads(info_path.read_text())
+        as_of = date.fromisoformat(info["as_of"])
         features = feature_columns(frame, spec)
         results = {}
         for engine in spec.engines:
@@ -261,7 +284,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         version = registry.register(
             spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
             feature_contracts=fs.feature_set_versions(spec.feature_sets),
-            data_versions={"training_set": _frame_version(frame)}, code_version=code,
+            data_versions={"training_set": _frame_version(frame), "products": info.get("products", {})}, code_version=code,
             extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
                    "rows": best.rows, "baseline": best.baseline_name, "training_as_of": as_of.isoformat(),
                    "segment_metrics": best.segment_metrics, "pii_features": pii_derived(features),

@@ -108,7 +108,7 @@ def _use_case_section(use_case: str, spec: UseCaseSpec | None, extra: Mapping[st
         "owner": spec.owner if spec else None,
         "template": spec.template if spec else extra.get("template"),
         "metric": spec.metric if spec else None,
-        "uses": getattr(spec, "uses", None),  # the policy adds `uses` to specs
+        "uses": list(spec.uses) if spec else None,
     }
 
 

@@ -483,12 +483,23 @@ def _drift(policy: Policy, facts: ModelFacts) -> RuleResult:
     )
 
 
+def _retraining_cadence(policy: Policy, facts: ModelFacts) -> RuleResult:
+    """A champion older than the tier's cadence is stale: the weekly job or the sensor should have
+    replaced or re-confirmed it."""
+    days = policy.tier(facts.risk_tier).retraining_cadence_days
+    age = (facts.now - facts.registered_at).total_seconds() / 86400
+    ok = age <= days
+    return RuleResult("retraining_cadence", ok,
+                      f"trained {age:.1f} day(s) ago {'<=' if ok else '>'} retraining_cadence_days {days} "
+                      f"(tier {facts.risk_tier})")
+
+
 Rule = Callable[[Policy, ModelFacts], RuleResult]
 PROMOTION_RULES: tuple[Rule, ...] = (
     _prohibited_use, _allowed_use, _min_lift, _promotion_margin, _segment_gap, _pii_features, _approvals, _shadow_period,
 )
 COMPLIANCE_RULES: tuple[Rule, ...] = (
-    _prohibited_use, _allowed_use, _min_lift, _segment_gap, _pii_features, _approvals, _drift,
+    _prohibited_use, _allowed_use, _min_lift, _segment_gap, _pii_features, _approvals, _drift, _retraining_cadence,
 )
 SCORING_RULES: tuple[Rule, ...] = (_prohibited_use, _allowed_use, _pii_features, _approvals)
 
