@@ -137,7 +137,7 @@ def summarise(result) -> tuple[list[tuple[str, int]], int, int]:
 def monitoring_summary(result) -> list[str]:
     lines = []
     for event in result.get_asset_materialization_events():
-        if event.asset_key.path[0] != "feedback":
+        if event.asset_key.path[0] != "feedback" or not event.asset_key.path[-1].endswith("_monitoring"):
             continue
         meta = event.materialization.metadata
         breaches = meta["breaches"].value if "breaches" in meta else []
