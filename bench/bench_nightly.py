@@ -22,16 +22,20 @@ from datetime import date, timedelta
 from pathlib import Path
 
 
-def step_seconds(result) -> dict[str, float]:
+def step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Seconds per layer, from the run's step start / end events in the instance's event log."""
     starts, per_layer = {}, defaultdict(float)
-    for event in result.all_events:
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
         if event.event_type_value == "STEP_START":
-            starts[event.step_key] = event.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED") and event.step_key in starts:
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
             key = event.step_key
             layer = ("processing" if "dbt" in key and "operations" not in key else
                      "distribution" if "operations" in key else key.split("__")[0])
-            per_layer[layer] += event.timestamp - starts.pop(key)
+            per_layer[layer] += entry.timestamp - starts.pop(key)
     return dict(per_layer)
 
 
@@ -66,7 +70,9 @@ def main() -> None:
         started = time.perf_counter()
         result = run_supply_chain(night, night)
         wall = time.perf_counter() - started
-        layers = step_seconds(result)
+        import dagster as dg
+
+        layers = step_seconds(dg.DagsterInstance.get(), result.run_id)
         shown = ", ".join(f"{name} {sec:.1f} s" for name, sec in sorted(layers.items(), key=lambda kv: -kv[1]))
         print(f"night {night}: {'SUCCESS' if result.success else 'FAILED'} in {wall:.1f} s ({shown})", flush=True)
     dbt = Path(sys.executable).with_name("dbt")
