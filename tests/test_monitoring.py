@@ -31,7 +31,7 @@ def test_data_drift_flags_the_moved_columns_only_and_says_how(tmp_path):
     reference, current = frames(6_000, shift=0.8)
     config = mon.MonitoringConfig(**{**mon.monitoring_config().model_dump(), "sample_rows": 4_000})
     result = mon.data_drift(reference, current, reference.columns, config=config, report_path=tmp_path / "r.html")
-    assert result.drifted_columns == ["moving", "channel"] or set(result.drifted_columns) == {"moving", "channel"}
+    assert set(result.drifted_columns) == {"moving", "channel"}
     assert result.share == pytest.approx(2 / 3)
     assert "order_ref" in result.excluded and "identifier" in result.excluded["order_ref"]
     assert result.scores["stable"] < 0.1 < result.scores["moving"]
@@ -41,8 +41,7 @@ def test_data_drift_flags_the_moved_columns_only_and_says_how(tmp_path):
 
 def test_no_shift_no_drift():
     reference, current = frames(2_000, shift=0.0)
-    current = current.with_columns(pl.lit("web").alias("channel")).with_columns(
-        pl.Series("channel", reference["channel"].sample(fraction=1.0, shuffle=True, seed=3)))
+    current = current.with_columns(pl.Series("channel", reference["channel"].sample(fraction=1.0, shuffle=True, seed=3)))
     result = mon.data_drift(reference, current, ["stable", "moving", "channel"])
     assert result.drifted_columns == [] and result.share == 0.0
     assert result.sampling.startswith("all rows")

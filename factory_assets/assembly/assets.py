@@ -30,6 +30,12 @@ _RELATION_ASSETS = {
     fs.TICKETS: ["processing", "int_tickets__scored"],
 }
 
+def feature_set_products() -> dict[str, list[str]]:
+    """Which data products each feature set reads (for lineage and the audit bundle)."""
+    return {name: sorted(key[-1] for rel, key in _RELATION_ASSETS.items() if rel in f.sql)
+            for name, f in fs.FEATURE_SETS.items()}
+
+
 #: Where the entities of each feature set come from, for the latest snapshot.
 _ENTITY_SPINES = {
     ("customer_key",): f"select distinct customer_key from {fs.ORDER_LINES}",
@@ -185,13 +191,14 @@ def _training_set_paths(store: FactoryStore, name: str):
 
 def drift_reference(conn, spec: UseCaseSpec, model, categories: dict, as_of: date) -> pl.DataFrame:
     """Scoring sets of the two weeks up to ``as_of`` with the model's predictions, sampled."""
-    from factory_assets.distribution.scoring import SCORING_SETS, predict, reference_sample
+    from factory_assets.distribution.scoring import SCORING_SETS, predict
+    from factory_assets.lib.warehouse_sql import sample_rows
 
     frames = [SCORING_SETS[spec.training_set](conn, spec, as_of - timedelta(days=k)) for k in REFERENCE_DAYS]
     frame = pl.concat([f for f in frames if f.height], how="vertical_relaxed") if any(f.height for f in frames) else frames[0]
     frame = frame.select(list(model.feature_names))
     frame = frame.with_columns(prediction=pl.Series(predict(model, categories, frame), dtype=pl.Float64))
-    return reference_sample(frame, REFERENCE_MAX_ROWS)
+    return sample_rows(frame, REFERENCE_MAX_ROWS)
 
 
 def _parquet_bytes(frame: pl.DataFrame) -> bytes:

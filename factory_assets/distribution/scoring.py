@@ -20,6 +20,7 @@ import polars as pl
 from factory_assets.assembly import features as fs
 from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.templates import encode_features
+from factory_assets.lib.warehouse_sql import table_exists
 
 #: The scoring-set builder behind each ``training_set`` a spec may name: the same features as
 #: training, for the rows still to be predicted at the start of ``as_of``.
@@ -95,11 +96,6 @@ def write_partition(conn: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFr
     return rows.height
 
 
-def reference_sample(frame: pl.DataFrame, max_rows: int, seed: int = 0) -> pl.DataFrame:
-    """Uniform sample without replacement (fixed seed) of at most ``max_rows`` rows."""
-    return frame if frame.height <= max_rows else frame.sample(n=max_rows, with_replacement=False, seed=seed)
-
-
 def ensure_prediction_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Create every contracted prediction table that does not exist yet, empty, with the contract's
     columns: a product never scored (no champion yet) reads as no rows, not as a missing table."""
@@ -111,9 +107,7 @@ def ensure_prediction_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
         schema = contract.physical_name.split(".")[0]
         columns = ", ".join(f'"{c.name}" {c.physical_type}' for c in contract.columns)
         conn.execute(f"create schema if not exists {schema}")
-        exists = conn.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                              contract.physical_name.split(".")).fetchone()[0]
-        if not exists:
+        if not table_exists(conn, contract.physical_name):
             conn.execute(f"create table {contract.physical_name} ({columns})")
             created.append(contract.physical_name)
     return created

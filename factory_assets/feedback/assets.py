@@ -19,6 +19,7 @@ from factory_assets.assembly.templates import TEMPLATE_TASK
 from factory_assets.distribution.assets import predictions_key, snapshot_path
 from factory_assets.feedback import monitoring as mon
 from factory_assets.feedback.outcomes import label_delay_days, labelled_predictions, override_feedback
+from factory_assets.lib.warehouse_sql import table_exists
 from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.resources import FactoryStore
 
@@ -115,9 +116,7 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registr
 
 
 def _scored(conn, spec: UseCaseSpec, day: date) -> bool:
-    exists = conn.execute("select count(*) from information_schema.tables where table_schema = 'predictions' "
-                          "and table_name = ?", [spec.name]).fetchone()[0]
-    return bool(exists) and conn.execute(
+    return table_exists(conn, f"predictions.{spec.name}") and conn.execute(
         f"select count(*) > 0 from predictions.{spec.name} where scored_date = ?", [day]).fetchone()[0]
 
 

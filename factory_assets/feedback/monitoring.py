@@ -25,6 +25,8 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from factory_assets.lib.warehouse_sql import sample_rows
+
 THRESHOLDS_FILE = Path(__file__).with_name("monitoring_method.yaml")
 
 
@@ -98,11 +100,6 @@ class DriftResult:
     report_path: Path | None = None
 
 
-def sample(frame: pl.DataFrame, max_rows: int, seed: int = 0) -> pl.DataFrame:
-    """Uniform sample without replacement (fixed seed) of at most ``max_rows`` rows."""
-    return frame if frame.height <= max_rows else frame.sample(n=max_rows, with_replacement=False, seed=seed)
-
-
 def _kinds(reference: pl.DataFrame, columns: list[str], max_categories: int):
     numerical, categorical, excluded = [], [], {}
     for name in columns:
@@ -150,8 +147,8 @@ def data_drift(reference: pl.DataFrame, current: pl.DataFrame, columns: list[str
         raise ValueError(f"drift needs rows on both sides (reference {reference.height}, current {current.height})")
     numerical, categorical, excluded = _kinds(reference, columns, config.max_categories)
     monitored = numerical + categorical
-    ref = sample(reference, config.sample_rows, seed)
-    cur = sample(current, config.sample_rows, seed)
+    ref = sample_rows(reference, config.sample_rows, seed)
+    cur = sample_rows(current, config.sample_rows, seed)
     definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
     preset = DataDriftPreset(columns=monitored, num_method=config.numerical_method, cat_method=config.categorical_method,
                              threshold=config.column_threshold, include_tests=False)

@@ -14,6 +14,7 @@ import polars as pl
 
 from factory_assets.assembly import features as fs
 from factory_assets.assembly.specs import UseCaseSpec
+from factory_assets.lib.warehouse_sql import table_exists
 
 
 def label_delay_days(spec: UseCaseSpec) -> int:
@@ -55,10 +56,7 @@ def outcome_sql(spec: UseCaseSpec, table: str, scored_date: dt.date, known_by: d
 
 def labelled_predictions(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, table: str,
                          scored_date: dt.date, known_by: dt.date) -> pl.DataFrame:
-    exists = conn.execute(
-        "select count(*) from information_schema.tables where table_schema || '.' || table_name = ?", [table]
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(conn, table):
         return pl.DataFrame({"prediction": [], "actual": []}, schema={"prediction": pl.Float64, "actual": pl.Float64})
     return conn.execute(outcome_sql(spec, table, scored_date, known_by)).pl()
 
@@ -76,9 +74,7 @@ def override_feedback(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, labell
     """
     if len(spec.entity) != 1 or labelled.height == 0 or spec.template != "binary_classification":
         return None
-    exists = conn.execute("select count(*) from information_schema.tables where table_schema = 'staging' "
-                          "and table_name = 'stg_ops__overrides'").fetchone()[0]
-    if not exists:
+    if not table_exists(conn, OVERRIDES):
         return None
     overrides = conn.execute(
         f"select entity_id, arg_max(override_label, created_at) as override_label from {OVERRIDES} "

@@ -100,6 +100,7 @@ def cmd_promote(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    from factory_assets.assembly.assets import feature_set_products
     from factory_assets.governance.audit import build_audit_bundle, write_bundle
     from factory_assets.governance.facts import approvals_log, current_policy, model_facts, policy_path
     from factory_assets.governance.policy import evaluate_compliance
@@ -123,11 +124,3 @@ def cmd_audit(args) -> int:
                       "seconds": round(time.perf_counter() - started, 2)}))
     return 0
 
-
-def feature_set_products() -> dict[str, list[str]]:
-    """Which data products each feature set reads (from the feature SQL), for the audit bundle."""
-    from factory_assets.assembly import features as fs
-
-    relations = {fs.ORDER_LINES: "fct_order_lines", fs.SUPPLIER_RELIABILITY: "supplier_reliability",
-                 fs.DAILY_DEMAND: "daily_demand", fs.CALENDAR: "calendar", fs.TICKETS: "int_tickets__scored"}
-    return {name: sorted(p for rel, p in relations.items() if rel in f.sql) for name, f in fs.FEATURE_SETS.items()}
