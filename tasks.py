@@ -2,7 +2,7 @@
 """Set up and run the AI Factory with nothing but python3.
 
     python3 tasks.py run      # set up, then run the main job on embedded defaults
-    python3 tasks.py test     # set up, then run the whole test suite (what CI runs)
+    python3 tasks.py test     # set up (and Chromium for the UI tests), then run the whole test suite (CI)
     python3 tasks.py setup    # only set up: .venv, pinned dependencies, dbt manifest
     python3 tasks.py ui       # set up, then open the Dagster UI (dagster dev)
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -78,6 +79,21 @@ def setup() -> dict:
     return env
 
 
+def ensure_chromium() -> None:
+    """The UI tests drive a real Chromium; install Debian's package when it is missing."""
+    if os.environ.get("FACTORY_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    apt = shutil.which("apt-get")
+    sudo = [] if os.name != "nt" and os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if apt is None or sudo is None:
+        sys.exit("[tasks] the UI tests need Chromium: install your system's chromium package "
+                 "(or set FACTORY_CHROMIUM to a Chromium binary) and run again.")
+    _say("installing Chromium for the UI tests (apt-get install chromium)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    _run([*sudo, apt, "update", "-qq"], env=env)
+    _run([*sudo, apt, "install", "-y", "-qq", "chromium"], env=env)
+
+
 def main(argv: list[str]) -> None:
     command, rest = (argv[0], argv[1:]) if argv else ("run", [])
     if command not in {"setup", "run", "test", "ui"}:
@@ -86,6 +102,7 @@ def main(argv: list[str]) -> None:
     if command == "run":
         _run([BIN / "factory", "demo", *rest], env=env, cwd=ROOT)
     elif command == "test":
+        ensure_chromium()
         _run([PY, "-m", "pytest", *rest], env=env, cwd=ROOT)
     elif command == "ui":
         _run([BIN / "factory", "ui", *rest], env=env, cwd=ROOT)

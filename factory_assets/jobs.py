@@ -4,13 +4,15 @@ import dagster as dg
 
 from factory_assets.assembly.features import FEATURE_SETS
 from factory_assets.raw_material.assets import daily_partitions
-from factory_assets.settings import WAREHOUSE_WRITER_TAG
+from factory_assets.settings import ML_TEAM, PLATFORM_TEAM, WAREHOUSE_WRITER_TAG
 
 #: The feature-set snapshots are rebuilt nightly; training sets and models only by the training job.
 FEATURE_SET_ASSETS = dg.AssetSelection.assets(*[dg.AssetKey(["assembly", name]) for name in FEATURE_SETS])
 
 supply_chain_job = dg.define_asset_job(
     name="supply_chain_nightly",
+    owners=[PLATFORM_TEAM],
+    metadata={"layers": "raw_material, processing, assembly (feature sets), distribution, feedback"},
     description="Landing -> raw -> data products -> feature sets -> champion scores -> monitoring, for a day "
     "(or a range of days in one run).",
     selection=dg.AssetSelection.groups("raw_material", "processing", "distribution", "feedback") | FEATURE_SET_ASSETS,
@@ -21,6 +23,8 @@ supply_chain_job = dg.define_asset_job(
 nightly_schedule = dg.build_schedule_from_partitioned_job(
     supply_chain_job,
     name="supply_chain_nightly_schedule",
+    owners=[PLATFORM_TEAM],
+    metadata={"layer": "all", "runs": "supply_chain_nightly"},
     description="Every night at 02:00, runs the chain for the day that just ended.",
     hour_of_day=2,
     default_status=dg.DefaultScheduleStatus.STOPPED,
@@ -28,6 +32,8 @@ nightly_schedule = dg.build_schedule_from_partitioned_job(
 
 training_job = dg.define_asset_job(
     name="assembly_training",
+    owners=[ML_TEAM],
+    metadata={"layer": "assembly"},
     description="Rebuilds the feature sets and training sets, trains every use case and runs its promotion gate "
     "(the retraining sensor runs it for one use case).",
     selection=dg.AssetSelection.groups("assembly"),
@@ -36,6 +42,8 @@ training_job = dg.define_asset_job(
 
 weekly_training_schedule = dg.ScheduleDefinition(
     name="assembly_training_weekly",
+    owners=[ML_TEAM],
+    metadata={"layer": "assembly", "runs": "assembly_training"},
     job=training_job,
     cron_schedule="0 4 * * 0",
     description="Every Sunday at 04:00, retrains every use case and runs its promotion gate.",

@@ -35,6 +35,22 @@ RAW_SOURCES: dict[str, str] = {
 WAREHOUSE_WRITER_TAG = "factory/warehouse_writer"
 
 
+#: Where the UI's links to HTML artifacts (Evidently reports, audit bundles) point. `factory ui`
+#: serves FACTORY_HOME/artifacts read-only on this address; in production, set it to the URL of
+#: the bucket or web server that publishes the artifacts folder.
+DEFAULT_ARTIFACTS_URL = "http://127.0.0.1:3001"
+
+
+#: Owners of the factory's shared machinery (asset owners come from contracts and use-case specs).
+PLATFORM_TEAM = "team:data-platform"
+ML_TEAM = "team:ml-platform"
+RISK_TEAM = "team:model-risk"
+
+
+def artifacts_url() -> str:
+    return os.environ.get("FACTORY_ARTIFACTS_URL", DEFAULT_ARTIFACTS_URL).rstrip("/")
+
+
 def factory_home() -> Path:
     return Path(os.environ.get("FACTORY_HOME", PROJECT_ROOT / ".factory")).resolve()
 

@@ -28,6 +28,7 @@ def test_every_asset_is_in_its_layer_group_with_an_owner_and_a_description():
         keys.setdefault(node.group_name, set()).add(key.to_user_string())
         assert node.owners, key
         assert node.description, key
+        assert node.kinds, key  # dbt, duckdb, lightgbm, xgboost, evidently ... shown as badges
     assert set(groups) == {"raw_material", "processing", "assembly", "distribution", "feedback"}
     assert all(prefixes == {group} for group, prefixes in groups.items())
     assert keys["raw_material"] == {f"raw_material/{source}" for source in RAW_SOURCES}  # one asset per raw source
@@ -59,3 +60,28 @@ def test_the_nightly_chain_runs_landing_to_monitoring_and_training_is_weekly_and
     late = dg.AssetKey(["distribution", "late_delivery_predictions"])
     assert dg.AssetKey(["assembly", "late_delivery_champion"]) in graph.get(late).parent_keys
     assert dg.AssetKey(["feedback", "late_delivery_monitoring"]) in graph.get(late).child_keys
+
+
+KNOWN_KINDS = {"dbt", "duckdb", "python", "parquet", "lightgbm", "xgboost", "evidently"}
+
+
+def test_every_check_sensor_schedule_and_job_says_what_it_does_and_who_owns_it():
+    from factory_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    kinds = set().union(*(graph.get(k).kinds for k in graph.get_all_asset_keys()))
+    assert kinds <= KNOWN_KINDS and {"dbt", "lightgbm", "xgboost", "evidently"} <= kinds
+    checks = list(graph.asset_check_keys)
+    assert len(checks) > 100
+    for check in checks:
+        description = graph.get_check_spec(check).description
+        assert description and "\n" not in description.strip(), check
+    dbt_check = next(c for c in checks if c.name.startswith("accepted_range_calendar_day_of_week"))
+    assert "column day_of_week" in graph.get_check_spec(dbt_check).description  # dbt tests read as sentences
+    definitions = [*defs.sensors, *defs.schedules, *defs.resolve_all_job_defs()]
+    assert len(definitions) >= 9
+    for definition in definitions:
+        if definition.name == "__ASSET_JOB":
+            continue
+        assert definition.description, definition.name
+        assert definition.owners, definition.name

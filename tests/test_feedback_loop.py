@@ -11,6 +11,7 @@ nothing is flagged and no retraining is requested.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from datetime import date, timedelta
 from types import SimpleNamespace
 
@@ -26,7 +27,7 @@ from factory_assets.distribution.scoring import snapshot_id
 from factory_assets.feedback.assets import monitoring_key
 from factory_assets.raw_material.simulator import DriftScenario, SimulationConfig, generate_demo_data
 from factory_assets.resources import FactoryStore
-from factory_assets.settings import FactoryPaths
+from factory_assets.settings import FactoryPaths, artifacts_url
 
 pytestmark = pytest.mark.e2e
 
@@ -134,10 +135,18 @@ def test_monitoring_records_numbers_reports_and_the_method(drifted):
     assert "wasserstein" in day["drift_method"] and "rows" in day["sampling"]
     for report, shows in (("data_drift_report", "net_amount"), ("prediction_drift_report", "prediction"),
                           ("quality_report", "actual")):
-        html = open(day[report]).read()
+        html = open(day[f"{report}_path"]).read()
         assert html.lstrip().lower().startswith("<!doctype html") and shows in html, report
+        # the UI's link: the same file under the artifacts URL that `factory ui` serves
+        relative = Path(day[f"{report}_path"]).relative_to(drifted.paths.artifacts).as_posix()
+        assert day[report] == f"{artifacts_url()}/{relative}", report
     assert day["labelled_rows"] >= 200 and 0.5 < day["quality/auc"] <= 1.0
     assert day["drift/channel"] > 0.1  # the new channel is there
+    records = drifted.instance.fetch_materializations(monitoring_key("late_delivery"), limit=1000).records
+    versions = {}
+    for record in records:  # newest first
+        versions.setdefault(record.asset_materialization.partition, record.asset_materialization.tags["dagster/data_version"])
+    assert len(set(versions.values())) == len(versions) >= len(WINDOW)  # each day's own data version, in the UI
     # human feedback joined to the same labelled predictions: operators' overrides and who was right
     assert day["overrides/rows"] > 0 and 0.0 <= day["overrides/operator_accuracy"] <= 1.0
     assert 0.0 <= day["overrides/model_accuracy"] <= 1.0

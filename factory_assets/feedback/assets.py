@@ -22,6 +22,7 @@ from factory_assets.feedback.outcomes import label_delay_days, labelled_predicti
 from factory_assets.lib.warehouse_sql import table_exists
 from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.resources import FactoryStore
+from factory_assets.settings import artifacts_url
 
 #: Metadata key the retraining sensor reads: the list of thresholds a partition crossed.
 BREACHES = "breaches"
@@ -31,8 +32,24 @@ def monitoring_key(use_case: str) -> dg.AssetKey:
     return dg.AssetKey(["feedback", f"{use_case}_monitoring"])
 
 
-def _report_link(path) -> dg.MetadataValue:
-    return dg.MetadataValue.path(str(path)) if path else dg.MetadataValue.text("not produced")
+def _report_links(name: str, path, artifacts) -> dict:
+    """A report as a clickable URL (served by `factory ui`, see settings.artifacts_url) and a path."""
+    if not path:
+        return {name: dg.MetadataValue.text("not produced")}
+    relative = path.relative_to(artifacts).as_posix()
+    return {name: dg.MetadataValue.url(f"{artifacts_url()}/{relative}"), f"{name}_path": dg.MetadataValue.path(str(path))}
+
+
+#: Dagster's tag for an asset's data version (what `MaterializeResult(data_version=...)` sets).
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+def _metadata_version(metadata: dict) -> str:
+    """A day's monitoring result is its numbers: their hash is its data version."""
+    import hashlib
+
+    text = repr(sorted((k, getattr(v, "value", v)) for k, v in metadata.items() if not k.endswith(("_report", "_report_path"))))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registry,
@@ -68,8 +85,8 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registr
             "prediction_drift": dg.MetadataValue.float(prediction_score),
             "drift_method": drift.method,
             "sampling": drift.sampling,
-            "data_drift_report": _report_link(drift.report_path),
-            "prediction_drift_report": _report_link(prediction.report_path),
+            **_report_links("data_drift_report", drift.report_path, store.paths.artifacts),
+            **_report_links("prediction_drift_report", prediction.report_path, store.paths.artifacts),
             "current_rows": dg.MetadataValue.int(current.height),
         })
         metadata.update({f"drift/{c}": dg.MetadataValue.float(s) for c, s in sorted(drift.scores.items())})
@@ -98,7 +115,7 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registr
                 f"quality/{spec.metric}": dg.MetadataValue.float(live),
                 f"quality/expected_{spec.metric}": dg.MetadataValue.float(reference_metric),
                 "quality_drop": dg.MetadataValue.float(drop),
-                "quality_report": _report_link(quality.report_path),
+                **_report_links("quality_report", quality.report_path, store.paths.artifacts),
             })
             metadata.update({f"quality/{k}": dg.MetadataValue.float(v) for k, v in quality.metrics.items() if k != spec.metric})
             if drop > limits.max_quality_drop:
@@ -157,7 +174,8 @@ def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
                 if metadata[BREACHES].value:
                     breached[day.isoformat()] = metadata[BREACHES].value
                     context.log.warning(f"{spec.name} {day}: {'; '.join(metadata[BREACHES].value)}")
-                yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(), metadata=metadata)
+                yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(), metadata=metadata,
+                                              tags={DATA_VERSION_TAG: _metadata_version(metadata)})
         yield dg.AssetCheckResult(
             check_name="within_thresholds", passed=not breached, severity=dg.AssetCheckSeverity.WARN,
             metadata={"breached_days": dg.MetadataValue.json(breached)},

@@ -13,6 +13,7 @@ import dagster as dg
 
 from factory_assets.assembly.specs import load_use_cases
 from factory_assets.feedback.assets import BREACHES, monitoring_key
+from factory_assets.settings import ML_TEAM
 
 RETRAINING_JOB = "assembly_training"
 
@@ -55,6 +56,8 @@ def retraining_requests(instance: dg.DagsterInstance, use_cases: list[str], curs
 def build_retraining_sensor(use_cases: list[str]) -> dg.SensorDefinition:
     @dg.sensor(
         name="retraining_on_monitoring_breach",
+        owners=[ML_TEAM],
+        metadata={"layer": "feedback", "reads": "monitoring metadata (breaches)"},
         description="Requests retraining of a use case when its monitoring records a drift or quality breach "
         "(reads recorded results only; one request per use case, champion version and week).",
         job_name=RETRAINING_JOB,

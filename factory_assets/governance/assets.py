@@ -14,7 +14,7 @@ from factory_assets.assembly.specs import load_use_cases
 from factory_assets.feedback.assets import BREACHES, monitoring_key
 from factory_assets.governance.portfolio import Monitoring, compliance_reports, portfolio_rows
 from factory_assets.resources import FactoryStore
-from factory_assets.settings import WAREHOUSE_WRITER_TAG
+from factory_assets.settings import RISK_TEAM, WAREHOUSE_WRITER_TAG
 
 COMPLIANCE_KEY = dg.AssetKey(["feedback", "model_compliance"])
 PORTFOLIO_KEY = dg.AssetKey(["feedback", "use_case_portfolio"])
@@ -110,12 +110,13 @@ def build_governance_defs(use_cases_folder=None) -> dg.Definitions:
         })
 
     review_job = dg.define_asset_job(
-        "policy_review", selection=dg.AssetSelection.assets(COMPLIANCE_KEY, PORTFOLIO_KEY),
+        "policy_review", selection=dg.AssetSelection.assets(COMPLIANCE_KEY, PORTFOLIO_KEY), owners=[RISK_TEAM],
         description="Re-evaluates every champion against the policy in force and refreshes the portfolio.",
         tags={WAREHOUSE_WRITER_TAG: "true"},
     )
 
-    @dg.sensor(name="policy_change", job=review_job, minimum_interval_seconds=60,
+    @dg.sensor(name="policy_change", job=review_job, minimum_interval_seconds=60, owners=[RISK_TEAM],
+               metadata={"layer": "governance", "watches": "governance/policy.yaml"},
                default_status=dg.DefaultSensorStatus.STOPPED,
                description="Runs policy_review whenever the policy file's content changes (one run per version of the file).")
     def policy_change(context: dg.SensorEvaluationContext):
@@ -140,7 +141,7 @@ def build_governance_defs(use_cases_folder=None) -> dg.Definitions:
                                                              c["decision"], c["note"])
         context.log.info(json.dumps(record))
 
-    @dg.job(name="record_approval", description="Approve or reject a model version: config use_case, version "
+    @dg.job(name="record_approval", owners=[RISK_TEAM], description="Approve or reject a model version: config use_case, version "
             "(id or alias), approver, decision (approve | reject), note. Then run the use case's gate.")
     def record_approval():
         record_approval_op()

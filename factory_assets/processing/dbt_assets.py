@@ -86,7 +86,22 @@ class FactoryDbtTranslator(DagsterDbtTranslator):
         would never run.
         """
         spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        return spec._replace(blocking=False) if spec is not None else None
+        if spec is None:
+            return None
+        return spec._replace(blocking=False, description=describe_dbt_test(manifest["nodes"].get(unique_id, {})))
+
+
+def describe_dbt_test(node: Mapping[str, Any]) -> str:
+    """One line for the UI: which dbt test, on which column, with which arguments."""
+    if node.get("description"):
+        return node["description"]
+    meta = node.get("test_metadata") or {}
+    kwargs = {k: v for k, v in (meta.get("kwargs") or {}).items() if k not in ("model", "column_name")}
+    test = f"{meta['namespace']}.{meta['name']}" if meta.get("namespace") else meta.get("name", node.get("name", "test"))
+    column = (meta.get("kwargs") or {}).get("column_name")
+    args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return (f"dbt test {test}" + (f" on column {column}" if column else "") + (f" ({args})" if args else "")
+            + "; reported, not blocking (the contract check blocks).")
 
 
 translator = FactoryDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
@@ -102,6 +117,23 @@ def _model_errors(invocation) -> list[str]:
     ]
 
 
+def _release_duckdb(invocation) -> None:
+    """Close the warehouse connection dagster-dbt's in-process adapter opened for the metadata.
+
+    dbt-duckdb keeps one DuckDB instance per process; left open, it blocks this process's later
+    read-only connections ("different configuration") and other processes' writes."""
+    if invocation.adapter is not None:
+        invocation.adapter.cleanup_connections()
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter (production warehouse): nothing process-wide to release
+        return
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
+
+
 def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
     from factory_assets.distribution.scoring import ensure_prediction_tables
 
@@ -111,7 +143,12 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: Fa
         ensure_raw_tables(conn, list(RAW_SOURCES))  # a source that never landed is an empty table
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
     invocation = dbt.cli(["build"], context=context, raise_on_error=False)
-    yield from invocation.stream()
+    # Row counts, column schema and column-level lineage (sqlglot over the compiled SQL) for the UI.
+    # With DuckDB, dagster-dbt reads them once dbt has exited and released the file's write lock.
+    try:
+        yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=True)
+    finally:
+        _release_duckdb(invocation)
     errors = _model_errors(invocation)
     if errors:
         raise dg.Failure(

@@ -9,7 +9,7 @@ from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.raw_material.ingest import landing_files
 from factory_assets.raw_material.landing import partition_date_of
 from factory_assets.resources import FactoryStore
-from factory_assets.settings import RAW_SOURCES, WAREHOUSE_WRITER_TAG
+from factory_assets.settings import PLATFORM_TEAM, RAW_SOURCES, WAREHOUSE_WRITER_TAG
 
 
 def pending_landing_requests(store: FactoryStore, known_partition_keys: set[str] | None = None):
@@ -38,6 +38,8 @@ def pending_landing_requests(store: FactoryStore, known_partition_keys: set[str]
 
 @dg.sensor(
     name="landing_zone_sensor",
+    owners=[PLATFORM_TEAM],
+    metadata={"layer": "raw_material"},
     description="Requests an ingestion run for each source and day with new files in the landing zone.",
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
