@@ -57,6 +57,9 @@ def _write(folder: Path, name: str, **changes) -> Path:
         ({"horizon_days": -1}, "horizon_days", "greater than or equal"),
         ({"colour": "red"}, "colour", "unknown field"),
         ({"uses": ["Retention Campaigns"]}, "uses", "snake_case"),
+        # any snake_case builder name loads; whether it is known is checked when the assets are built
+        # (tests/test_business_unit.py)
+        ({"training_set": "Order Lines"}, "training_set", "snake_case"),
     ],
 )
 def test_broken_spec_names_file_and_field(tmp_path, changes, field, fragment):

@@ -3,12 +3,14 @@
 Thin wrappers over ``features`` (point-in-time SQL), ``templates`` (training + baseline) and
 ``registry`` (content-addressed versions, aliases). Every use-case YAML yields three plainly
 named assets: ``assembly/<use_case>_training_set``, ``assembly/<use_case>_model`` and
-``assembly/<use_case>_champion``.
+``assembly/<use_case>_champion``. The rows come from the training-set builder the use case names
+(``training_sets``: the core ones, or a business unit's passed to ``use_case_assets``).
 """
 
 import hashlib
 import json
 import subprocess
+from collections.abc import Mapping
 from datetime import date, timedelta
 
 import dagster as dg
@@ -16,6 +18,7 @@ import polars as pl
 
 from factory_assets.assembly import features as fs
 from factory_assets.assembly.specs import UseCaseSpec, load_use_cases
+from factory_assets.assembly.training_sets import TrainingSetBuilder, resolve_training_set
 from factory_assets.lib.contract_checks import evaluate_contract
 from factory_assets.lib.contracts import feature_contract
 from factory_assets.resources import FactoryStore
@@ -45,19 +48,6 @@ _ENTITY_SPINES = {
     ("product_id", "warehouse_id"): f"select distinct product_id, warehouse_id from {fs.DAILY_DEMAND}",
 }
 
-#: The point-in-time builder behind each ``training_set`` a spec may name, and the label columns
-#: it carries (never features: they are only known after the prediction time).
-TRAINING_SETS = {
-    "order_lines": (lambda conn, spec, as_of: fs.late_delivery_training_set(conn, as_of), {"is_late"}),
-    "product_warehouse_days": (
-        lambda conn, spec, as_of: fs.demand_training_set(conn, as_of, horizon=spec.horizon_days), {"units"}),
-    "customer_cutoffs": (
-        lambda conn, spec, as_of: fs.propensity_training_set(
-            conn, fs.weekly_cutoffs(*_data_window(conn, as_of)), data_end=as_of - timedelta(days=1)),
-        {"purchased_next_30d"},
-    ),
-}
-
 #: Days (back from the training as-of date) whose scoring sets form a model's drift reference:
 #: what the model would have been asked to score in its last two weeks, in the same shape as the
 #: nightly scoring sets it is later compared with.
@@ -77,27 +67,24 @@ def pii_derived(columns) -> list[str]:
     return [c for c in columns if c in tagged or any(c.endswith(f"_{t}") for t in tagged)]
 
 
-def feature_columns(frame: pl.DataFrame, spec: UseCaseSpec) -> list[str]:
-    """Every column of the training set except keys, identifiers, the target and times, and except
-    PII-derived columns unless the use case's risk tier allows them (governance/policy.yaml)."""
+def feature_columns(frame: pl.DataFrame, spec: UseCaseSpec, builder: TrainingSetBuilder | None = None) -> list[str]:
+    """Every column of the training set except keys, identifiers, the target, the builder's labels
+    and times, and except PII-derived columns unless the use case's risk tier allows them
+    (governance/policy.yaml). ``builder``: the use case's training-set builder (default: the core
+    builder its spec names)."""
     from factory_assets.governance.facts import current_policy
 
+    labels = (builder or resolve_training_set(spec)).labels
     columns = [
         c for c, dtype in frame.schema.items()
         if c not in spec.entity and c not in IDENTIFIERS and c != spec.target and c != "split_time"
-        and c not in TRAINING_SETS[spec.training_set][1]
+        and c not in labels
         and not dtype.is_temporal()
     ]
     if current_policy().tier(spec.risk_tier).pii_features_allowed:
         return columns
     excluded = set(pii_derived(columns))
     return [c for c in columns if c not in excluded]
-
-
-def _data_window(conn, as_of: date) -> tuple[date, date]:
-    first, last = conn.execute(f"select min(order_date), max(order_date) from {fs.ORDER_LINES} "
-                               f"where order_date < DATE '{as_of.isoformat()}'").fetchone()
-    return first + timedelta(days=28), last
 
 
 def code_version() -> str:
@@ -189,12 +176,14 @@ def _training_set_paths(store: FactoryStore, name: str):
     return folder / f"{name}.parquet", folder / f"{name}.json"
 
 
-def drift_reference(conn, spec: UseCaseSpec, model, categories: dict, as_of: date) -> pl.DataFrame:
+def drift_reference(conn, spec: UseCaseSpec, model, categories: dict, as_of: date,
+                    builder: TrainingSetBuilder | None = None) -> pl.DataFrame:
     """Scoring sets of the two weeks up to ``as_of`` with the model's predictions, sampled."""
-    from factory_assets.distribution.scoring import SCORING_SETS, predict
+    from factory_assets.distribution.scoring import predict
     from factory_assets.lib.warehouse_sql import sample_rows
 
-    frames = [SCORING_SETS[spec.training_set](conn, spec, as_of - timedelta(days=k)) for k in REFERENCE_DAYS]
+    score = (builder or resolve_training_set(spec)).score
+    frames = [score(conn, spec, as_of - timedelta(days=k)) for k in REFERENCE_DAYS]
     frame = pl.concat([f for f in frames if f.height], how="vertical_relaxed") if any(f.height for f in frames) else frames[0]
     frame = frame.select(list(model.feature_names))
     frame = frame.with_columns(prediction=pl.Series(predict(model, categories, frame), dtype=pl.Float64))
@@ -213,8 +202,14 @@ def _frame_version(frame: pl.DataFrame) -> str:
     return hashlib.sha256(frame.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()[:16]
 
 
-def use_case_assets(spec: UseCaseSpec) -> list:
-    """The training set, model and champion assets (plus the baseline check) of one use case."""
+def use_case_assets(spec: UseCaseSpec, training_sets: Mapping[str, TrainingSetBuilder] | None = None) -> list:
+    """The training set, model and champion assets (plus the baseline check) of one use case.
+
+    ``training_sets``: builders a business unit adds to the core ones (``CORE_TRAINING_SETS``) for
+    its own use cases. An unknown ``spec.training_set`` fails here, when the definitions are built,
+    with the use case's file, the field and every known builder name.
+    """
+    builder = resolve_training_set(spec, training_sets)
     prefix = ["assembly"]
     training_key = dg.AssetKey([*prefix, f"{spec.name}_training_set"])
     model_key = dg.AssetKey([*prefix, f"{spec.name}_model"])
@@ -230,7 +225,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
     def _training_set(config: TrainingSetConfig, store: FactoryStore) -> dg.MaterializeResult:
         with store.warehouse(read_only=True) as conn:
             as_of = date.fromisoformat(config.as_of) if config.as_of else fs.data_end_date(conn) + timedelta(days=1)
-            frame = TRAINING_SETS[spec.training_set][0](conn, spec, as_of)
+            frame = builder.build(conn, spec, as_of)
         if spec.target not in frame.columns:
             raise dg.Failure(f"use case {spec.name}: target {spec.target!r} is not a column of training set "
                              f"{spec.training_set!r} (columns: {', '.join(frame.columns)})")
@@ -274,7 +269,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         frame = pl.read_parquet(path)
         info = json.loads(info_path.read_text())
         as_of = date.fromisoformat(info["as_of"])
-        features = feature_columns(frame, spec)
+        features = feature_columns(frame, spec, builder)
         results = {}
         for engine in spec.engines:
             results[engine] = fit_template(spec.template, frame, target=spec.target, feature_columns=features,
@@ -285,7 +280,7 @@ def use_case_assets(spec: UseCaseSpec) -> list:
         best_engine = max(results, key=lambda e: improvement(spec.metric, results[e].metrics[spec.metric], results[e].baseline_metrics[spec.metric]))
         best = results[best_engine]
         with store.warehouse(read_only=True) as conn:
-            reference = drift_reference(conn, spec, best.model, best.categories, as_of)
+            reference = drift_reference(conn, spec, best.model, best.categories, as_of, builder)
         registry = ModelRegistry(store.paths.artifacts / "models")
         code = code_version()
         version = registry.register(

@@ -24,8 +24,6 @@ Template = Literal["binary_classification", "regression", "forecasting"]
 Metric = Literal["auc", "pr_auc", "log_loss", "mae", "rmse", "wape"]
 RiskTier = Literal["low", "medium", "high"]
 Engine = Literal["lightgbm", "xgboost", "both"]
-#: Point-in-time training-set builders (features.py) a use case can draw its rows from.
-TrainingSet = Literal["order_lines", "product_warehouse_days", "customer_cutoffs"]
 
 _OWNER = re.compile(r"^(team:[a-z0-9][a-z0-9_-]*|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -46,7 +44,10 @@ class UseCaseSpec(BaseModel):
     name: str
     description: str = Field(min_length=1)
     template: Template
-    training_set: TrainingSet
+    #: The point-in-time builder the rows come from: a core one (``training_sets.CORE_TRAINING_SETS``:
+    #: order_lines, product_warehouse_days, customer_cutoffs) or one a business unit passes to
+    #: ``use_case_assets``; the name is checked there, when the definitions are built.
+    training_set: str
     target: str = Field(min_length=1)
     feature_sets: tuple[str, ...] = Field(min_length=1)
     entity: tuple[str, ...] = Field(min_length=1)
@@ -69,6 +70,13 @@ class UseCaseSpec(BaseModel):
     def _name(cls, v: str) -> str:
         if not _NAME.match(v):
             raise ValueError("must be snake_case (a-z, 0-9, _)")
+        return v
+
+    @field_validator("training_set")
+    @classmethod
+    def _training_set(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be the snake_case name of a training-set builder (a-z, 0-9, _)")
         return v
 
     @field_validator("entity", mode="before")

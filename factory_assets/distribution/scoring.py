@@ -17,17 +17,16 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from factory_assets.assembly import features as fs
 from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.templates import encode_features
+from factory_assets.assembly.training_sets import CORE_TRAINING_SETS
 from factory_assets.lib.warehouse_sql import table_exists
 
-#: The scoring-set builder behind each ``training_set`` a spec may name: the same features as
-#: training, for the rows still to be predicted at the start of ``as_of``.
+#: The scoring-set builder behind each core ``training_set`` a spec may name (the ``score`` side
+#: of its training-set builder): the same features as training, for the rows still to be predicted
+#: at the start of ``as_of``.
 SCORING_SETS: dict[str, Callable[[duckdb.DuckDBPyConnection, UseCaseSpec, dt.date], pl.DataFrame]] = {
-    "order_lines": lambda conn, spec, as_of: fs.late_delivery_scoring_set(conn, as_of),
-    "product_warehouse_days": lambda conn, spec, as_of: fs.demand_scoring_set(conn, as_of, horizon=spec.horizon_days),
-    "customer_cutoffs": lambda conn, spec, as_of: fs.propensity_scoring_set(conn, as_of),
+    name: builder.score for name, builder in CORE_TRAINING_SETS.items()
 }
 
 #: Columns that identify what a prediction is about, besides the spec's entity and time column.
