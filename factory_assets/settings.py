@@ -47,6 +47,12 @@ ML_TEAM = "team:ml-platform"
 RISK_TEAM = "team:model-risk"
 
 
+def dbt_column_metadata() -> bool:
+    """Record each dbt model's column schema and column-level lineage (the UI's Column lineage tab)?
+    On by default; FACTORY_DBT_COLUMN_METADATA=0 skips it (row counts are always recorded)."""
+    return os.environ.get("FACTORY_DBT_COLUMN_METADATA", "1") != "0"
+
+
 def artifacts_url() -> str:
     return os.environ.get("FACTORY_ARTIFACTS_URL", DEFAULT_ARTIFACTS_URL).rstrip("/")
 

@@ -8,6 +8,16 @@ import pytest
 from factory_assets.settings import FactoryPaths
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_dbt_column_metadata():
+    """dbt column schema and lineage cost about 1 s per model per run; only the module that tests
+    them (test_foundation_e2e) turns them back on. Subprocesses (CLI, UI) inherit the setting."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FACTORY_DBT_COLUMN_METADATA", "0")
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def paths(tmp_path, monkeypatch) -> FactoryPaths:
     home = tmp_path / "factory"

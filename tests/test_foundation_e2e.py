@@ -63,6 +63,7 @@ def factory(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("FACTORY_HOME", str(home))
     patch.setenv("FACTORY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))
+    patch.setenv("FACTORY_DBT_COLUMN_METADATA", "1")  # the UI's column schema and lineage, tested here
     paths = FactoryPaths(home).create()
     data = simulate(SimulationConfig(start_date=START, days=DAYS + HELD_BACK, order_lines_per_day=150, seed=11))
     write_landing_files(data, paths.landing)

@@ -23,23 +23,39 @@ def registry_root() -> Path:
     return default_paths().artifacts / "models"
 
 
-def register_commands(subparsers) -> None:
-    """Add ``score`` and ``serve`` to the ``factory`` command's subparsers."""
-    p = subparsers.add_parser("score", help="score a file against a registered model")
-    p.add_argument("use_case", help="the use case, e.g. late_delivery")
-    p.add_argument("input", type=Path, help="rows to score: .csv, .parquet, .json or .jsonl")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--alias", default="champion", help="model alias (default champion)")
-    which.add_argument("--model-version", help="a version id instead of an alias")
-    p.add_argument("--out", type=Path, help=f"write the rows with their predictions ({', '.join(OUTPUT_SUFFIXES)})")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.set_defaults(func=cmd_score)
+def register_commands(subparsers, help_of=None, formatter_class=None, only=("score", "serve")) -> None:
+    """Add ``score`` and ``serve`` (or those named in ``only``) to the ``factory`` command's subparsers.
 
-    p = subparsers.add_parser("serve", help="serve the scoring HTTP endpoint")
-    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default loopback only)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body accepted (default 10)")
-    p.set_defaults(func=cmd_serve)
+    ``help_of``: one-line help by command name (the ``factory`` parser's table)."""
+    help_of = help_of or {"score": "score a file against a registered model",
+                          "serve": "serve registered models over a small local HTTP endpoint"}
+    extra = {"formatter_class": formatter_class} if formatter_class else {}
+    if "score" in only:
+        p = subparsers.add_parser(
+            "score", help=help_of["score"], **extra,
+            description="Score the rows of a file with a registered model of a use case (its champion by "
+            "default). Exit code 2, with one line per problem on stderr, when the file does not fit the model.")
+        p.add_argument("use_case", help="the use case, e.g. late_delivery (see `factory use-cases`)")
+        p.add_argument("input", type=Path, metavar="INPUT", help="rows to score: .csv, .parquet, .json or .jsonl")
+        which = p.add_mutually_exclusive_group()
+        which.add_argument("--alias", default="champion", choices=["champion", "challenger"],
+                           help="model alias (default champion)")
+        which.add_argument("--model-version", metavar="VERSION",
+                           help="a version id instead of an alias (see `factory models USE_CASE`)")
+        p.add_argument("--out", type=Path, metavar="FILE",
+                       help=f"write the rows with their predictions ({', '.join(OUTPUT_SUFFIXES)})")
+        p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
+        p.set_defaults(func=cmd_score)
+
+    if "serve" in only:
+        p = subparsers.add_parser(
+            "serve", help=help_of["serve"], **extra,
+            description="Serve the registered models over HTTP: POST /models/<use_case>/<alias or version>/score "
+            "with {\"rows\": [...]}. There is no authentication: keep it on loopback.")
+        p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default loopback only)")
+        p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+        p.add_argument("--max-body-mb", type=float, default=10.0, help="largest request body accepted (default 10)")
+        p.set_defaults(func=cmd_serve)
 
 
 def cmd_score(args) -> int:
@@ -54,7 +70,7 @@ def cmd_score(args) -> int:
     except ScoringInputError as exc:
         return _fail(str(exc))
     except ModelNotFoundError as exc:
-        return _fail(str(exc))
+        return _fail(_no_model(args.use_case, str(exc)))
     if args.out:
         try:
             _write(result.frame, args.out)
@@ -88,7 +104,12 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this port can score, there is no "
               "authentication", file=sys.stderr)
-    serve(registry_root(), args.host, args.port, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
+    try:
+        serve(registry_root(), args.host, args.port, max_body_bytes=int(args.max_body_mb * 1024 * 1024))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"factory serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another "
+              "--port (or stop what uses this one)", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -97,6 +118,24 @@ def _write(frame, out: Path) -> None:
     writer = {".csv": frame.write_csv, ".parquet": frame.write_parquet,
               ".json": frame.write_json, ".jsonl": frame.write_ndjson}[out.suffix.lower()]
     writer(out)
+
+
+def _no_model(use_case: str, message: str) -> str:
+    """Say whether the use case is unknown, has no model yet, or lacks the version asked for."""
+    from factory_assets.assembly.registry import ModelRegistry
+    from factory_assets.assembly.specs import UseCaseSpecError, load_use_cases
+
+    registered = ModelRegistry(registry_root()).use_cases()
+    if use_case in registered:
+        return message  # the use case has models: the alias or version is what is missing
+    try:
+        specs = set(load_use_cases())
+    except UseCaseSpecError:
+        specs = set()
+    if use_case in specs:
+        return f"no models registered for {use_case} yet: train one with `factory run --layer assembly`"
+    return (f"unknown use case {use_case!r}; known: {', '.join(sorted(specs | set(registered))) or 'none'} "
+            "(see `factory use-cases`)")
 
 
 def _fail(message: str) -> int:

@@ -22,7 +22,7 @@ from dagster_dbt import (
 from factory_assets.lib.contracts import product_contract, product_contract_names
 from factory_assets.raw_material.ingest import ensure_raw_tables
 from factory_assets.resources import FactoryStore
-from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES, default_paths
+from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES, dbt_column_metadata, default_paths
 
 PLATFORM_OWNER = "team:data-platform"
 
@@ -145,8 +145,11 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: Fa
     invocation = dbt.cli(["build"], context=context, raise_on_error=False)
     # Row counts, column schema and column-level lineage (sqlglot over the compiled SQL) for the UI.
     # With DuckDB, dagster-dbt reads them once dbt has exited and released the file's write lock.
+    events = invocation.stream().fetch_row_counts()
+    if dbt_column_metadata():  # about 1 s per model: the adapter reads each model's and parents' columns
+        events = events.fetch_column_metadata(with_column_lineage=True)
     try:
-        yield from invocation.stream().fetch_row_counts().fetch_column_metadata(with_column_lineage=True)
+        yield from events
     finally:
         _release_duckdb(invocation)
     errors = _model_errors(invocation)
