@@ -103,7 +103,9 @@ def main(argv: list[str]) -> None:
         _run([BIN / "factory", "demo", *rest], env=env, cwd=ROOT)
     elif command == "test":
         ensure_chromium()
-        _run([PY, "-m", "pytest", *rest], env=env, cwd=ROOT)
+        # One test module per worker (module-scoped worlds stay in one process), up to 4 workers.
+        workers = os.environ.get("FACTORY_TEST_WORKERS", str(min(os.cpu_count() or 1, 4)))
+        _run([PY, "-m", "pytest", "-n", workers, "--dist", "loadfile", *rest], env=env, cwd=ROOT)
     elif command == "ui":
         _run([BIN / "factory", "ui", *rest], env=env, cwd=ROOT)
 

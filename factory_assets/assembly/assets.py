@@ -39,14 +39,6 @@ def feature_set_products() -> dict[str, list[str]]:
             for name, f in fs.FEATURE_SETS.items()}
 
 
-#: Where the entities of each feature set come from, for the latest snapshot.
-_ENTITY_SPINES = {
-    ("customer_key",): f"select distinct customer_key from {fs.ORDER_LINES}",
-    ("supplier_id",): f"select distinct supplier_id from {fs.ORDER_LINES}",
-    ("warehouse_id",): f"select distinct warehouse_id from {fs.ORDER_LINES}",
-    ("region",): f"select distinct region from {fs.CALENDAR}",
-    ("product_id", "warehouse_id"): f"select distinct product_id, warehouse_id from {fs.DAILY_DEMAND}",
-}
 
 #: Days (back from the training as-of date) whose scoring sets form a model's drift reference:
 #: what the model would have been asked to score in its last two weeks, in the same shape as the
@@ -140,9 +132,8 @@ def feature_set_asset(name: str) -> dg.AssetsDefinition:
     def _feature_set(store: FactoryStore) -> dg.MaterializeResult:
         with store.warehouse() as conn:
             as_of = fs.data_end_date(conn)
-            spine = f"(select *, DATE '{as_of.isoformat()}' as feature_date from ({_ENTITY_SPINES[feature_set.entity]}))"
             conn.execute("create schema if not exists features")
-            conn.execute(f"create or replace table features.{name} as {feature_set.render(spine)}")
+            conn.execute(f"create or replace table features.{name} as {fs.latest_snapshot_sql(name, as_of)}")
             report = evaluate_contract(conn, contract, f"features.{name}")
         check = dg.AssetCheckResult(
             check_name="contract", passed=report.passed, severity=dg.AssetCheckSeverity.ERROR,

@@ -325,6 +325,23 @@ FEATURE_SETS: dict[str, FeatureSet] = {
 }
 
 
+#: Where the entities of each feature set come from, for the latest snapshot.
+ENTITY_SPINES = {
+    ("customer_key",): f"select distinct customer_key from {ORDER_LINES}",
+    ("supplier_id",): f"select distinct supplier_id from {ORDER_LINES}",
+    ("warehouse_id",): f"select distinct warehouse_id from {ORDER_LINES}",
+    ("region",): f"select distinct region from {CALENDAR}",
+    ("product_id", "warehouse_id"): f"select distinct product_id, warehouse_id from {DAILY_DEMAND}",
+}
+
+
+def latest_snapshot_sql(name: str, as_of: dt.date) -> str:
+    """The SQL of feature set ``name`` for every known entity as of the end of ``as_of``."""
+    feature_set = FEATURE_SETS[name]
+    spine = f"(select *, DATE '{as_of.isoformat()}' as feature_date from ({ENTITY_SPINES[feature_set.entity]}))"
+    return feature_set.render(spine)
+
+
 def feature_set_versions(names: Iterable[str]) -> dict[str, str]:
     """``{name: version}`` of the given feature sets (for lineage / model metadata)."""
     return {n: FEATURE_SETS[n].version for n in names}

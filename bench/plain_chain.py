@@ -1,0 +1,174 @@
+"""The nightly chain's work done by a plain script: the baseline of the orchestration benchmark.
+
+The same functions the assets wrap, called directly with no Dagster run, no events, no metadata:
+ingestion of every landing file (same parsing, contract validation, raw store), the same dbt
+project built by the dbt CLI (same SQL and tests on the same DuckDB file), the products' contract
+and freshness checks, the feature-set snapshots with their contract checks, the same training
+(templates, every engine a use case names, drift reference, registry, promotion gate), scoring by
+the champions, and the same Evidently drift and quality computation per use case and day.
+Only the glue an asset adds (metadata, logs, check events) is left out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+
+
+def ingest(store, days: set[dt.date]) -> int:
+    from factory_assets.raw_material.ingest import ingest_partitions
+    from factory_assets.settings import RAW_SOURCES
+
+    with store.warehouse() as conn:
+        return sum(o.rows for source in RAW_SOURCES for o in ingest_partitions(conn, store.paths, source, days)
+                   if o.status == "ingested")
+
+
+def build_products(store) -> None:
+    from factory_assets.distribution.scoring import ensure_prediction_tables
+    from factory_assets.raw_material.ingest import ensure_raw_tables
+    from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES
+
+    with store.warehouse() as conn:
+        ensure_raw_tables(conn, list(RAW_SOURCES))
+        ensure_prediction_tables(conn)
+    env = dict(os.environ, FACTORY_WAREHOUSE_PATH=str(store.paths.warehouse))
+    dbt = Path(sys.executable).parent / "dbt"
+    subprocess.run([str(dbt), "build", "--quiet", "--exclude", "path:models/operations", "--project-dir",
+                    str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)], env=env, check=True)
+
+
+def check_products(store) -> bool:
+    from factory_assets.lib.contract_checks import evaluate_contract, evaluate_freshness
+    from factory_assets.lib.contracts import product_contract, product_contract_names
+
+    with store.warehouse(read_only=True) as conn:
+        reports = [evaluate_contract(conn, product_contract(n)) for n in product_contract_names()]
+        for name in product_contract_names():
+            evaluate_freshness(conn, product_contract(name))
+    return all(r.passed for r in reports)
+
+
+def build_feature_sets(store) -> bool:
+    from factory_assets.assembly import features as fs
+    from factory_assets.lib.contract_checks import evaluate_contract
+    from factory_assets.lib.contracts import feature_contract
+
+    passed = True
+    with store.warehouse() as conn:
+        as_of = fs.data_end_date(conn)
+        conn.execute("create schema if not exists features")
+        for name, feature_set in fs.FEATURE_SETS.items():
+            conn.execute(f"create or replace table features.{name} as {fs.latest_snapshot_sql(name, as_of)}")
+            passed &= evaluate_contract(conn, feature_contract(name), f"features.{name}").passed
+    return passed
+
+
+def train(store, as_of: dt.date) -> dict[str, str]:
+    """Every use case: training set, each engine fitted, the best registered with its drift
+    reference as challenger, then the gate against the champion on the same holdout."""
+    from factory_assets.assembly.assets import drift_reference, feature_columns
+    from factory_assets.assembly.registry import ModelRegistry, decide_promotion
+    from factory_assets.assembly.specs import load_use_cases
+    from factory_assets.assembly.templates import evaluate_on_holdout, fit_template
+    from factory_assets.assembly.training import improvement
+    from factory_assets.assembly.training_sets import resolve_training_set
+    from factory_assets.governance.facts import current_policy
+
+    policy, registry, decisions = current_policy(), ModelRegistry(store.paths.artifacts / "models"), {}
+    for spec in load_use_cases().values():
+        builder = resolve_training_set(spec)
+        with store.warehouse(read_only=True) as conn:
+            frame = builder.build(conn, spec, as_of)
+        frame.write_parquet(store.paths.artifacts / f"plain_{spec.name}_training_set.parquet")
+        features = feature_columns(frame, spec)
+        results = {e: fit_template(spec.template, frame, target=spec.target, feature_columns=features,
+                                   time_column="split_time", engine=e, metric=spec.metric,
+                                   segment_columns=policy.segments) for e in spec.engines}
+        best = max(results.values(), key=lambda r: improvement(spec.metric, r.metrics[spec.metric],
+                                                               r.baseline_metrics[spec.metric]))
+        with store.warehouse(read_only=True) as conn:
+            reference = drift_reference(conn, spec, best.model, best.categories, as_of)
+        version = registry.register(spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
+                                    extra={"categories": best.categories, "test_window": list(best.test_window),
+                                           "template": spec.template, "training_as_of": as_of.isoformat()},
+                                    files={"reference.parquet": _parquet(reference)})
+        registry.set_alias(spec.name, "challenger", version.version, reason="plain chain")
+        window = tuple(best.test_window)
+        challenger = evaluate_on_holdout(spec, registry, "challenger", frame, window)
+        champion = (evaluate_on_holdout(spec, registry, "champion", frame, window)
+                    if "champion" in registry.aliases(spec.name) else None)
+        decision = decide_promotion(spec.metric, challenger, champion, best.baseline_metrics,
+                                    policy.tier(spec.risk_tier).promotion_margin, holdout_id=" .. ".join(window))
+        if decision.promote:
+            registry.set_alias(spec.name, "champion", version.version, reason=decision.reason)
+        decisions[spec.name] = decision.reason
+    return decisions
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer)
+    return buffer.getvalue()
+
+
+def score_and_monitor(store, days: list[dt.date]) -> dict[str, float]:
+    """Champion scores of each day into the prediction products, then drift and quality per day."""
+    from factory_assets.assembly.registry import ModelRegistry, RegistryKeyError
+    from factory_assets.assembly.specs import load_use_cases
+    from factory_assets.distribution import scoring
+    from factory_assets.feedback import monitoring as mon
+    from factory_assets.feedback.assets import monitor_day
+    from factory_assets.lib.contract_checks import evaluate_contract
+    from factory_assets.lib.contracts import prediction_contract
+
+    registry, shares = ModelRegistry(store.paths.artifacts / "models"), {}
+    config = mon.monitoring_config()
+    for spec in load_use_cases().values():
+        try:
+            champion = registry.get(spec.name, "champion")
+        except RegistryKeyError:
+            continue
+        contract = prediction_contract(spec.name)
+        model = registry.load_model(spec.name, champion.version)
+        categories = champion.manifest.get("extra", {}).get("categories", {})
+        scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        with store.warehouse() as conn:
+            for day in days:
+                frame = scoring.scoring_set(conn, spec, day)
+                predictions = scoring.predict(model, categories, frame)
+                snapshot = store.paths.artifacts / "feature_snapshots" / spec.name / f"{day}.parquet"
+                snapshot.parent.mkdir(parents=True, exist_ok=True)
+                frame.with_columns(pl.Series("prediction", predictions, dtype=pl.Float64)).write_parquet(snapshot)
+                rows = scoring.prediction_rows(spec, frame, predictions, model_version=champion.version,
+                                               feature_snapshot_id=scoring.snapshot_id(frame), scored_date=day,
+                                               scored_at=scored_at)
+                scoring.write_partition(conn, contract.physical_name, rows, day)
+            evaluate_contract(conn, contract)
+        with store.warehouse(read_only=True) as conn:
+            for day in days:
+                metadata = monitor_day(conn, store, spec, day, registry, config)
+                shares[f"{spec.name}/{day}"] = metadata["drift_share"].value
+    return shares
+
+
+def run_days(store, first: dt.date, last: dt.date) -> None:
+    """What one run of supply_chain_nightly does over first..last (scores only once a champion exists)."""
+    days = {first + dt.timedelta(days=i) for i in range((last - first).days + 1)}
+    ingest(store, days)
+    build_products(store)
+    check_products(store)
+    build_feature_sets(store)
+    score_and_monitor(store, sorted(days))
+
+
+if __name__ == "__main__":
+    print(json.dumps({"usage": "imported by bench_overhead.py"}))
