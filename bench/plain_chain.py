@@ -97,7 +97,8 @@ def train(store, as_of: dt.date) -> dict[str, str]:
             reference = drift_reference(conn, spec, best.model, best.categories, as_of)
         version = registry.register(spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
                                     extra={"categories": best.categories, "test_window": list(best.test_window),
-                                           "template": spec.template, "training_as_of": as_of.isoformat()},
+                                           "template": spec.template, "training_as_of": as_of.isoformat(),
+                                           "reference": {"file": "reference.parquet", "rows": reference.height}},
                                     files={"reference.parquet": _parquet(reference)})
         registry.set_alias(spec.name, "challenger", version.version, reason="plain chain")
         window = tuple(best.test_window)
