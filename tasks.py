@@ -5,6 +5,7 @@
     python3 tasks.py test     # set up (and Chromium for the UI tests), then run the whole test suite (CI)
     python3 tasks.py setup    # only set up: .venv, pinned dependencies, dbt manifest
     python3 tasks.py ui       # set up, then open the Dagster UI (dagster dev)
+    python3 tasks.py bench    # set up, then run the benchmarks and write BENCHMARKS.md (--smoke: tiny)
 
 Set-up is idempotent and quick when nothing changed: the virtual environment is rebuilt only
 when requirements.lock or pyproject.toml change. Package installs need a package registry;
@@ -96,7 +97,7 @@ def ensure_chromium() -> None:
 
 def main(argv: list[str]) -> None:
     command, rest = (argv[0], argv[1:]) if argv else ("run", [])
-    if command not in {"setup", "run", "test", "ui"}:
+    if command not in {"setup", "run", "test", "ui", "bench"}:
         sys.exit(__doc__)
     env = setup()
     if command == "run":
@@ -106,6 +107,8 @@ def main(argv: list[str]) -> None:
         # One test module per worker (module-scoped worlds stay in one process), up to 4 workers.
         workers = os.environ.get("FACTORY_TEST_WORKERS", str(min(os.cpu_count() or 1, 4)))
         _run([PY, "-m", "pytest", "-n", workers, "--dist", "loadfile", *rest], env=env, cwd=ROOT)
+    elif command == "bench":
+        _run([PY, ROOT / "bench" / "run_all.py", *rest], env=env, cwd=ROOT)
     elif command == "ui":
         _run([BIN / "factory", "ui", *rest], env=env, cwd=ROOT)
 
