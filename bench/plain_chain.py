@@ -141,18 +141,10 @@ def score_and_monitor(store, days: list[dt.date]) -> dict[str, float]:
         contract = prediction_contract(spec.name)
         model = registry.load_model(spec.name, champion.version)
         categories = champion.manifest.get("extra", {}).get("categories", {})
-        scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         with store.warehouse() as conn:
-            for day in days:
-                frame = scoring.scoring_set(conn, spec, day)
-                predictions = scoring.predict(model, categories, frame)
-                snapshot = store.paths.artifacts / "feature_snapshots" / spec.name / f"{day}.parquet"
-                snapshot.parent.mkdir(parents=True, exist_ok=True)
-                frame.with_columns(pl.Series("prediction", predictions, dtype=pl.Float64)).write_parquet(snapshot)
-                rows = scoring.prediction_rows(spec, frame, predictions, model_version=champion.version,
-                                               feature_snapshot_id=scoring.snapshot_id(frame), scored_date=day,
-                                               scored_at=scored_at)
-                scoring.write_partition(conn, contract.physical_name, rows, day)
+            scoring.score_days(conn, spec, model, categories, model_version=champion.version,
+                               table=contract.physical_name, days=days,
+                               snapshot_folder=store.paths.artifacts / "feature_snapshots" / spec.name)
             evaluate_contract(conn, contract)
         with store.warehouse(read_only=True) as conn:
             for day in days:

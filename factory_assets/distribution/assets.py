@@ -5,11 +5,9 @@ D with the features known at the end of D. Thin wrapper over ``scoring`` (pure);
 contract is checked by a blocking check (schema, ranges, uniqueness) and a freshness check.
 """
 
-import datetime as dt
 from datetime import date
 
 import dagster as dg
-import polars as pl
 
 from factory_assets.assembly.specs import UseCaseSpec, load_use_cases
 from factory_assets.distribution import scoring
@@ -23,8 +21,12 @@ def predictions_key(use_case: str) -> dg.AssetKey:
     return dg.AssetKey(["distribution", f"{use_case}_predictions"])
 
 
+def snapshot_folder(store: FactoryStore, use_case: str):
+    return store.paths.artifacts / "feature_snapshots" / use_case
+
+
 def snapshot_path(store: FactoryStore, use_case: str, day: date):
-    return store.paths.artifacts / "feature_snapshots" / use_case / f"{day.isoformat()}.parquet"
+    return snapshot_folder(store, use_case) / f"{day.isoformat()}.parquet"
 
 
 def prediction_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
@@ -72,21 +74,12 @@ def prediction_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         model = registry.load_model(spec.name, champion.version)
         categories = champion.manifest.get("extra", {}).get("categories", {})
         days = sorted(date.fromisoformat(k) for k in context.partition_keys)
-        scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        rows_by_day, means = {}, []
         with store.warehouse() as conn:
-            for day in days:
-                frame = scoring.scoring_set(conn, spec, day)
-                predictions = scoring.predict(model, categories, frame)
-                snapshot = scoring.snapshot_id(frame)
-                path = snapshot_path(store, spec.name, day)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                frame.with_columns(pl.Series("prediction", predictions, dtype=pl.Float64)).write_parquet(path)
-                rows = scoring.prediction_rows(spec, frame, predictions, model_version=champion.version,
-                                               feature_snapshot_id=snapshot, scored_date=day, scored_at=scored_at)
-                rows_by_day[day] = scoring.write_partition(conn, contract.physical_name, rows, day)
-                if rows.height:
-                    means.append(float(rows["prediction"].mean()))
+            written = scoring.score_days(conn, spec, model, categories, model_version=champion.version,
+                                         table=contract.physical_name, days=days,
+                                         snapshot_folder=snapshot_folder(store, spec.name))
+        rows_by_day = {day: rows.height for day, rows in written.items()}
+        means = [float(rows["prediction"].mean()) for rows in written.values() if rows.height]
         context.log.info(f"Scored {sum(rows_by_day.values())} rows over {len(days)} day(s) with {champion.version}.")
         yield dg.MaterializeResult(metadata={
             "dagster/row_count": dg.MetadataValue.int(sum(rows_by_day.values())),

@@ -95,6 +95,26 @@ def write_partition(conn: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFr
     return rows.height
 
 
+def score_days(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, model, categories: dict[str, list[str]], *,
+               model_version: str, table: str, days: list[dt.date], snapshot_folder) -> dict[dt.date, pl.DataFrame]:
+    """Score each day's scoring set, keep its feature snapshot (with the predictions) as
+    ``snapshot_folder/<day>.parquet``, and replace the day's partition of ``table``.
+    Returns the rows written per day."""
+    scored_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    snapshot_folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for day in days:
+        frame = scoring_set(conn, spec, day)
+        predictions = predict(model, categories, frame)
+        frame.with_columns(pl.Series("prediction", predictions, dtype=pl.Float64)).write_parquet(
+            snapshot_folder / f"{day.isoformat()}.parquet")
+        rows = prediction_rows(spec, frame, predictions, model_version=model_version,
+                               feature_snapshot_id=snapshot_id(frame), scored_date=day, scored_at=scored_at)
+        write_partition(conn, table, rows, day)
+        written[day] = rows
+    return written
+
+
 def ensure_prediction_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Create every contracted prediction table that does not exist yet, empty, with the contract's
     columns: a product never scored (no champion yet) reads as no rows, not as a missing table."""
