@@ -42,7 +42,11 @@ def make_frames(rows: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def run(reference, current, sample_rows: int, seed: int):
-    from factory_assets.feedback.monitoring import MonitoringConfig, data_drift, monitoring_config
+    from factory_assets.feedback.monitoring import (
+        MonitoringConfig,
+        data_drift,
+        monitoring_config,
+    )
 
     config = MonitoringConfig(**{**monitoring_config().model_dump(), "sample_rows": sample_rows})
     started = time.perf_counter()
@@ -57,9 +61,9 @@ def main() -> None:
     parser.add_argument("--sample-rows", type=int, default=None, help="default: monitoring_method.yaml")
     parser.add_argument("--skip-full", action="store_true")
     args = parser.parse_args()
-    from factory_assets.feedback.monitoring import monitoring_config
-
     import evidently  # noqa: F401  (import time is not drift time)
+
+    from factory_assets.feedback.monitoring import monitoring_config
 
     sample_rows = args.sample_rows or monitoring_config().sample_rows
     reference, current = make_frames(args.rows)

@@ -17,26 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from datetime import date, timedelta
 from pathlib import Path
-
-
-def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Seconds per layer, from the run's step start / end events in the instance's event log."""
-    starts, per_layer = {}, defaultdict(float)
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type_value == "STEP_START":
-            starts[event.step_key] = entry.timestamp
-        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
-            key = event.step_key
-            layer = ("processing" if "dbt" in key and "operations" not in key else
-                     "distribution" if "operations" in key else key.split("__")[0])
-            per_layer[layer] += entry.timestamp - starts.pop(key)
-    return dict(per_layer)
 
 
 def main() -> None:
@@ -51,7 +33,10 @@ def main() -> None:
     os.environ.update(FACTORY_HOME=str(home), FACTORY_WAREHOUSE_PATH=str(home / "warehouse.duckdb"),
                       DAGSTER_HOME=str(home / "dagster_home"))
     from factory_assets.cli import run_supply_chain, run_training
-    from factory_assets.raw_material.simulator import SimulationConfig, generate_demo_data
+    from factory_assets.raw_material.simulator import (
+        SimulationConfig,
+        generate_demo_data,
+    )
     from factory_assets.settings import default_paths, ensure_dagster_home
 
     paths = default_paths().create()
@@ -72,8 +57,11 @@ def main() -> None:
         wall = time.perf_counter() - started
         import dagster as dg
 
-        layers = step_seconds(dg.DagsterInstance.get(), result.run_id)
-        shown = ", ".join(f"{name} {sec:.1f} s" for name, sec in sorted(layers.items(), key=lambda kv: -kv[1]))
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from layers import layer_profile
+
+        layers = layer_profile(dg.DagsterInstance.get(), [result.run_id])
+        shown = ", ".join(f"{name} {v['seconds']:.1f} s" for name, v in sorted(layers.items(), key=lambda kv: -kv[1]["seconds"]))
         print(f"night {night}: {'SUCCESS' if result.success else 'FAILED'} in {wall:.1f} s ({shown})", flush=True)
     dbt = Path(sys.executable).with_name("dbt")
     started = time.perf_counter()

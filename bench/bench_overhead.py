@@ -1,14 +1,21 @@
-"""Benchmark: the chain through Dagster versus a plain script doing the same work, same data.
+"""Benchmark: the chain through Dagster, its nightly run against a plain script, and a rebuild.
 
-For each scale (total order lines over ``--days`` days), the simulator lands the data once; then
-each side gets its own copy in a fresh FACTORY_HOME and, in its own process (imports not timed):
-the history through the chain (every day but the last, one run), training of every use case as of
-the last day with the promotion gates, and the last night (landing -> products -> feature sets ->
-champion scores -> monitoring). Dagster side: `supply_chain_nightly` and `assembly_training` run in
-process on a SQLite instance, as `factory run` does. Plain side: `plain_chain.py`, the same
-functions with no orchestration. The figure is Dagster's total over the plain total.
+Per scale (total order lines over ``days`` days of history, plus one new day):
 
-    .venv/bin/python bench/bench_overhead.py --lines 1000000 4000000
+1. **Rebuild** (through Dagster, what `factory run` does): one run of ``supply_chain_nightly`` over
+   the whole history, then ``assembly_training`` as of the new day. Per-layer wall time and peak
+   memory (this process and dbt, sampled) come from the step events.
+2. **The night**: the rebuilt FACTORY_HOME is copied twice; on one copy the nightly run of the new
+   day goes through Dagster (landing -> raw -> products -> feature sets -> champion scores ->
+   operations models -> monitoring); on the other, ``plain_chain.run_days`` does the same work with
+   the same functions and no orchestration. ``night_repeats`` pairs, alternating which side goes
+   first; medians.
+
+Figures, each a ratio inside one run: orchestration overhead = Dagster night / plain night;
+incremental = Dagster night / rebuild; scaling = rebuild time per doubling of the lines.
+Every side runs in its own process (imports not timed) on its own copy of the data.
+
+    .venv/bin/python bench/bench_overhead.py --lines 1000000 4000000 --days 365
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,115 +33,148 @@ import time
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-END = dt.date(2025, 6, 30)
+NIGHT = dt.date(2025, 6, 30)  # the new day; the history is the `days` days before it
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
-def _dagster_side(home: Path, first: dt.date, last: dt.date) -> dict:
+def _dagster(home: Path):
     import dagster as dg
 
-    from factory_assets.assembly.specs import load_use_cases
     from factory_assets.definitions import build_definitions
     from factory_assets.resources import FactoryStore
     from factory_assets.settings import FactoryPaths, ensure_dagster_home
 
     defs = build_definitions(FactoryStore(home=str(home)))
     instance = dg.DagsterInstance.from_config(str(ensure_dagster_home(FactoryPaths(home).create())))
-    nightly, training = defs.resolve_job_def("supply_chain_nightly"), defs.resolve_job_def("assembly_training")
-
-    def chain(a: dt.date, b: dt.date):
-        tags = {"dagster/asset_partition_range_start": a.isoformat(), "dagster/asset_partition_range_end": b.isoformat()}
-        return nightly.execute_in_process(instance=instance, run_config=QUIET, tags=tags, raise_on_error=False).success
-
-    phases, ok = {}, True
-    started = time.perf_counter()
-    ok &= chain(first, last - dt.timedelta(days=1))
-    phases["history"] = time.perf_counter() - started
-    started = time.perf_counter()
-    config = {**QUIET, "ops": {f"assembly__{uc}_training_set": {"config": {"as_of": last.isoformat()}}
-                               for uc in load_use_cases()}}
-    ok &= training.execute_in_process(instance=instance, run_config=config, raise_on_error=False).success
-    phases["training"] = time.perf_counter() - started
-    started = time.perf_counter()
-    ok &= chain(last, last)
-    phases["night"] = time.perf_counter() - started
-    return {"phases": phases, "ok": bool(ok)}
+    return defs, instance
 
 
-def _plain_side(home: Path, first: dt.date, last: dt.date) -> dict:
-    sys.path.insert(0, str(BENCH))
+def _chain(defs, instance, first: dt.date, last: dt.date):
+    tags = {"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()}
+    return defs.resolve_job_def("supply_chain_nightly").execute_in_process(
+        instance=instance, run_config=QUIET, tags=tags, raise_on_error=False)
+
+
+def _rebuild(home: Path, first: dt.date, night: dt.date) -> dict:
+    from layers import RssSampler, layer_profile
+
+    from factory_assets.assembly.specs import load_use_cases
+
+    defs, instance = _dagster(home)
+    training = {**QUIET, "ops": {f"assembly__{uc}_training_set": {"config": {"as_of": night.isoformat()}}
+                                 for uc in load_use_cases()}}
+    phases, layers, ok = {}, {}, True
+    with RssSampler() as sampler:
+        for phase, run in (("history", lambda: _chain(defs, instance, first, night - dt.timedelta(days=1))),
+                           ("training", lambda: defs.resolve_job_def("assembly_training").execute_in_process(
+                               instance=instance, run_config=training, raise_on_error=False))):
+            started = time.perf_counter()
+            result = run()
+            phases[phase] = time.perf_counter() - started
+            ok &= result.success
+            layers[phase] = layer_profile(instance, [result.run_id], sampler)
+    return {"phases": phases, "layers": layers, "peak_mb": sampler.peak_mb(), "ok": bool(ok)}
+
+
+def _night_dagster(home: Path, night: dt.date) -> dict:
+    from layers import RssSampler, layer_profile
+
+    defs, instance = _dagster(home)
+    with RssSampler() as sampler:
+        started = time.perf_counter()
+        result = _chain(defs, instance, night, night)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "layers": layer_profile(instance, [result.run_id], sampler),
+            "peak_mb": sampler.peak_mb(), "ok": result.success}
+
+
+def _night_plain(home: Path, night: dt.date) -> dict:
     import plain_chain
+    from layers import RssSampler
 
     from factory_assets.resources import FactoryStore
 
-    store = FactoryStore(home=str(home))
-    phases = {}
-    started = time.perf_counter()
-    plain_chain.run_days(store, first, last - dt.timedelta(days=1))
-    phases["history"] = time.perf_counter() - started
-    started = time.perf_counter()
-    plain_chain.train(store, last)
-    phases["training"] = time.perf_counter() - started
-    started = time.perf_counter()
-    plain_chain.run_days(store, last, last)
-    phases["night"] = time.perf_counter() - started
-    return {"phases": phases, "ok": True}
+    with RssSampler() as sampler:
+        started = time.perf_counter()
+        plain_chain.run_days(FactoryStore(home=str(home)), night, night)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "peak_mb": sampler.peak_mb(), "ok": True}
 
 
-def child(side: str, home: Path, first: dt.date, last: dt.date) -> None:
+def child(mode: str, home: Path, first: dt.date, night: dt.date) -> None:
+    sys.path.insert(0, str(BENCH))
     os.environ.update(FACTORY_HOME=str(home), FACTORY_WAREHOUSE_PATH=str(home / "warehouse.duckdb"),
                       DAGSTER_HOME=str(home / "dagster_home"))
-    result = (_dagster_side if side == "dagster" else _plain_side)(home, first, last)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result["peak_children_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # dbt
-    print("RESULT " + json.dumps(result), flush=True)
+    run = {"rebuild": lambda: _rebuild(home, first, night), "dagster": lambda: _night_dagster(home, night),
+           "plain": lambda: _night_plain(home, night)}[mode]
+    print("RESULT " + json.dumps(run()), flush=True)
 
 
-def _run_side(side: str, landing: Path, first: dt.date, last: dt.date, workdir: Path) -> dict:
-    home = workdir / side
-    shutil.rmtree(home, ignore_errors=True)
-    shutil.copytree(landing, home / "landing")
-    out = subprocess.run([sys.executable, __file__, "--child", side, str(home), first.isoformat(), last.isoformat()],
+def _in_child(mode: str, home: Path, first: dt.date, night: dt.date) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", mode, str(home), first.isoformat(), night.isoformat()], check=False,
                          capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
-        raise RuntimeError(f"{side} side failed ({out.returncode}):\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{mode} failed ({out.returncode}):\n{out.stderr[-3000:]}")
     result = json.loads(lines[-1].removeprefix("RESULT "))
-    result["total_s"] = sum(result["phases"].values())
-    shutil.rmtree(home, ignore_errors=True)
+    if not result["ok"]:
+        raise RuntimeError(f"{mode}: a Dagster run failed in {home}")
     return result
 
 
-def measure(lines: list[int], days: int = 365, workdir: str | None = None) -> dict:
-    from factory_assets.raw_material.simulator import SimulationConfig, generate_demo_data
+def measure_scale(total: int, days: int, root: Path, night_repeats: int = 2, nights: bool = True) -> dict:
+    from factory_assets.raw_material.simulator import (
+        SimulationConfig,
+        generate_demo_data,
+    )
 
-    root = Path(workdir or tempfile.mkdtemp(prefix="bench-overhead-"))
-    out = {}
-    for i, total in enumerate(lines):
-        first = END - dt.timedelta(days=days - 1)
-        landing = root / f"landing-{total}"
-        shutil.rmtree(landing, ignore_errors=True)
-        generate_demo_data(SimulationConfig(start_date=first, days=days, order_lines_per_day=max(1, total // days),
-                                            seed=42), landing)
-        order = ("dagster", "plain") if i % 2 == 0 else ("plain", "dagster")  # alternate: drift hits both
-        sides = {side: _run_side(side, landing, first, END, root) for side in order}
-        shutil.rmtree(landing, ignore_errors=True)
-        out[str(total)] = {**sides, "ratio": sides["dagster"]["total_s"] / sides["plain"]["total_s"]}
+    first = NIGHT - dt.timedelta(days=days)
+    built = root / f"home-{total}"
+    shutil.rmtree(built, ignore_errors=True)
+    started = time.perf_counter()
+    generate_demo_data(SimulationConfig(start_date=first, days=days + 1, order_lines_per_day=max(1, total // days),
+                                        seed=42), built / "landing")
+    out = {"lines": total, "days": days, "simulate_s": time.perf_counter() - started}
+    rebuild = _in_child("rebuild", built, first, NIGHT)
+    out["rebuild"] = {**rebuild, "total_s": sum(rebuild["phases"].values())}
+    if nights:
+        runs = {"dagster": [], "plain": []}
+        for i in range(night_repeats):
+            for side in (("dagster", "plain") if i % 2 == 0 else ("plain", "dagster")):
+                home = root / f"night-{side}"
+                shutil.rmtree(home, ignore_errors=True)
+                shutil.copytree(built, home)
+                runs[side].append(_in_child(side, home, first, NIGHT))
+                shutil.rmtree(home, ignore_errors=True)
+        night = {side: statistics.median(r["seconds"] for r in rs) for side, rs in runs.items()}
+        out["night"] = {"dagster_s": night["dagster"], "plain_s": night["plain"], "runs": runs}
+        out["overhead_ratio"] = night["dagster"] / night["plain"]
+        out["incremental_ratio"] = night["dagster"] / out["rebuild"]["total_s"]
+    shutil.rmtree(built, ignore_errors=True)
     return out
+
+
+def measure(lines: list[int], days: int = 365, workdir: str | None = None, night_repeats: int = 2,
+            nights_for: list[int] | None = None) -> dict:
+    """Every scale in ``lines``; the nights (overhead, incremental) only for ``nights_for`` (all by default)."""
+    root = Path(workdir or tempfile.mkdtemp(prefix="bench-chain-"))
+    return {str(total): measure_scale(total, days, root, night_repeats, nights_for is None or total in nights_for)
+            for total in lines}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--night-repeats", type=int, default=2)
     parser.add_argument("--workdir", default=None)
-    parser.add_argument("--child", nargs=4, metavar=("SIDE", "HOME", "FIRST", "LAST"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, metavar=("MODE", "HOME", "FIRST", "NIGHT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        side, home, first, last = args.child
-        child(side, Path(home), dt.date.fromisoformat(first), dt.date.fromisoformat(last))
+        mode, home, first, night = args.child
+        child(mode, Path(home), dt.date.fromisoformat(first), dt.date.fromisoformat(night))
         return
-    print(json.dumps(measure(args.lines, args.days, args.workdir), indent=2))
+    print(json.dumps(measure(args.lines, args.days, args.workdir, args.night_repeats), indent=2))
 
 
 if __name__ == "__main__":

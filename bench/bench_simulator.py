@@ -19,7 +19,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from factory_assets.raw_material.simulator import SimulationConfig, simulate, write_landing_files
+from factory_assets.raw_material.simulator import (
+    SimulationConfig,
+    simulate,
+    write_landing_files,
+)
 
 
 def baseline(lines: int, folder: Path) -> float:

@@ -30,7 +30,8 @@ def ingest(store, days: set[dt.date]) -> int:
                    if o.status == "ingested")
 
 
-def build_products(store) -> None:
+def build_products(store, operations: bool = False) -> None:
+    """dbt build of the products (or, after scoring, of the operations models that read predictions)."""
     from factory_assets.distribution.scoring import ensure_prediction_tables
     from factory_assets.raw_material.ingest import ensure_raw_tables
     from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES
@@ -40,7 +41,7 @@ def build_products(store) -> None:
         ensure_prediction_tables(conn)
     env = dict(os.environ, FACTORY_WAREHOUSE_PATH=str(store.paths.warehouse))
     dbt = Path(sys.executable).parent / "dbt"
-    subprocess.run([str(dbt), "build", "--quiet", "--exclude", "path:models/operations", "--project-dir",
+    subprocess.run([str(dbt), "build", "--quiet", "--select" if operations else "--exclude", "path:models/operations", "--project-dir",
                     str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)], env=env, check=True)
 
 
@@ -161,6 +162,7 @@ def run_days(store, first: dt.date, last: dt.date) -> None:
     check_products(store)
     build_feature_sets(store)
     score_and_monitor(store, sorted(days))
+    build_products(store, operations=True)
 
 
 if __name__ == "__main__":

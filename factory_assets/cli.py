@@ -42,7 +42,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from factory_assets.settings import PARTITIONS_START, PROJECT_ROOT, FactoryPaths, default_paths, ensure_dagster_home
+from factory_assets.settings import (
+    PARTITIONS_START,
+    PROJECT_ROOT,
+    FactoryPaths,
+    apply_dagster_runtime_env,
+    default_paths,
+    ensure_dagster_home,
+)
 
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
 PARTITION_RANGE_END = "dagster/asset_partition_range_end"
@@ -213,6 +220,7 @@ def _setup_instance(paths: FactoryPaths) -> None:
     """The embedded Dagster instance under FACTORY_HOME unless DAGSTER_HOME says otherwise."""
     os.environ.setdefault("DAGSTER_HOME", str(ensure_dagster_home(paths)))
     os.environ.setdefault("FACTORY_WAREHOUSE_PATH", str(paths.warehouse))
+    apply_dagster_runtime_env()
 
 
 # --------------------------------------------------------------------------------------
@@ -795,7 +803,7 @@ def cmd_demo(args) -> int:
 
 def cmd_ui(args) -> int:
     paths = default_paths().create()
-    env = dict(os.environ, DAGSTER_HOME=str(ensure_dagster_home(paths)))
+    env = apply_dagster_runtime_env(dict(os.environ, DAGSTER_HOME=str(ensure_dagster_home(paths))))
     env.setdefault("FACTORY_WAREHOUSE_PATH", str(paths.warehouse))
     from factory_assets.lib.artifact_server import start_artifact_server
 

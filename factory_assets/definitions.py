@@ -12,6 +12,9 @@ from factory_assets.processing import defs as processing
 from factory_assets.raw_material import defs as raw_material
 from factory_assets.jobs import nightly_schedule, supply_chain_job, training_job, weekly_training_schedule
 from factory_assets.resources import FactoryStore, dbt_resource, default_store
+from factory_assets.settings import apply_dagster_runtime_env
+
+apply_dagster_runtime_env()  # runs launched in this process (factory run, tests): see settings
 
 
 def build_definitions(store: FactoryStore | None = None, use_cases_folder: Path | None = None) -> dg.Definitions:

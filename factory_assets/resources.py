@@ -35,15 +35,42 @@ def default_store() -> FactoryStore:
     return FactoryStore(home=str(factory_home()))
 
 
-def dbt_resource():
-    """dbt from this environment (the venv's bin), so the code location works without PATH set-up."""
+class DbtRunner(dg.ConfigurableResource):
+    """Where and how dbt runs: project, profiles, executable and profile target.
+
+    A thin configuration holder: dagster-dbt (and the dbt-core it imports, ~2 s) is imported only
+    when a step runs dbt, not when the code location loads. ``target`` picks a profiles.yml output
+    (e.g. a production warehouse) with no code change."""
+
+    project_dir: str
+    profiles_dir: str
+    dbt_executable: str = "dbt"
+    target: str | None = None
+
+    def cli_resource(self):
+        from dagster_dbt import DbtCliResource
+
+        return DbtCliResource(project_dir=self.project_dir, profiles_dir=self.profiles_dir,
+                              dbt_executable=self.dbt_executable, target=self.target)
+
+    def target_path(self, prefix: str) -> Path:
+        """A fresh dbt target folder per invocation (``target/<step>-<run>-<uuid>``), so runs never
+        overwrite each other's artifacts and logs."""
+        import uuid
+
+        return Path("target") / f"{prefix}-{uuid.uuid4().hex[:7]}"
+
+
+def dbt_resource() -> DbtRunner:
+    """dbt from this environment (the venv's bin), so the code location works without PATH set-up;
+    FACTORY_DBT_TARGET selects the profiles.yml target."""
+    import os
     import sys
 
-    from dagster_dbt import DbtCliResource
-
     beside_python = Path(sys.executable).parent / "dbt"
-    return DbtCliResource(
+    return DbtRunner(
         project_dir=str(DBT_PROJECT_DIR),
         profiles_dir=str(DBT_PROJECT_DIR),
         dbt_executable=str(beside_python) if beside_python.exists() else "dbt",
+        target=os.environ.get("FACTORY_DBT_TARGET") or None,
     )

@@ -242,6 +242,24 @@ def test_bad_files_are_quarantined_while_the_chain_goes_on(factory):
     assert query(paths, "SELECT count(*) FROM marts.fct_order_lines")[0][0] == query(paths, "SELECT count(*) FROM raw.transactions")[0][0]
 
 
+def _column_messages(instance, run_id: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id) if "column schema and lineage" in (e.user_message or "")]
+
+
+def test_column_lineage_is_fetched_once_per_code_version_then_carried_forward(factory):
+    """Fetching column lineage costs ~1 s per model; it only changes with a model's SQL."""
+    assert any("fetched" in m for m in _column_messages(factory.instance, factory.result.run_id))
+    night = run_days(factory.defs, factory.instance, BAD_DAY, BAD_DAY)  # nothing in dbt_project changed
+    assert night.success
+    assert any("carried" in m for m in _column_messages(factory.instance, night.run_id))
+    key = "processing/fct_order_lines"
+    first = {e.asset_key.to_user_string(): e.materialization for e in factory.result.get_asset_materialization_events()}[key]
+    latest = {e.asset_key.to_user_string(): e.materialization for e in night.get_asset_materialization_events()}[key]
+    for name in ("dagster/column_schema", "dagster/column_lineage"):
+        assert latest.metadata[name] == first.metadata[name], name
+    assert latest.metadata["dagster/row_count"].value == query(factory.paths, "SELECT count(*) FROM marts.fct_order_lines")[0][0]
+
+
 def test_a_product_contract_violation_blocks_downstream(factory):
     paths, day = factory.paths, VIOLATION_DAY
     for source in ("deliveries", "telemetry", "tickets", "holidays", "weather", "overrides"):

@@ -150,14 +150,14 @@ def cmd_audit(args) -> int:
     from factory_assets.governance.audit import build_audit_bundle, write_bundle
     from factory_assets.governance.facts import approvals_log, current_policy, model_facts, policy_path
     from factory_assets.governance.policy import evaluate_compliance
-    from factory_assets.processing.dbt_assets import dbt_project
+    from factory_assets.processing.dbt_manifest import MANIFEST_PATH
 
     artifacts = default_paths().artifacts
     approvals = approvals_log(artifacts)
     report = evaluate_compliance(current_policy(), model_facts(spec, version, approvals))
     bundle = build_audit_bundle(
         artifacts=artifacts, use_case=spec.name, version=version.version, spec=spec, policy=report.to_dict(),
-        approvals=approvals.entries(spec.name, version.version), dbt_manifest=dbt_project.manifest_path,
+        approvals=approvals.entries(spec.name, version.version), dbt_manifest=MANIFEST_PATH,
         product_lineage=feature_set_products(), policy_file=policy_path())
     out = args.out or artifacts / "audit" / spec.name / version.version
     json_path, html_path = write_bundle(bundle, out)

@@ -1,112 +1,106 @@
 """dbt models as Dagster assets: staging -> intermediate -> data products (marts).
 
 The manifest is prepared at setup time (``python3 tasks.py setup`` runs ``dbt parse``), never
-at code-location load. dbt sources carry ``meta.dagster.asset_key`` pointing at the raw ingestion
-assets, so lineage runs unbroken from landing file to data product.
+at code-location load. The asset specs are built from that manifest.json directly
+(``dbt_manifest``): dagster-dbt, and the dbt-core it imports, load only inside the step that runs
+``dbt build``, which keeps the code location's start-up near an empty project's. dbt sources carry
+``meta.dagster.asset_key`` pointing at the raw ingestion assets, so lineage runs unbroken from
+landing file to data product.
 """
 
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import (
-    DagsterDbtTranslator,
-    DagsterDbtTranslatorSettings,
-    DbtCliResource,
-    DbtProject,
-    dbt_assets,
-)
 
 from factory_assets.lib.contracts import product_contract, product_contract_names
+from factory_assets.processing.dbt_manifest import (
+    MANIFEST_PATH,
+    OPERATIONS_FOLDER,
+    asset_key_path,
+    dbt_folder,
+    describe_dbt_test,
+    layer_of,
+    load_manifest,
+    model_nodes,
+    resource_props,
+    tests_by_node,
+)
 from factory_assets.raw_material.ingest import ensure_raw_tables
-from factory_assets.resources import FactoryStore
-from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES, dbt_column_metadata, default_paths
+from factory_assets.resources import DbtRunner, FactoryStore
+from factory_assets.settings import RAW_SOURCES, dbt_column_metadata, default_paths
 
 PLATFORM_OWNER = "team:data-platform"
+OPERATIONS_OWNER = "team:customer-service"
 
 # dbt's profile reads the warehouse path from the environment; default it to FACTORY_HOME's so
-# `dg dev` / `dg check defs` (which re-parse the project in dev mode) work without set-up.
+# `dg dev` / `dg check defs` work without set-up.
 os.environ.setdefault("FACTORY_WAREHOUSE_PATH", str(default_paths().warehouse))
 
-dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-dbt_project.prepare_if_dev()
+__all__ = ["MANIFEST_PATH", "OPERATIONS_FOLDER", "describe_dbt_test", "operations_dbt_models", "processing_dbt_models"]
 
-if not dbt_project.manifest_path.exists():
-    raise FileNotFoundError(
-        f"dbt manifest not found at {dbt_project.manifest_path}. Run `python3 tasks.py setup` "
-        "(it runs `dbt parse`) before loading the code location."
+
+def _description(node: Mapping[str, Any]) -> str:
+    return node.get("description") or f"dbt {node['resource_type']} {node['name']} ({dbt_folder(node)})."
+
+
+def dbt_asset_spec(manifest: Mapping[str, Any], unique_id: str) -> dg.AssetSpec:
+    """A dbt model as the UI shows it: layer key and group, contract owner, dbt folder tag."""
+    node = manifest["nodes"][unique_id]
+    name, group, folder = node["name"], layer_of(node), dbt_folder(node)
+    owners, metadata = [PLATFORM_OWNER], {"dbt_unique_id": unique_id,
+                                          "dagster/table_name": f"{node['database']}.{node['schema']}.{node['alias']}"}
+    if name in product_contract_names():
+        contract = product_contract(name)
+        owners = [contract.owner]
+        metadata.update(contract=contract.path.name, contract_version=contract.version,
+                        data_product=contract.data_product)
+    if group == "distribution":
+        owners = [OPERATIONS_OWNER]
+    deps = [dg.AssetKey(asset_key_path(resource_props(manifest, parent)))
+            for parent in dict.fromkeys(node["depends_on"]["nodes"])
+            if parent.split(".")[0] in ("model", "seed", "snapshot", "source")]
+    return dg.AssetSpec(
+        key=dg.AssetKey(asset_key_path(node)),
+        deps=deps,
+        description=_description(node),
+        group_name=group,
+        owners=owners,
+        kinds={"dbt", manifest["metadata"].get("adapter_type", "duckdb")},
+        tags={**{tag: "" for tag in node.get("tags", [])}, "layer": group, "dbt_layer": folder},
+        code_version=node["checksum"]["checksum"][:16],
+        metadata=metadata,
+        skippable=True,  # dbt skips models downstream of a failed test or model
     )
 
 
-#: dbt folder whose models consume prediction products: they belong to the distribution layer
-#: (predictions flowing back into operations) and run after scoring, as their own Dagster step.
-OPERATIONS_FOLDER = "operations"
-OPERATIONS_OWNER = "team:customer-service"
+def dbt_check_specs(manifest: Mapping[str, Any], unique_ids: list[str]) -> list[dg.AssetCheckSpec]:
+    """dbt tests stay visible as checks, but are not Dagster-blocking.
+
+    dbt itself skips models downstream of a failing test inside ``dbt build``; the Dagster-level
+    gate is each product's ``contract`` check, which must run after a failure to show the failing
+    rows. If dbt tests were blocking, the dbt step would fail first and that check would never run.
+    """
+    tests = tests_by_node(manifest)
+    return [
+        dg.AssetCheckSpec(name=test["name"], asset=dg.AssetKey(asset_key_path(manifest["nodes"][uid])),
+                          description=describe_dbt_test(test), blocking=False)
+        for uid in unique_ids for test in tests.get(uid, [])
+    ]
 
 
-class FactoryDbtTranslator(DagsterDbtTranslator):
-    """Maps dbt models to ``processing/<model>`` keys (``distribution/<model>`` for the operations
-    folder), their layer's group, and contract owners."""
+def _runtime_translator():
+    """dagster-dbt's translator mapping dbt events to the same keys as the specs (imported lazily)."""
+    from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings
 
-    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None) -> dg.AssetSpec:
-        spec = super().get_asset_spec(manifest, unique_id, project)
-        props = self.get_resource_props(manifest, unique_id)
-        if props["resource_type"] == "source":
-            return spec
-        name = props["name"]
-        layer = props["fqn"][1] if len(props["fqn"]) > 2 else "models"
-        owners, metadata = [PLATFORM_OWNER], {}
-        if name in product_contract_names():
-            contract = product_contract(name)
-            owners = [contract.owner]
-            metadata = {
-                "contract": contract.path.name,
-                "contract_version": contract.version,
-                "data_product": contract.data_product,
-            }
-        group = "distribution" if layer == OPERATIONS_FOLDER else "processing"
-        if group == "distribution":
-            owners = [OPERATIONS_OWNER]
-        return spec.replace_attributes(
-            key=dg.AssetKey([group, name]),
-            group_name=group,
-            owners=owners,
-            tags={**spec.tags, "layer": group, "dbt_layer": layer},
-        ).merge_attributes(metadata=metadata)
+    class FactoryDbtTranslator(DagsterDbtTranslator):
+        def get_asset_spec(self, manifest, unique_id, project):
+            spec = super().get_asset_spec(manifest, unique_id, project)
+            return spec.replace_attributes(key=dg.AssetKey(asset_key_path(resource_props(manifest, unique_id))))
 
-
-    def get_asset_check_spec(self, asset_spec, manifest, unique_id, project):
-        """dbt tests stay visible as checks, but are not Dagster-blocking.
-
-        dbt itself skips models downstream of a failing test inside ``dbt build``; the Dagster-level
-        gate is each product's ``contract`` check, which must run after a failure to show the
-        failing rows. If dbt tests were blocking, the dbt step would fail first and that check
-        would never run.
-        """
-        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        if spec is None:
-            return None
-        return spec._replace(blocking=False, description=describe_dbt_test(manifest["nodes"].get(unique_id, {})))
-
-
-def describe_dbt_test(node: Mapping[str, Any]) -> str:
-    """One line for the UI: which dbt test, on which column, with which arguments."""
-    if node.get("description"):
-        return node["description"]
-    meta = node.get("test_metadata") or {}
-    kwargs = {k: v for k, v in (meta.get("kwargs") or {}).items() if k not in ("model", "column_name")}
-    test = f"{meta['namespace']}.{meta['name']}" if meta.get("namespace") else meta.get("name", node.get("name", "test"))
-    column = (meta.get("kwargs") or {}).get("column_name")
-    args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-    return (f"dbt test {test}" + (f" on column {column}" if column else "") + (f" ({args})" if args else "")
-            + "; reported, not blocking (the contract check blocks).")
-
-
-translator = FactoryDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
-
-
+    return FactoryDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
 def _model_errors(invocation) -> list[str]:
     """Models (not tests) that dbt could not build; failing tests are reported as asset checks."""
     results = invocation.get_artifact("run_results.json")
@@ -134,7 +128,59 @@ def _release_duckdb(invocation) -> None:
             DuckDBConnectionManager._ENV = None
 
 
-def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
+def dbt_selection(context: dg.AssetExecutionContext, manifest: Mapping[str, Any], whole: list[str]) -> list[str]:
+    """``--select`` for the models (and tests) this step was asked for; ``whole`` when it is all.
+
+    dbt's default (eager) indirect selection adds the tests of every selected model."""
+    if (set(context.selected_asset_keys) == set(context.assets_def.keys)
+            and set(context.selected_asset_check_keys) == set(context.assets_def.check_keys)):
+        return whole
+    name_by_key = {dg.AssetKey(asset_key_path(node)): node["name"] for node in manifest["nodes"].values()
+                   if node["resource_type"] in ("model", "seed", "snapshot")}
+    names = sorted(name_by_key[key] for key in context.selected_asset_keys)
+    names += sorted(check.name for check in context.selected_asset_check_keys
+                    if check.asset_key not in context.selected_asset_keys)
+    return ["--select", *names]
+
+
+COLUMN_METADATA = ("dagster/column_schema", "dagster/column_lineage")
+
+
+def recorded_column_metadata(context: dg.AssetExecutionContext) -> dict[dg.AssetKey, dict] | None:
+    """Column schema and lineage already recorded for every selected model at its current code
+    version, to carry onto tonight's materializations; None when any model needs them fetched.
+
+    Column lineage changes only when a model's SQL does, but fetching it reads every model's and
+    parent's columns (about 1 s per model, most of a nightly dbt step's overhead). So it is fetched
+    on the first run and whenever a model's code version (its SQL checksum) changes, and carried
+    forward otherwise: the latest materialization always shows it."""
+    versions, carried = context.assets_def.code_versions_by_key, {}
+    for key in context.selected_asset_keys:
+        event = context.instance.get_latest_materialization_event(key)
+        materialization = event.asset_materialization if event else None
+        if (materialization is None or "dagster/column_schema" not in materialization.metadata
+                or materialization.tags.get("dagster/code_version") != versions.get(key)):
+            return None
+        carried[key] = {k: materialization.metadata[k] for k in COLUMN_METADATA if k in materialization.metadata}
+    return carried
+
+
+def _as_asset_results(events, selected_checks, carried: Mapping[dg.AssetKey, dict]) -> Iterator[Any]:
+    """dagster-dbt's op-style events (run without a Dagster context) as this multi-asset's results."""
+    for event in events:
+        if isinstance(event, dg.AssetMaterialization):
+            yield dg.MaterializeResult(asset_key=event.asset_key,
+                                       metadata={**carried.get(event.asset_key, {}), **event.metadata})
+        elif isinstance(event, dg.AssetCheckEvaluation):
+            key = dg.AssetCheckKey(event.asset_key, event.check_name)
+            if key in selected_checks:  # eager selection also runs tests of neighbouring models
+                yield dg.AssetCheckResult(asset_key=event.asset_key, check_name=event.check_name, passed=event.passed,
+                                          severity=event.severity, metadata=event.metadata)
+        else:
+            yield event
+
+
+def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: FactoryStore, whole: list[str]):
     from factory_assets.distribution.scoring import ensure_prediction_tables
 
     # The dbt profile reads the warehouse path from the environment; the store resource owns it.
@@ -142,14 +188,23 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: Fa
     with store.warehouse() as conn:
         ensure_raw_tables(conn, list(RAW_SOURCES))  # a source that never landed is an empty table
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
-    invocation = dbt.cli(["build"], context=context, raise_on_error=False)
+    manifest = load_manifest()
+    args = ["build", *dbt_selection(context, manifest, whole)]
+    context.log.info(f"dbt {' '.join(args)}")
+    invocation = dbt.cli_resource().cli(
+        args, manifest=manifest, dagster_dbt_translator=_runtime_translator(), raise_on_error=False,
+        target_path=dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}"))
     # Row counts, column schema and column-level lineage (sqlglot over the compiled SQL) for the UI.
     # With DuckDB, dagster-dbt reads them once dbt has exited and released the file's write lock.
     events = invocation.stream().fetch_row_counts()
-    if dbt_column_metadata():  # about 1 s per model: the adapter reads each model's and parents' columns
-        events = events.fetch_column_metadata(with_column_lineage=True)
+    carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
+    if carried is None:
+        context.log.info("column schema and lineage: fetched (first run, or a model's SQL changed)")
+        events, carried = events.fetch_column_metadata(with_column_lineage=True), {}
+    elif carried:
+        context.log.info("column schema and lineage: carried from the last materialization (no model's SQL changed)")
     try:
-        yield from events
+        yield from _as_asset_results(events, set(context.selected_asset_check_keys), carried)
     finally:
         _release_duckdb(invocation)
     errors = _model_errors(invocation)
@@ -160,24 +215,29 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: Fa
         )
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name="processing_dbt_models",
-    exclude=f"path:models/{OPERATIONS_FOLDER}",
-)
-def processing_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
-    yield from _dbt_build(context, dbt, store)
+def _dbt_multi_asset(name: str, operations: bool, description: str):
+    manifest = load_manifest()
+    unique_ids = sorted(model_nodes(manifest, operations=operations))
+
+    @dg.multi_asset(
+        name=name,
+        specs=[dbt_asset_spec(manifest, uid) for uid in unique_ids],
+        check_specs=dbt_check_specs(manifest, unique_ids),
+        can_subset=True,
+        description=description,
+        op_tags={"kind": "dbt"},
+    )
+    def _dbt_models(context: dg.AssetExecutionContext, dbt: DbtRunner, store: FactoryStore):
+        yield from _dbt_build(context, dbt, store, whole)
+
+    whole = ["--select" if operations else "--exclude", f"path:models/{OPERATIONS_FOLDER}"]
+    return _dbt_models
 
 
-@dbt_assets(
-    manifest=dbt_project.manifest_path,
-    project=dbt_project,
-    dagster_dbt_translator=translator,
-    name="operations_dbt_models",
-    select=f"path:models/{OPERATIONS_FOLDER}",
-)
-def operations_dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, store: FactoryStore):
-    """dbt models that read prediction products (e.g. service_priority); they run after scoring."""
-    yield from _dbt_build(context, dbt, store)
+processing_dbt_models = _dbt_multi_asset(
+    "processing_dbt_models", operations=False,
+    description="dbt build of staging, intermediate and mart models (the data products), with their tests.")
+
+operations_dbt_models = _dbt_multi_asset(
+    "operations_dbt_models", operations=True,
+    description="dbt models that read prediction products (e.g. service_priority); they run after scoring.")

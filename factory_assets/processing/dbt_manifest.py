@@ -1,0 +1,99 @@
+"""Reading dbt's manifest.json without dbt: asset keys, layers and test descriptions.
+
+The code location builds its dbt asset specs from this plain JSON. Importing dagster-dbt at load
+pulls in dbt-core (about 2 s of a 7 s start-up, see BENCHMARKS.md); dagster-dbt is imported only
+inside the step that runs ``dbt build``, where it maps dbt's events to the same keys through
+:func:`asset_key_path`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from factory_assets.settings import DBT_PROJECT_DIR
+
+MANIFEST_PATH = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+#: dbt folder whose models consume prediction products: they belong to the distribution layer
+#: (predictions flowing back into operations) and run after scoring, as their own Dagster step.
+OPERATIONS_FOLDER = "operations"
+
+#: dbt resource types that become Dagster assets (tests become asset checks).
+REFABLE = ("model", "seed", "snapshot")
+
+
+@functools.cache
+def load_manifest(path: Path = MANIFEST_PATH) -> Mapping[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dbt manifest not found at {path}. Run `python3 tasks.py setup` "
+            "(it runs `dbt parse`) before loading the code location."
+        )
+    return json.loads(path.read_text())
+
+
+def dbt_folder(props: Mapping[str, Any]) -> str:
+    """The model's folder under models/ (staging, intermediate, marts, operations)."""
+    fqn = props.get("fqn") or []
+    return fqn[1] if len(fqn) > 2 else "models"
+
+
+def layer_of(props: Mapping[str, Any]) -> str:
+    return "distribution" if dbt_folder(props) == OPERATIONS_FOLDER else "processing"
+
+
+def asset_key_path(props: Mapping[str, Any]) -> list[str]:
+    """``processing/<model>`` (``distribution/<model>`` for operations models); a source maps to
+    the raw asset named in its ``meta.dagster.asset_key``, so lineage runs from the landing file."""
+    if props["resource_type"] == "source":
+        configured = ((props.get("meta") or {}).get("dagster") or {}).get("asset_key")
+        return list(configured) if configured else [props["source_name"], props["name"]]
+    return [layer_of(props), props["name"]]
+
+
+def resource_props(manifest: Mapping[str, Any], unique_id: str) -> Mapping[str, Any]:
+    return manifest["nodes"].get(unique_id) or manifest["sources"][unique_id]
+
+
+def model_nodes(manifest: Mapping[str, Any], operations: bool) -> dict[str, Mapping[str, Any]]:
+    """The refable nodes of this project, of the operations folder or of every other folder."""
+    return {
+        uid: node for uid, node in manifest["nodes"].items()
+        if node["resource_type"] in REFABLE and node["package_name"] == manifest["metadata"].get("project_name", node["package_name"])
+        and (dbt_folder(node) == OPERATIONS_FOLDER) == operations
+    }
+
+
+def tested_node(manifest: Mapping[str, Any], test: Mapping[str, Any]) -> str | None:
+    """The node a dbt test checks: its ``attached_node``, or its only refable parent."""
+    if test.get("attached_node"):
+        return test["attached_node"]
+    parents = [p for p in test.get("depends_on", {}).get("nodes", []) if p.split(".")[0] in REFABLE]
+    return parents[0] if len(parents) == 1 else None
+
+
+def tests_by_node(manifest: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "test":
+            target = tested_node(manifest, node)
+            if target:
+                out.setdefault(target, []).append(node)
+    return out
+
+
+def describe_dbt_test(node: Mapping[str, Any]) -> str:
+    """One line for the UI: which dbt test, on which column, with which arguments."""
+    if node.get("description"):
+        return node["description"]
+    meta = node.get("test_metadata") or {}
+    kwargs = {k: v for k, v in (meta.get("kwargs") or {}).items() if k not in ("model", "column_name")}
+    test = f"{meta['namespace']}.{meta['name']}" if meta.get("namespace") else meta.get("name", node.get("name", "test"))
+    column = (meta.get("kwargs") or {}).get("column_name")
+    args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return (f"dbt test {test}" + (f" on column {column}" if column else "") + (f" ({args})" if args else "")
+            + "; reported, not blocking (the contract check blocks).")
