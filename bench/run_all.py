@@ -154,7 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="Markdown file to write (default BENCHMARKS.md; "
                         "with --smoke, nothing unless given)")
     parser.add_argument("--only", nargs="+", choices=sorted(SUITE), help="run only these benchmarks")
+    parser.add_argument("--max-lines", type=int, default=None,
+                        help="leave out chain scales above this many order lines (the report says so)")
     args = parser.parse_args(argv)
+    if args.max_lines:
+        chain = SUITE["chain"]["smoke" if args.smoke else "full"]
+        chain["lines"] = [n for n in chain["lines"] if n <= args.max_lines]
     rows, raw = [], {}
     for name in args.only or SUITE:
         started = time.perf_counter()
