@@ -59,18 +59,24 @@ def _row(name: str, figure: str, ratio: float | None, target: float, unit: str =
     return {"benchmark": name, "figure": figure, "ratio": ratio, "target": target, "unit": unit, "met": met}
 
 
-def run_startup(scale: dict) -> tuple[list[dict], dict]:
+def measure_startup(scale: dict) -> dict:
     import bench_startup
 
-    r = bench_startup.measure(**scale)
+    return bench_startup.measure(**scale)
+
+
+def startup_rows(r: dict) -> list[dict]:
     return [_row("startup", f"`dagster definitions validate`: {r['factory_s']:.1f} s vs {r['empty_s']:.1f} s "
-                 "for an empty project", r["ratio"], TARGETS["startup"])], r
+                 "for an empty project", r["ratio"], TARGETS["startup"])]
 
 
-def run_chain(scale: dict) -> tuple[list[dict], dict]:
+def measure_chain(scale: dict) -> dict:
     import bench_overhead
 
-    result = bench_overhead.measure(**scale)
+    return bench_overhead.measure(**scale)
+
+
+def chain_rows(result: dict) -> list[dict]:
     rows = []
     with_nights = [r for r in result.values() if "night" in r]
     for r in with_nights:
@@ -92,20 +98,30 @@ def run_chain(scale: dict) -> tuple[list[dict], dict]:
     peak_gib = largest["rebuild"]["peak_mb"] / 1024
     rows.append(_row(f"peak memory ({largest['lines']:,} lines)", "process and dbt, sampled, whole rebuild",
                      peak_gib, TARGETS["memory_gib"], unit=" GiB"))
-    return rows, result
+    return rows
 
 
-def run_gpu(scale: dict) -> tuple[list[dict], dict]:
+def measure_gpu(scale: dict) -> dict:
     import bench_gpu
 
-    r = bench_gpu.measure(**scale)
+    return bench_gpu.measure(**scale)
+
+
+def gpu_rows(r: dict) -> list[dict]:
     if "skipped" in r:
-        return [_row("gpu", f"not measured: {r['skipped']}", None, TARGETS["gpu"])], r
+        return [_row("gpu", f"not measured: {r['skipped']}", None, TARGETS["gpu"])]
     return [_row("gpu", f"training asset's XGBoost on CUDA {r['factory_s']:.1f} s vs plain xgboost.train "
-                 f"{r['plain_s']:.1f} s ({r['rows']:,} rows, {r['rounds']} rounds)", r["ratio"], TARGETS["gpu"])], r
+                 f"{r['plain_s']:.1f} s ({r['rows']:,} rows, {r['rounds']} rounds)", r["ratio"], TARGETS["gpu"])]
 
 
-RUNNERS = {"startup": run_startup, "chain": run_chain, "gpu": run_gpu}
+#: name -> (measure at a scale -> raw result, raw result -> report rows)
+RUNNERS = {"startup": (measure_startup, startup_rows), "chain": (measure_chain, chain_rows), "gpu": (measure_gpu, gpu_rows)}
+
+
+def raw_results(markdown: Path) -> dict:
+    """The raw results block of a BENCHMARKS.md written by this runner."""
+    text = markdown.read_text()
+    return json.loads(text[text.index("```json") + len("```json"):text.rindex("```")])
 
 
 def scaling_table(chain: dict) -> list[str]:
@@ -128,6 +144,9 @@ def scaling_table(chain: dict) -> list[str]:
 
 
 def render(rows: list[dict], raw: dict, smoke: bool) -> str:
+    planned = SUITE["chain"]["smoke" if smoke else "full"]["lines"]
+    left_out = [n for n in planned if "chain" in raw and str(n) not in raw["chain"]]
+    note = f"Chain scales not measured in this run: {', '.join(f'{n:,}' for n in left_out)} order lines." if left_out else ""
     lines = [
         "# Benchmarks",
         "",
@@ -135,6 +154,7 @@ def render(rows: list[dict], raw: dict, smoke: bool) -> str:
         (f"Written by `python3 tasks.py bench{' --smoke' if smoke else ''}` on "
          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Every figure is a ratio to a baseline measured in the same run."),
         "",
+        *([note, ""] if note else []),
         "| benchmark | measured | ratio | target | met |",
         "|---|---|---|---|---|",
     ]
@@ -154,22 +174,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="Markdown file to write (default BENCHMARKS.md; "
                         "with --smoke, nothing unless given)")
     parser.add_argument("--only", nargs="+", choices=sorted(SUITE), help="run only these benchmarks")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="a BENCHMARKS.md from an earlier run: benchmarks not run now keep its figures")
     parser.add_argument("--max-lines", type=int, default=None,
                         help="leave out chain scales above this many order lines (the report says so)")
     args = parser.parse_args(argv)
-    if args.max_lines:
-        chain = SUITE["chain"]["smoke" if args.smoke else "full"]
-        chain["lines"] = [n for n in chain["lines"] if n <= args.max_lines]
-    rows, raw = [], {}
+    raw = raw_results(args.keep) if args.keep else {}
     for name in args.only or SUITE:
         started = time.perf_counter()
         print(f"[bench] {name} ...", flush=True)
-        found, raw[name] = RUNNERS[name](SUITE[name]["smoke" if args.smoke else "full"])
-        rows += found
+        scale = dict(SUITE[name]["smoke" if args.smoke else "full"])
+        if name == "chain" and args.max_lines:
+            scale["lines"] = [n for n in scale["lines"] if n <= args.max_lines]
+        raw[name] = RUNNERS[name][0](scale)
+        found = RUNNERS[name][1](raw[name])
         for r in found:
             print(f"[bench]   {r['benchmark']}: {r['figure']} ({r['ratio'] if r['ratio'] is None else round(r['ratio'], 3)})",
                   flush=True)
         print(f"[bench] {name} done in {time.perf_counter() - started:.0f} s", flush=True)
+    rows = [row for name in SUITE if name in raw for row in RUNNERS[name][1](raw[name])]
     out = args.out or (None if args.smoke else ROOT / "BENCHMARKS.md")
     text = render(rows, raw, args.smoke)
     if out:

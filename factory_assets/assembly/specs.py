@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from factory_assets.assembly.features import FEATURE_SETS
+from factory_assets.lib.yaml_files import load_yaml
 
 __all__ = ["USE_CASES_DIR", "UseCaseSpec", "UseCaseSpecError", "load_use_case", "load_use_cases"]
 
@@ -136,7 +137,7 @@ def load_use_case(path: str | Path) -> UseCaseSpec:
     """Load and validate one use-case YAML file; the name must equal the file stem."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise UseCaseSpecError(f"{path}: cannot read YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from factory_assets.lib.warehouse_sql import sample_rows
+from factory_assets.lib.yaml_files import load_yaml
 
 THRESHOLDS_FILE = Path(__file__).with_name("monitoring_method.yaml")
 
@@ -61,7 +62,7 @@ def load_monitoring_config(path: Path | str = THRESHOLDS_FILE, policy_file: Path
 
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise MonitoringConfigError(f"{path}: cannot read YAML: {exc}") from exc
     if not isinstance(raw, dict):

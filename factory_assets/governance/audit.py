@@ -26,12 +26,12 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from factory_assets.assembly.registry import ALIASES, ModelRegistry
 from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.training import PRIMARY_METRIC, improvement
 from factory_assets.lib.contracts import product_contract, product_contract_names
+from factory_assets.lib.yaml_files import load_yaml
 
 __all__ = [
     "BUNDLE_SCHEMA_VERSION",
@@ -181,7 +181,7 @@ def _policy_section(policy: Mapping[str, Any] | None, policy_file: Path | None) 
             raise FileNotFoundError(f"policy file {policy_file} not found")
         data = policy_file.read_bytes()
         sha = hashlib.sha256(data).hexdigest()
-        doc = yaml.safe_load(data)
+        doc = load_yaml(data)
         if isinstance(doc, Mapping) and doc.get("version") is not None:
             version = str(doc["version"])
     if version is None and policy:  # PolicyReport.to_dict() carries policy_version

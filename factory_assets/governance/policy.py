@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+
+from factory_assets.lib.yaml_files import load_yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
@@ -208,7 +210,7 @@ def load_policy(path: str | Path = POLICY_FILE) -> Policy:
     """Load and validate the policy file; every mistake raises ``PolicyError`` naming file and field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise PolicyError(f"{path}: cannot read YAML: {exc}") from exc
     if not isinstance(raw, dict):

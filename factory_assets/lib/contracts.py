@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from factory_assets.lib.yaml_files import load_yaml
+
 CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts"
 
 #: physicalType (DuckDB) accepted in contracts -> logicalType it must agree with.
@@ -224,7 +226,7 @@ def parse_contract(doc: Any, path: Path) -> DataContract:
 def load_contract(path: Path | str) -> DataContract:
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ContractError(f"{path}: not valid YAML: {exc}") from exc
     return parse_contract(doc, path)
