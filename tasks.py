@@ -73,11 +73,20 @@ def setup() -> dict:
         _run([*uv, "--no-deps", "-e", ROOT], env=env)
         STAMP.write_text(wanted)
     manifest = ROOT / "dbt_project" / "target" / "manifest.json"
-    sources = [p for p in (ROOT / "dbt_project").rglob("*") if p.suffix in (".sql", ".yml", ".yaml") and "target" not in p.parts]
+    sources = _dbt_sources(ROOT / "dbt_project")
     if not manifest.exists() or any(p.stat().st_mtime > manifest.stat().st_mtime for p in sources):
         _say("preparing the dbt manifest (dbt parse)")
         _run([BIN / "dbt", "parse", "--quiet", "--project-dir", ROOT / "dbt_project", "--profiles-dir", ROOT / "dbt_project"], env=env, cwd=ROOT)
     return env
+
+
+def _dbt_sources(project: Path) -> list[Path]:
+    """The dbt project's SQL and YAML, not descending into target/ (one folder per dbt run)."""
+    found = []
+    for folder, subfolders, files in os.walk(project):
+        subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages")]
+        found += [Path(folder, f) for f in files if f.endswith((".sql", ".yml", ".yaml"))]
+    return found
 
 
 def ensure_chromium() -> None:

@@ -53,11 +53,17 @@ class DbtRunner(dg.ConfigurableResource):
         return DbtCliResource(project_dir=self.project_dir, profiles_dir=self.profiles_dir,
                               dbt_executable=self.dbt_executable, target=self.target)
 
-    def target_path(self, prefix: str) -> Path:
+    def target_path(self, prefix: str, keep: int = 50) -> Path:
         """A fresh dbt target folder per invocation (``target/<step>-<run>-<uuid>``), so runs never
-        overwrite each other's artifacts and logs."""
+        overwrite each other's artifacts and logs. Only the newest ``keep`` such folders stay: one
+        is added per dbt step of every run, and nothing else would ever remove them."""
+        import shutil
         import uuid
 
+        target = Path(self.project_dir) / "target"
+        runs = sorted((p for p in target.glob("*-*-*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in runs[: max(0, len(runs) - keep + 1)]:
+            shutil.rmtree(old, ignore_errors=True)
         return Path("target") / f"{prefix}-{uuid.uuid4().hex[:7]}"
 
 

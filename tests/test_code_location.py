@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,8 +12,10 @@ from factory_assets.settings import RAW_SOURCES
 
 
 def test_loading_definitions_imports_no_heavy_library():
-    code = ("import sys, factory_assets.definitions as d; assert d.defs is not None; "
-            "print(','.join(m for m in ('lightgbm', 'xgboost', 'evidently', 'sklearn', 'pandas') if m in sys.modules))")
+    # dagster-dbt imports dbt-core (~2 s of start-up): the dbt specs are read from manifest.json instead
+    code = ("import sys, factory_assets.definitions as d; d.defs.resolve_asset_graph(); "
+            "print(','.join(m for m in ('lightgbm', 'xgboost', 'evidently', 'sklearn', 'pandas', 'dagster_dbt', 'dbt')"
+            " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
 
@@ -85,3 +88,51 @@ def test_every_check_sensor_schedule_and_job_says_what_it_does_and_who_owns_it()
             continue
         assert definition.description, definition.name
         assert definition.owners, definition.name
+
+
+def test_dbt_models_keep_their_layer_keys_lineage_and_test_checks():
+    from factory_assets.definitions import defs
+    from factory_assets.processing.dbt_manifest import load_manifest, model_nodes, tests_by_node
+
+    graph = defs.resolve_asset_graph()
+    manifest = load_manifest()
+    models = {**model_nodes(manifest, operations=False), **model_nodes(manifest, operations=True)}
+    keys = {dg.AssetKey([("distribution" if n["fqn"][1] == "operations" else "processing"), n["name"]]) for n in models.values()}
+    assert keys <= graph.get_all_asset_keys()
+    fct = graph.get(dg.AssetKey(["processing", "fct_order_lines"]))
+    assert dg.AssetKey(["processing", "stg_erp__order_lines"]) in fct.parent_keys
+    assert dg.AssetKey(["raw_material", "transactions"]) in graph.get(dg.AssetKey(["processing", "stg_erp__order_lines"])).parent_keys
+    tests = sum(len(tests_by_node(manifest).get(uid, [])) for uid in models)
+    dbt_checks = [k for k in graph.asset_check_keys if k.asset_key in keys and k.name not in ("contract", "freshness")]
+    assert len(dbt_checks) == tests > 100
+
+
+def test_old_dbt_run_folders_are_pruned(tmp_path):
+    from factory_assets.resources import DbtRunner
+
+    target = tmp_path / "target"
+    for i in range(60):
+        folder = target / f"processing_dbt_models-run{i:04d}-abc{i}"
+        folder.mkdir(parents=True)
+        os.utime(folder, (1_000_000 + i, 1_000_000 + i))
+    (target / "manifest.json").write_text("{}")
+    runner = DbtRunner(project_dir=str(tmp_path), profiles_dir=str(tmp_path))
+    fresh = runner.target_path("processing_dbt_models-run9999", keep=50)
+    kept = sorted(p.name for p in target.iterdir() if p.is_dir())
+    assert len(kept) == 49 and kept[0] == "processing_dbt_models-run0011-abc11"  # the oldest went first
+    assert (target / "manifest.json").exists() and fresh.parts[0] == "target" and not (tmp_path / fresh).exists()
+
+
+def test_a_manifest_older_than_the_dbt_sources_is_reported(tmp_path, caplog):
+    from factory_assets.processing import dbt_manifest
+
+    old = tmp_path / "manifest.json"
+    old.write_text('{"nodes": {}, "sources": {}, "metadata": {}}')
+    os.utime(old, (0, 0))
+    stale = dbt_manifest.newer_dbt_sources(old)
+    assert any(p.name == "fct_order_lines.sql" for p in stale)
+    assert not any("target" in p.parts for p in stale)  # run folders are not sources
+    with caplog.at_level("WARNING"):
+        dbt_manifest.load_manifest(old)
+    assert "python3 tasks.py setup" in caplog.text and "older than" in caplog.text
+    assert dbt_manifest.newer_dbt_sources() == []  # the committed project is parsed (tasks.py setup)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,23 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Mapping[str, Any]:
             f"dbt manifest not found at {path}. Run `python3 tasks.py setup` "
             "(it runs `dbt parse`) before loading the code location."
         )
+    stale = newer_dbt_sources(path)
+    if stale:
+        logging.getLogger(__name__).warning(
+            "dbt manifest %s is older than %s%s: the assets show the last parsed project. "
+            "Run `python3 tasks.py setup` (it runs `dbt parse`).", path, stale[0],
+            f" and {len(stale) - 1} more" if len(stale) > 1 else "")
     return json.loads(path.read_text())
+
+
+def newer_dbt_sources(manifest: Path = MANIFEST_PATH) -> list[Path]:
+    """dbt project files changed after the manifest was parsed (what ``tasks.py setup`` re-parses)."""
+    parsed, newer = manifest.stat().st_mtime, []
+    for folder, subfolders, files in os.walk(DBT_PROJECT_DIR):
+        subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages")]  # run outputs
+        newer += [Path(folder, f) for f in files if f.endswith((".sql", ".yml", ".yaml"))
+                  and Path(folder, f).stat().st_mtime > parsed]
+    return sorted(newer)
 
 
 def dbt_folder(props: Mapping[str, Any]) -> str:
