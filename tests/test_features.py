@@ -271,3 +271,22 @@ def test_feature_set_contracts_match_the_feature_set_definitions():
         assert sorted(contract.column_names) == sorted(expected), name
         assert contract.unique_together == ((*feature_set.entity, feature_set.timestamp_column),)
         assert not contract.pii_columns
+
+
+@pytest.mark.parametrize("name", ["late", "demand", "propensity"])
+def test_max_rows_keeps_the_newest_whole_days_in_the_same_order(conn, name):
+    full = _build_all(conn, END)[name]
+    build = {"late": lambda m: F.late_delivery_training_set(conn, END, max_rows=m),
+             "demand": lambda m: F.demand_training_set(conn, END, horizon=7, max_rows=m),
+             "propensity": lambda m: F.propensity_training_set(conn, CUTOFFS, data_end=END - timedelta(days=1), max_rows=m)}[name]
+    assert build(full.height).equals(full)  # under the limit: the very same frame, same row order
+    limit = full.height // 3
+    cut = build(limit)
+    assert 0 < cut.height <= limit
+    first_kept = cut["split_time"].min()
+    newest = full.filter(pl.col("split_time") >= first_kept)
+    assert cut.equals(newest)  # exactly the rows of the kept days, in the original order
+    # whole days, as many as fit: one more day would break the limit
+    day_before = full.filter(pl.col("split_time") < first_kept)["split_time"].max()
+    assert full.filter(pl.col("split_time") >= day_before).height > limit
+    assert build(1).height == full.filter(pl.col("split_time") == full["split_time"].max()).height  # at least a day

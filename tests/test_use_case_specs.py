@@ -60,6 +60,7 @@ def _write(folder: Path, name: str, **changes) -> Path:
         # any snake_case builder name loads; whether it is known is checked when the assets are built
         # (tests/test_business_unit.py)
         ({"training_set": "Order Lines"}, "training_set", "snake_case"),
+        ({"max_training_rows": 10}, "max_training_rows", "greater than or equal to 1000"),
     ],
 )
 def test_broken_spec_names_file_and_field(tmp_path, changes, field, fragment):

@@ -236,6 +236,9 @@ def use_case_assets(spec: UseCaseSpec, training_sets: Mapping[str, TrainingSetBu
                 "data_version": data_version,
                 "target_mean": dg.MetadataValue.float(positive),
                 "feature_set_versions": json.dumps(fs.feature_set_versions(spec.feature_sets)),
+                # the newest whole days up to this many rows (features.newest_days)
+                "max_training_rows": spec.max_training_rows or "no limit",
+                "first_split_day": str(frame["split_time"].min()) if "split_time" in frame.columns and frame.height else "none",
             },
             data_version=dg.DataVersion(data_version),
         )

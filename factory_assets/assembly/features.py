@@ -464,7 +464,27 @@ order by l.ordered_at, l.order_line_id
 """
 
 
-def late_delivery_training_set(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> pl.DataFrame:
+def newest_days(sql: str, max_rows: int | None, order_by: str) -> str:
+    """``sql`` (a training set with ``split_time``) cut to its newest whole ``split_time`` days that
+    fit in ``max_rows`` rows (always at least the newest day), in the same ``order_by``.
+
+    Bounds a training set's memory and training time however long the history grows: DuckDB makes
+    the cut before a row reaches Python. Whole days keep the set deterministic and the time split
+    intact (the newest days hold the validation and test windows). ``None``: no cut."""
+    if max_rows is None:
+        return sql
+    return f"""
+with training_rows as materialized ({sql}),
+per_day as (select split_time, count(*) as n from training_rows group by split_time),
+newest as (select split_time, sum(n) over (order by split_time desc) as newer_rows from per_day)
+select * from training_rows
+where split_time >= (select min(split_time) from newest
+                     where newer_rows <= {int(max_rows)} or split_time = (select max(split_time) from per_day))
+order by {order_by}"""
+
+
+def late_delivery_training_set(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None,
+                               max_rows: int | None = None) -> pl.DataFrame:
     """One row per order line ordered before ``as_of`` whose delivery is known at the start of ``as_of``.
 
     Outcome known: ``delivered_date + DELIVERY_REPORT_LAG_DAYS < as_of``. Features are as of the
@@ -474,7 +494,8 @@ def late_delivery_training_set(conn: duckdb.DuckDBPyConnection, as_of: dt.date |
     """
     as_of = _default_as_of(conn, as_of)
     where = f"l.delivered_date is not null and l.delivered_date + {DELIVERY_REPORT_LAG_DAYS} < {_d(as_of)}"
-    return conn.execute(_late_delivery_sql(where, as_of, training=True)).pl()
+    return conn.execute(newest_days(_late_delivery_sql(where, as_of, training=True), max_rows,
+                                    "ordered_at, order_line_id")).pl()
 
 
 def late_delivery_scoring_set(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> pl.DataFrame:
@@ -577,6 +598,7 @@ def demand_training_set(
     horizon: int = 7,
     min_history_days: int = 28,
     origin_every_days: int = 1,
+    max_rows: int | None = None,
 ) -> pl.DataFrame:
     """Rows (product_id, warehouse_id, origin_date, horizon 1..h) whose target day is before ``as_of``.
 
@@ -589,7 +611,8 @@ def demand_training_set(
         raise ValueError(f"horizon must be in 1..{HOLIDAY_PUBLICATION_DAYS}, got {horizon}")
     as_of = _default_as_of(conn, as_of)
     where = f"date_diff('day', first_date, demand_date) % {int(origin_every_days)} = 0"
-    return conn.execute(_demand_sql(where, as_of, horizon, True, min_history_days)).pl()
+    return conn.execute(newest_days(_demand_sql(where, as_of, horizon, True, min_history_days), max_rows,
+                                    "origin_date, horizon, product_id, warehouse_id")).pl()
 
 
 def demand_scoring_set(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None, horizon: int = 7) -> pl.DataFrame:
@@ -641,7 +664,8 @@ order by s.feature_date, s.customer_key
 
 
 def propensity_training_set(
-    conn: duckdb.DuckDBPyConnection, cutoffs: Iterable[dt.date], data_end: dt.date | None = None
+    conn: duckdb.DuckDBPyConnection, cutoffs: Iterable[dt.date], data_end: dt.date | None = None,
+    max_rows: int | None = None,
 ) -> pl.DataFrame:
     """customer x cutoff rows: customer_activity at the end of the cutoff day, label
     ``purchased_next_30d`` = any order in (cutoff, cutoff + 30]. Cutoffs whose window has not fully
@@ -650,7 +674,7 @@ def propensity_training_set(
     kept = sorted({c for c in cutoffs if c + dt.timedelta(days=PROPENSITY_WINDOW_DAYS) <= end})
     if not kept:
         raise ValueError(f"no cutoff has a complete {PROPENSITY_WINDOW_DAYS}-day window by {end}")
-    return conn.execute(_propensity_sql(kept, training=True)).pl()
+    return conn.execute(newest_days(_propensity_sql(kept, training=True), max_rows, "cutoff_date, customer_key")).pl()
 
 
 def propensity_scoring_set(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> pl.DataFrame:

@@ -64,6 +64,10 @@ class UseCaseSpec(BaseModel):
     #: Features left out of drift monitoring, e.g. the batch's own position in the calendar (day of
     #: week, weekend days ahead): they differ from a two-week reference by construction.
     drift_exclude: tuple[str, ...] = ()
+    #: The training set keeps its newest whole days up to this many rows (null: no limit). Older rows
+    #: add little to a model of recent behaviour; the limit bounds training memory and time however
+    #: long the history grows (2M rows x 40 features is about 0.3 GB as float32).
+    max_training_rows: int | None = Field(default=2_000_000, ge=1_000)
     value: dict[str, float] | None = None
 
     @field_validator("name")

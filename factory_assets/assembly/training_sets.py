@@ -4,7 +4,8 @@ Pure layer (no Dagster import). A use case names its builder in the ``training_s
 YAML file. A builder gives, for a date ``as_of`` (everything dated up to ``as_of - 1`` is known):
 
 * ``build(conn, spec, as_of)``: the training rows whose label is known at the start of ``as_of``,
-  each with ``split_time`` (the first day at whose start the row is complete);
+  each with ``split_time`` (the first day at whose start the row is complete), at most
+  ``spec.max_training_rows`` of them (the newest whole days; ``features.newest_days`` cuts in SQL);
 * ``score(conn, spec, as_of)``: the rows still to be predicted at the start of ``as_of``, with the
   same feature columns and the label null (nightly scoring and the model's drift reference);
 * ``labels``: the columns only known after the prediction time (never used as features).
@@ -65,20 +66,22 @@ def data_window(conn: duckdb.DuckDBPyConnection, as_of: dt.date, warmup_days: in
 
 CORE_TRAINING_SETS: dict[str, TrainingSetBuilder] = {
     "order_lines": TrainingSetBuilder(
-        build=lambda conn, spec, as_of: fs.late_delivery_training_set(conn, as_of),
+        build=lambda conn, spec, as_of: fs.late_delivery_training_set(conn, as_of, max_rows=spec.max_training_rows),
         score=lambda conn, spec, as_of: fs.late_delivery_scoring_set(conn, as_of),
         labels=frozenset({"is_late"}),
         description="one row per order line, predicted after dispatch (late_delivery_training_set)",
     ),
     "product_warehouse_days": TrainingSetBuilder(
-        build=lambda conn, spec, as_of: fs.demand_training_set(conn, as_of, horizon=spec.horizon_days),
+        build=lambda conn, spec, as_of: fs.demand_training_set(conn, as_of, horizon=spec.horizon_days,
+                                                              max_rows=spec.max_training_rows),
         score=lambda conn, spec, as_of: fs.demand_scoring_set(conn, as_of, horizon=spec.horizon_days),
         labels=frozenset({"units"}),
         description="product x warehouse x origin day x horizon step (demand_training_set)",
     ),
     "customer_cutoffs": TrainingSetBuilder(
         build=lambda conn, spec, as_of: fs.propensity_training_set(
-            conn, fs.weekly_cutoffs(*data_window(conn, as_of)), data_end=as_of - dt.timedelta(days=1)),
+            conn, fs.weekly_cutoffs(*data_window(conn, as_of)), data_end=as_of - dt.timedelta(days=1),
+            max_rows=spec.max_training_rows),
         score=lambda conn, spec, as_of: fs.propensity_scoring_set(conn, as_of),
         labels=frozenset({"purchased_next_30d"}),
         description="customer x weekly cutoff, label: an order in the next 30 days (propensity_training_set)",
