@@ -25,16 +25,20 @@ EMPTY_PROJECT = "import dagster as dg\n\ndefs = dg.Definitions()\n"
 
 def _validate_seconds(args: list[str], cwd: Path, env: dict) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", *args], cwd=cwd, env=env,
-                   check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", *args], cwd=cwd, env=env,
+                         check=False, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"dagster definitions validate {' '.join(args)} failed in {cwd}:\n{out.stderr[-2000:]}")
     return time.perf_counter() - started
 
 
 def measure(repeats: int) -> dict:
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
     with tempfile.TemporaryDirectory(prefix="bench-empty-project-") as folder:
         empty = Path(folder)
         (empty / "empty_defs.py").write_text(EMPTY_PROJECT)
+        # One throwaway instance for both sides: the caller's DAGSTER_HOME may not exist yet (fresh clone).
+        (empty / "dagster_home").mkdir()
+        env = dict(os.environ, PYTHONWARNINGS="ignore", DAGSTER_HOME=str(empty / "dagster_home"))
         runs = {"empty": [], "factory": []}
         for _ in range(repeats):
             runs["empty"].append(_validate_seconds(["-f", "empty_defs.py"], empty, env))
