@@ -287,3 +287,17 @@ def test_a_product_contract_violation_blocks_downstream(factory):
     for downstream in ("customer_features", "daily_demand", "supplier_reliability"):
         assert f"processing/{downstream}" not in done, downstream
     assert query(paths, "SELECT count(*) FROM marts.customer_features")[0][0] == before_features
+
+
+def test_a_range_run_plans_each_asset_once_for_all_its_days(factory):
+    """One planned event per asset, carrying the partition range, not one per asset and day:
+    13,104 SQLite writes (4 min 15 s) before a 365-day history run's first step otherwise."""
+    records = factory.instance.get_records_for_run(
+        factory.result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+    planned = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+    keys = [p.asset_key.to_user_string() for p in planned]
+    assert len(keys) == len(set(keys)) > 30
+    ingestion = next(p for p in planned if p.asset_key == dg.AssetKey(["raw_material", "transactions"]))
+    days = sorted(ingestion.partitions_subset.get_partition_keys())
+    assert days[0] == START.isoformat() and days[-1] == (BAD_DAY - timedelta(days=1)).isoformat()
+    assert len(days) == (BAD_DAY - START).days
