@@ -11,11 +11,21 @@ landing file to data product.
 
 import os
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
 from factory_assets.lib.contracts import product_contract, product_contract_names
+from factory_assets.lib.warehouse_lock import warehouse_lock
+from factory_assets.processing.dbt_cli import (
+    TEST_WARNED,
+    build_command,
+    model_errors,
+    parse_run_results,
+    run_build,
+    table_row_counts,
+)
 from factory_assets.processing.dbt_manifest import (
     MANIFEST_PATH,
     OPERATIONS_FOLDER,
@@ -101,14 +111,6 @@ def _runtime_translator():
             return spec.replace_attributes(key=dg.AssetKey(asset_key_path(resource_props(manifest, unique_id))))
 
     return FactoryDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
-def _model_errors(invocation) -> list[str]:
-    """Models (not tests) that dbt could not build; failing tests are reported as asset checks."""
-    results = invocation.get_artifact("run_results.json")
-    return [
-        f"{r['unique_id']}: {r.get('message')}"
-        for r in results.get("results", [])
-        if r["status"] in ("error", "runtime error") and not r["unique_id"].startswith(("test.", "unit_test."))
-    ]
 
 
 def _release_duckdb(invocation) -> None:
@@ -190,27 +192,73 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
     manifest = load_manifest()
     args = ["build", *dbt_selection(context, manifest, whole)]
-    context.log.info(f"dbt {' '.join(args)}")
+    target = dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}")
+    context.log.info(f"dbt {' '.join(args)} (artifacts and dbt's log in {Path(dbt.project_dir) / target})")
+    carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
+    # dbt writes the warehouse from its own process: hold the write lock for all of it.
+    with warehouse_lock(store.paths.warehouse, exclusive=True, holder=f"dbt step of run {context.run.run_id}"):
+        if carried is None or dbt.target:
+            # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
+            # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
+            yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried)
+        else:
+            yield from _build_as_subprocess(context, dbt, store, manifest, args, target, carried)
+
+
+def _build_as_subprocess(context, dbt: DbtRunner, store: FactoryStore, manifest, args, target, carried):
+    """The nightly path: dbt alone on the machine, results from run_results.json (``dbt_cli``)."""
+    build = run_build(build_command(dbt.dbt_executable, args, Path(dbt.project_dir), Path(dbt.profiles_dir),
+                                    Path(dbt.project_dir) / target, dbt.target), Path(dbt.project_dir) / target, manifest)
+    context.log.info(build.summary())
+    with store.warehouse(read_only=True) as conn:
+        rows = table_row_counts(conn, build.models)
+    if carried:
+        context.log.info("column schema and lineage: carried from the last materialization (no model's SQL changed)")
+    selected, selected_checks = set(context.selected_asset_keys), set(context.selected_asset_check_keys)
+    for model in build.models:
+        key = dg.AssetKey(asset_key_path(manifest["nodes"][model.unique_id]))
+        if model.status != "success" or key not in selected:
+            continue  # skipped by dbt (an upstream failure) or built by eager selection only
+        metadata = {**carried.get(key, {}), "unique_id": model.unique_id,
+                    "execution_duration": dg.MetadataValue.float(round(model.seconds, 3))}
+        if model.unique_id in rows:
+            metadata["dagster/row_count"] = dg.MetadataValue.int(rows[model.unique_id])
+        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+    for test in build.tests:
+        if test.status == "skipped" or test.tested_unique_id is None:
+            continue
+        key = dg.AssetCheckKey(dg.AssetKey(asset_key_path(manifest["nodes"][test.tested_unique_id])), test.name)
+        if key not in selected_checks:  # eager selection also runs tests of neighbouring models
+            continue
+        yield dg.AssetCheckResult(
+            asset_key=key.asset_key, check_name=test.name, passed=test.passed,
+            severity=dg.AssetCheckSeverity.WARN if test.status in TEST_WARNED else dg.AssetCheckSeverity.ERROR,
+            metadata={"dbt_status": test.status, "failing_rows": dg.MetadataValue.int(test.failures or 0),
+                      "unique_id": test.unique_id, **({"message": test.message} if test.message else {})})
+    _raise_on_model_errors(build.model_errors(), f"see dbt's log {build.log_path}")
+
+
+def _build_through_dagster_dbt(context, dbt: DbtRunner, manifest, args, target, carried):
     invocation = dbt.cli_resource().cli(
-        args, manifest=manifest, dagster_dbt_translator=_runtime_translator(), raise_on_error=False,
-        target_path=dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}"))
+        args, manifest=manifest, dagster_dbt_translator=_runtime_translator(), raise_on_error=False, target_path=target)
     # Row counts, column schema and column-level lineage (sqlglot over the compiled SQL) for the UI.
     # With DuckDB, dagster-dbt reads them once dbt has exited and released the file's write lock.
     events = invocation.stream().fetch_row_counts()
-    carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
     if carried is None:
         context.log.info("column schema and lineage: fetched (first run, or a model's SQL changed)")
         events, carried = events.fetch_column_metadata(with_column_lineage=True), {}
-    elif carried:
-        context.log.info("column schema and lineage: carried from the last materialization (no model's SQL changed)")
     try:
         yield from _as_asset_results(events, set(context.selected_asset_check_keys), carried)
     finally:
         _release_duckdb(invocation)
-    errors = _model_errors(invocation)
+    _raise_on_model_errors(model_errors(parse_run_results(invocation.get_artifact("run_results.json"), manifest)[0]),
+                           "see the dbt log above")
+
+
+def _raise_on_model_errors(errors: list[str], where: str) -> None:
     if errors:
         raise dg.Failure(
-            description="dbt could not build some models; see the dbt log above.",
+            description=f"dbt could not build some models; {where}.",
             metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors))},
         )
 

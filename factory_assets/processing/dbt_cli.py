@@ -1,0 +1,156 @@
+"""``dbt build`` as a plain subprocess, and what its run_results.json says: no Dagster, no dagster-dbt.
+
+The nightly dbt step runs dbt this way. dagster-dbt's runtime path cost a fixed ~7 s per
+invocation before dbt started (a ``dbt --version`` subprocess and an in-process dbt adapter for
+row counts), and while dbt ran on DuckDB its event post-processing (``dagster._core.utils.imap``)
+polled futures in a loop without sleeping, taking one of two cores from dbt (BENCHMARKS.md).
+Here dbt gets the machine to itself; results are read from the run_results.json it writes, and
+row counts with one read-only DuckDB connection after dbt has exited.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from factory_assets.processing.dbt_manifest import tested_node
+
+#: dbt statuses of a test result that count as passing / as a warning (dbt severity ``warn``).
+TEST_PASSED = {"pass"}
+TEST_WARNED = {"warn"}
+MODEL_FAILED = {"error", "runtime error"}
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    unique_id: str
+    status: str  # success | error | skipped
+    seconds: float
+    materialized: str  # table | view | incremental | ...
+    relation: str  # "schema"."alias", without the database (the file's catalog)
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class TestResult:
+    unique_id: str
+    name: str
+    tested_unique_id: str | None
+    status: str  # pass | fail | warn | error | skipped
+    failures: int | None
+    message: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.status in TEST_PASSED
+
+
+@dataclass
+class DbtBuild:
+    """One finished ``dbt build``: exit code, results by node, where its artifacts and log are."""
+
+    returncode: int
+    target_dir: Path
+    seconds: float
+    models: list[ModelResult] = field(default_factory=list)
+    tests: list[TestResult] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.target_dir / "dbt_stdout.log"
+
+    def model_errors(self) -> list[str]:
+        return model_errors(self.models)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def summary(self) -> str:
+        built = sum(m.status == "success" for m in self.models)
+        passed = sum(t.passed for t in self.tests)
+        failed = [t.name for t in self.tests if t.status not in TEST_PASSED | {"skipped"}]
+        return (f"dbt build: {built}/{len(self.models)} models built, {passed}/{len(self.tests)} tests passed"
+                + (f", not passing: {', '.join(failed[:5])}{' ...' if len(failed) > 5 else ''}" if failed else "")
+                + f" ({self.seconds:.1f} s)")
+
+
+def model_errors(models: Sequence[ModelResult]) -> list[str]:
+    """Models dbt could not build (failing tests are reported as checks, not as errors)."""
+    return [f"{m.unique_id}: {m.message}" for m in models if m.status in MODEL_FAILED]
+
+
+def build_command(dbt_executable: str, args: Sequence[str], project_dir: Path, profiles_dir: Path,
+                  target_dir: Path, target: str | None = None) -> list[str]:
+    """The dbt command line: artifacts and dbt's own log in ``target_dir``, one per invocation."""
+    command = [dbt_executable, *args, "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir),
+               "--target-path", str(target_dir), "--log-path", str(target_dir)]
+    return command + (["--target", target] if target else [])
+
+
+def parse_run_results(results: Mapping[str, Any], manifest: Mapping[str, Any]) -> tuple[list[ModelResult], list[TestResult]]:
+    """Models (and seeds, snapshots) and data tests from run_results.json; unit tests are dbt's own
+    business (a failing one makes dbt skip its model, which shows as a model not built)."""
+    models, tests = [], []
+    for r in results.get("results", []):
+        uid = r["unique_id"]
+        node = manifest["nodes"].get(uid, {})
+        kind = uid.split(".", 1)[0]
+        if kind in ("model", "seed", "snapshot"):
+            config = node.get("config") or {}
+            models.append(ModelResult(uid, r["status"], float(r.get("execution_time") or 0.0),
+                                      config.get("materialized", "table"),
+                                      f'"{node.get("schema")}"."{node.get("alias") or node.get("name")}"',
+                                      r.get("message")))
+        elif kind == "test":
+            tests.append(TestResult(uid, node.get("name", uid.split(".")[2]), tested_node(manifest, node) if node else None,
+                                    r["status"], r.get("failures"), r.get("message")))
+    return models, tests
+
+
+def run_build(command: Sequence[str], target_dir: Path, manifest: Mapping[str, Any], env: Mapping[str, str] | None = None) -> DbtBuild:
+    """Run dbt to completion (its output to ``dbt_stdout.log``) and read back what it did.
+
+    A dbt that exits without writing run_results.json (bad profile, project that does not parse)
+    is an error naming the log, not an empty success."""
+    target_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with (target_dir / "dbt_stdout.log").open("w") as log:
+        proc = subprocess.run(list(command), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env else None,
+                              check=False, preexec_fn=_die_with_parent)
+    build = DbtBuild(proc.returncode, target_dir, time.perf_counter() - started)
+    results_path = target_dir / "run_results.json"
+    if not results_path.exists():
+        raise RuntimeError(f"dbt exited with code {proc.returncode} and wrote no run_results.json; "
+                           f"see {build.log_path}:\n{build.log_tail()}")
+    build.models, build.tests = parse_run_results(json.loads(results_path.read_text()), manifest)
+    return build
+
+
+def _die_with_parent() -> None:
+    """In the dbt child, before exec: on Linux, be killed when the step's process dies.
+
+    A worker killed mid-step (an evicted pod, an OOM kill) would otherwise leave dbt running,
+    orphaned, still holding DuckDB's write lock, and the step's retry on another worker would fail
+    on it. dbt's writes are transactions, so killing it leaves each table as it was."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: nothing to arrange
+        pass
+
+
+def table_row_counts(conn, models: Sequence[ModelResult]) -> dict[str, int]:
+    """Row counts of the models dbt built as tables, one query each on an open DuckDB connection.
+    Views are left out: counting one runs its whole query (dagster-dbt leaves them out too)."""
+    return {m.unique_id: int(conn.execute(f"select count(*) from {m.relation}").fetchall()[0][0])
+            for m in models if m.status == "success" and m.materialized != "view"}
