@@ -2,7 +2,7 @@
 """Set up and run the AI Factory with nothing but python3.
 
     python3 tasks.py run      # set up, then run the main job on embedded defaults
-    python3 tasks.py test     # set up (and Chromium for the UI tests), then run the whole test suite (CI)
+    python3 tasks.py test     # set up (and Chromium, PostgreSQL for the tests), then run the whole test suite (CI)
     python3 tasks.py setup    # only set up: .venv, pinned dependencies, dbt manifest
     python3 tasks.py ui       # set up, then open the Dagster UI (dagster dev)
     python3 tasks.py bench    # set up, then run the benchmarks and write BENCHMARKS.md (--smoke: tiny)
@@ -93,15 +93,29 @@ def ensure_chromium() -> None:
     """The UI tests drive a real Chromium; install Debian's package when it is missing."""
     if os.environ.get("FACTORY_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser"):
         return
+    _apt_install("chromium", "the UI tests need Chromium",
+                 "install your system's chromium package (or set FACTORY_CHROMIUM to a Chromium binary)")
+
+
+def ensure_postgres() -> None:
+    """The production-profile tests start a real PostgreSQL server on loopback (pg_ctl, initdb)."""
+    import glob
+
+    if shutil.which("pg_ctl") or glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"):
+        return
+    _apt_install("postgresql", "the production-profile tests need a PostgreSQL server",
+                 "install your system's PostgreSQL server package")
+
+
+def _apt_install(package: str, why: str, otherwise: str) -> None:
     apt = shutil.which("apt-get")
     sudo = [] if os.name != "nt" and os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
     if apt is None or sudo is None:
-        sys.exit("[tasks] the UI tests need Chromium: install your system's chromium package "
-                 "(or set FACTORY_CHROMIUM to a Chromium binary) and run again.")
-    _say("installing Chromium for the UI tests (apt-get install chromium)")
+        sys.exit(f"[tasks] {why}: {otherwise}, and run again.")
+    _say(f"installing {package} ({why}): apt-get install {package}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     _run([*sudo, apt, "update", "-qq"], env=env)
-    _run([*sudo, apt, "install", "-y", "-qq", "chromium"], env=env)
+    _run([*sudo, apt, "install", "-y", "-qq", package], env=env)
 
 
 def main(argv: list[str]) -> None:
@@ -113,6 +127,7 @@ def main(argv: list[str]) -> None:
         _run([BIN / "factory", "demo", *rest], env=env, cwd=ROOT)
     elif command == "test":
         ensure_chromium()
+        ensure_postgres()
         # One test module per worker (module-scoped worlds stay in one process), up to 4 workers.
         workers = os.environ.get("FACTORY_TEST_WORKERS", str(min(os.cpu_count() or 1, 4)))
         _run([PY, "-m", "pytest", "-n", workers, "--dist", "loadfile", *rest], env=env, cwd=ROOT)

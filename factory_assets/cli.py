@@ -328,10 +328,27 @@ def _execute(job, progress: Progress | None, **kwargs):
     and the run's events are in the UI."""
     import contextlib
 
+    if os.environ.get("FACTORY_EXECUTOR", "in_process") not in ("", "in_process"):
+        return _execute_on_configured_executor(job.name, **kwargs)
     if progress is None:
         return job.execute_in_process(raise_on_error=False, **kwargs)
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         return job.execute_in_process(raise_on_error=False, **kwargs)
+
+
+def _execute_on_configured_executor(job_name: str, instance, run_config=None, tags=None, asset_selection=None):
+    """The run on FACTORY_EXECUTOR's engine (multiprocess, Dask): the job is loaded by reference
+    (module and name), so each step's process loads the same code location. The progress logger
+    lives in this process only: the run's events are printed once it ends."""
+    import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repository = ReconstructableRepository.for_module("factory_assets.definitions", "defs",
+                                                      working_directory=str(Path(__file__).resolve().parents[1]))
+    config = {k: v for k, v in (run_config or {}).items() if k != "loggers"}
+    with dg.execute_job(repository.get_reconstructable_job(job_name), instance=instance, run_config=config, tags=tags,
+                        asset_selection=asset_selection, raise_on_error=False) as result:
+        return result
 
 
 # --------------------------------------------------------------------------------------

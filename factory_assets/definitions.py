@@ -6,6 +6,7 @@ import dagster as dg
 
 from factory_assets.assembly import defs as assembly
 from factory_assets.distribution import defs as distribution
+from factory_assets.execution import executor_from_env
 from factory_assets.feedback import defs as feedback
 from factory_assets.governance.assets import build_governance_defs
 from factory_assets.processing import defs as processing
@@ -31,8 +32,9 @@ def build_definitions(store: FactoryStore | None = None, use_cases_folder: Path 
             jobs=[supply_chain_job, training_job],
             schedules=[nightly_schedule, weekly_training_schedule],
             resources={"store": store or default_store(), "dbt": dbt_resource()},
-            # One process: steps share imports (dbt, polars) and DuckDB has a single writer.
-            executor=dg.in_process_executor,
+            # In process by default (steps share imports, DuckDB has one writer); FACTORY_EXECUTOR
+            # moves the steps to Dagster's multiprocess executor or a Dask cluster (execution.py).
+            executor=executor_from_env(),
         ),
     )
 

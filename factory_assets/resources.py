@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from factory_assets.lib.warehouse_lock import warehouse_lock
 from factory_assets.settings import DBT_PROJECT_DIR, FactoryPaths, factory_home
 
 
@@ -22,13 +23,16 @@ class FactoryStore(dg.ConfigurableResource):
 
     @contextmanager
     def warehouse(self, read_only: bool = False) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
+        """A DuckDB connection, once the warehouse lock is held (shared to read, exclusive to write),
+        so steps on separate workers wait for each other instead of failing on DuckDB's file lock."""
         import duckdb
 
-        conn = duckdb.connect(str(self.paths.warehouse), read_only=read_only)
-        try:
-            yield conn
-        finally:
-            conn.close()
+        with warehouse_lock(self.paths.warehouse, exclusive=not read_only):
+            conn = duckdb.connect(str(self.paths.warehouse), read_only=read_only)
+            try:
+                yield conn
+            finally:
+                conn.close()
 
 
 def default_store() -> FactoryStore:
