@@ -820,7 +820,9 @@ def cmd_demo(args) -> int:
 
 def cmd_ui(args) -> int:
     paths = default_paths().create()
-    env = apply_dagster_runtime_env(dict(os.environ, DAGSTER_HOME=str(ensure_dagster_home(paths))))
+    embedded = str(ensure_dagster_home(paths))
+    env = apply_dagster_runtime_env(dict(os.environ))
+    env["DAGSTER_HOME"] = env.get("DAGSTER_HOME") or embedded  # a production DAGSTER_HOME is kept
     env.setdefault("FACTORY_WAREHOUSE_PATH", str(paths.warehouse))
     from factory_assets.lib.artifact_server import start_artifact_server
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import duckdb
 import pytest
+
+# dbt steps that fail to start retry after FACTORY_DBT_RETRY_DELAY_S (10 s in production); read when
+# factory_assets.processing.dbt_assets is imported, so set before any test imports it.
+os.environ.setdefault("FACTORY_DBT_RETRY_DELAY_S", "0.5")
 
 from factory_assets.settings import FactoryPaths
 

@@ -89,3 +89,71 @@ def test_summary_names_tests_that_did_not_pass(tmp_path):
                             TestResult("test.p.dup", "unique_a_id", "model.p.a", "fail", 2),
                             TestResult("test.p.later", "not_null_b_id", "model.p.b", "skipped", None)])
     assert build.summary() == "dbt build: 1/2 models built, 1/3 tests passed, not passing: unique_a_id (2.0 s)"
+
+
+def _flaky_dbt(folder, failures: int):
+    """A dbt that cannot start the first ``failures`` times (as when the warehouse is restarting),
+    then is the real dbt; it counts its starts in ``tries``."""
+    import os
+    import sys
+    from pathlib import Path
+
+    real = Path(sys.executable).parent / "dbt"
+    tries = folder / "tries"
+    script = folder / "flaky-dbt"
+    script.write_text(f"#!/bin/sh\necho start >> '{tries}'\n"
+                      f"if [ $(wc -l < '{tries}') -le {failures} ]; then echo 'Runtime Error: could not connect'; exit 2; fi\n"
+                      f"exec '{real}' \"$@\"\n")
+    os.chmod(script, 0o755)
+    return script, tries
+
+
+def _materialize_dbt(tmp_path, dbt_executable, model: str):
+    import dagster as dg
+
+    from factory_assets.processing.dbt_assets import processing_dbt_models
+    from factory_assets.resources import DbtRunner, FactoryStore
+
+    runner = DbtRunner(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=str(dbt_executable))
+    return dg.materialize([processing_dbt_models], selection=dg.AssetSelection.assets(dg.AssetKey(["processing", model])),
+                          resources={"dbt": runner, "store": FactoryStore(home=str(tmp_path / "home"))},
+                          instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def _events(result, kind: str) -> list:
+    return [e for e in result.all_events if e.event_type_value == kind]
+
+
+def test_a_dbt_that_cannot_start_is_retried_with_back_off_and_then_builds(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
+    dbt, tries = _flaky_dbt(tmp_path, failures=1)
+    result = _materialize_dbt(tmp_path, dbt, "stg_erp__deliveries")
+    assert result.success
+    assert len(_events(result, "STEP_UP_FOR_RETRY")) == 1 and tries.read_text().count("start") == 2
+    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == ["processing/stg_erp__deliveries"]
+
+
+def test_a_model_whose_sql_fails_is_not_retried(tmp_path, monkeypatch):
+    """calendar alone on an empty warehouse: its upstream views do not exist, a permanent error."""
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
+    dbt, tries = _flaky_dbt(tmp_path, failures=0)
+    result = _materialize_dbt(tmp_path, dbt, "calendar")
+    assert not result.success
+    assert _events(result, "STEP_UP_FOR_RETRY") == [] and tries.read_text().count("start") == 1
+    failure = _events(result, "STEP_FAILURE")[0].event_specific_data.error
+    assert "dbt could not build some models" in failure.message and "dbt_stdout.log" in failure.message
+
+
+def test_a_subset_selects_its_models_and_the_whole_step_selects_the_folder():
+    import dagster as dg
+
+    from factory_assets.processing.dbt_assets import DbtStep, dbt_selection
+
+    cal, fct = dg.AssetKey(["processing", "calendar"]), dg.AssetKey(["processing", "fct_order_lines"])
+    checks = frozenset({dg.AssetCheckKey(cal, "not_null_calendar_region"), dg.AssetCheckKey(fct, "unique_fct_id")})
+    step = DbtStep(whole=["--exclude", "path:models/operations"], model_by_key={cal: "calendar", fct: "fct_order_lines"},
+                   check_keys=checks)
+    assert dbt_selection(step, {cal, fct}, checks) == ["--exclude", "path:models/operations"]
+    assert dbt_selection(step, {fct}, {dg.AssetCheckKey(fct, "unique_fct_id")}) == ["--select", "fct_order_lines"]
+    # a check re-run on its own selects the test, not its model
+    assert dbt_selection(step, set(), {dg.AssetCheckKey(cal, "not_null_calendar_region")}) == ["--select", "not_null_calendar_region"]

@@ -11,6 +11,7 @@ landing file to data product.
 
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -130,22 +131,36 @@ def _release_duckdb(invocation) -> None:
             DuckDBConnectionManager._ENV = None
 
 
-def dbt_selection(context: dg.AssetExecutionContext, manifest: Mapping[str, Any], whole: list[str]) -> list[str]:
-    """``--select`` for the models (and tests) this step was asked for; ``whole`` when it is all.
+@dataclass(frozen=True)
+class DbtStep:
+    """What one dbt multi-asset covers: its dbt selector, and its models and tests by Dagster key."""
 
+    whole: list[str]  # the dbt arguments that select all of it
+    model_by_key: Mapping[dg.AssetKey, str]
+    check_keys: frozenset
+
+
+def dbt_selection(step: DbtStep, selected_keys, selected_checks) -> list[str]:
+    """``--select`` for the models (and tests) this step was asked for; ``step.whole`` when it is all.
+
+    Compared with the multi-asset's full key set: in a subset run, ``context.assets_def`` is
+    itself the subset, so comparing with it would always select everything.
     dbt's default (eager) indirect selection adds the tests of every selected model."""
-    if (set(context.selected_asset_keys) == set(context.assets_def.keys)
-            and set(context.selected_asset_check_keys) == set(context.assets_def.check_keys)):
-        return whole
-    name_by_key = {dg.AssetKey(asset_key_path(node)): node["name"] for node in manifest["nodes"].values()
-                   if node["resource_type"] in ("model", "seed", "snapshot")}
-    names = sorted(name_by_key[key] for key in context.selected_asset_keys)
-    names += sorted(check.name for check in context.selected_asset_check_keys
-                    if check.asset_key not in context.selected_asset_keys)
+    if set(selected_keys) == set(step.model_by_key) and set(selected_checks) == set(step.check_keys):
+        return step.whole
+    names = sorted(step.model_by_key[key] for key in selected_keys)
+    names += sorted(check.name for check in selected_checks if check.asset_key not in set(selected_keys))
     return ["--select", *names]
 
 
 COLUMN_METADATA = ("dagster/column_schema", "dagster/column_lineage")
+
+#: dbt that could not start or connect (a warehouse restarting, a lock held past its timeout) is
+#: tried again after 10 s, then 20 s, with jitter; models whose SQL fails are not (see
+#: ``_raise_on_model_errors``). Each try is a whole ``dbt build``: its writes are transactions, so a
+#: failed try leaves tables as they were and a retry never doubles rows.
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=float(os.environ.get("FACTORY_DBT_RETRY_DELAY_S", 10)),
+                                 backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
 def recorded_column_metadata(context: dg.AssetExecutionContext) -> dict[dg.AssetKey, dict] | None:
@@ -182,7 +197,7 @@ def _as_asset_results(events, selected_checks, carried: Mapping[dg.AssetKey, dic
             yield event
 
 
-def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: FactoryStore, whole: list[str]):
+def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: FactoryStore, step: DbtStep):
     from factory_assets.distribution.scoring import ensure_prediction_tables
 
     # The dbt profile reads the warehouse path from the environment; the store resource owns it.
@@ -191,7 +206,7 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
         ensure_raw_tables(conn, list(RAW_SOURCES))  # a source that never landed is an empty table
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
     manifest = load_manifest()
-    args = ["build", *dbt_selection(context, manifest, whole)]
+    args = ["build", *dbt_selection(step, context.selected_asset_keys, context.selected_asset_check_keys)]
     target = dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}")
     context.log.info(f"dbt {' '.join(args)} (artifacts and dbt's log in {Path(dbt.project_dir) / target})")
     carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
@@ -256,29 +271,35 @@ def _build_through_dagster_dbt(context, dbt: DbtRunner, manifest, args, target, 
 
 
 def _raise_on_model_errors(errors: list[str], where: str) -> None:
+    """A model's SQL failing is not transient: the step fails at once, without retries."""
     if errors:
         raise dg.Failure(
             description=f"dbt could not build some models; {where}.",
             metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors))},
+            allow_retries=False,
         )
 
 
 def _dbt_multi_asset(name: str, operations: bool, description: str):
     manifest = load_manifest()
     unique_ids = sorted(model_nodes(manifest, operations=operations))
+    specs, check_specs = [dbt_asset_spec(manifest, uid) for uid in unique_ids], dbt_check_specs(manifest, unique_ids)
+    step = DbtStep(whole=["--select" if operations else "--exclude", f"path:models/{OPERATIONS_FOLDER}"],
+                   model_by_key={spec.key: manifest["nodes"][uid]["name"] for spec, uid in zip(specs, unique_ids)},
+                   check_keys=frozenset(check.key for check in check_specs))
 
     @dg.multi_asset(
         name=name,
-        specs=[dbt_asset_spec(manifest, uid) for uid in unique_ids],
-        check_specs=dbt_check_specs(manifest, unique_ids),
+        specs=specs,
+        check_specs=check_specs,
         can_subset=True,
         description=description,
         op_tags={"kind": "dbt"},
+        retry_policy=TRANSIENT_RETRY,
     )
     def _dbt_models(context: dg.AssetExecutionContext, dbt: DbtRunner, store: FactoryStore):
-        yield from _dbt_build(context, dbt, store, whole)
+        yield from _dbt_build(context, dbt, store, step)
 
-    whole = ["--select" if operations else "--exclude", f"path:models/{OPERATIONS_FOLDER}"]
     return _dbt_models
 
 
