@@ -352,7 +352,7 @@ def _execute_on_configured_executor(job_name: str, instance, run_config=None, ta
 
 
 # --------------------------------------------------------------------------------------
-# Running the jobs (also used by the demo and bench/bench_nightly.py)
+# Running the jobs (also used by the demo)
 # --------------------------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ def executor_from_env(environ: dict | None = None) -> dg.ExecutorDefinition:
             cluster = {"existing": {"address": address}}
         else:
             workers = env.get("FACTORY_DASK_WORKERS", "2")
-            if not workers.isdigit() or int(workers) < 1:
+            if not workers.isdigit() or int(workers) < 1:  # "0", "two", "-1"
                 raise ValueError(f"FACTORY_DASK_WORKERS={workers!r}: give a whole number of worker processes, at least 1.")
             cluster = {"local": {"n_workers": int(workers), "threads_per_worker": 1, "processes": True}}
         return _dask_executor(cluster)
