@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 
 from factory_assets.lib.warehouse_lock import warehouse_lock
-from factory_assets.settings import DBT_PROJECT_DIR, FactoryPaths, factory_home
+from factory_assets.settings import DBT_PROJECT_DIR, FactoryPaths, duckdb_memory_limit, factory_home
 
 
 class FactoryStore(dg.ConfigurableResource):
@@ -29,6 +29,9 @@ class FactoryStore(dg.ConfigurableResource):
 
         with warehouse_lock(self.paths.warehouse, exclusive=not read_only):
             conn = duckdb.connect(str(self.paths.warehouse), read_only=read_only)
+            # DuckDB's default is 80% of the machine's memory, and its buffer pool grows with the
+            # history it scans; a bounded pool spills to disk instead (BENCHMARKS.md, peak memory).
+            conn.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
             try:
                 yield conn
             finally:

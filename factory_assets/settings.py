@@ -53,6 +53,15 @@ def dbt_column_metadata() -> bool:
     return os.environ.get("FACTORY_DBT_COLUMN_METADATA", "1") != "0"
 
 
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory limit in this project's processes and in dbt (FACTORY_DUCKDB_MEMORY_LIMIT,
+    e.g. 2GB): queries over more data than this spill to disk instead of growing the process."""
+    value = os.environ.get("FACTORY_DUCKDB_MEMORY_LIMIT", "2GB").strip()
+    if not value or not all(c.isalnum() or c in ". " for c in value):
+        raise ValueError(f"FACTORY_DUCKDB_MEMORY_LIMIT={value!r}: give a size such as 2GB or 512MB")
+    return value
+
+
 def artifacts_url() -> str:
     return os.environ.get("FACTORY_ARTIFACTS_URL", DEFAULT_ARTIFACTS_URL).rstrip("/")
 
