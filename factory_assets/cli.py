@@ -328,7 +328,9 @@ def _execute(job, progress: Progress | None, **kwargs):
     and the run's events are in the UI."""
     import contextlib
 
-    if os.environ.get("FACTORY_EXECUTOR", "in_process") not in ("", "in_process"):
+    from factory_assets.execution import executor_name
+
+    if executor_name() != "in_process":
         return _execute_on_configured_executor(job.name, **kwargs)
     if progress is None:
         return job.execute_in_process(raise_on_error=False, **kwargs)

@@ -23,9 +23,14 @@ import dagster as dg
 EXECUTORS = ("in_process", "multiprocess", "dask")
 
 
+def executor_name(environ: dict | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("FACTORY_EXECUTOR", "in_process").strip() or "in_process"
+
+
 def executor_from_env(environ: dict | None = None) -> dg.ExecutorDefinition:
     env = os.environ if environ is None else environ
-    name = env.get("FACTORY_EXECUTOR", "in_process").strip() or "in_process"
+    name = executor_name(env)
     if name == "in_process":
         return dg.in_process_executor
     if name == "multiprocess":

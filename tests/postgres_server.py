@@ -28,7 +28,7 @@ def postgres_bin() -> Path | None:
     return Path(versions[-1]).parent if versions else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -81,7 +81,7 @@ def start(database: str = "dagster") -> PostgresServer:
     if os.name != "nt" and os.geteuid() == 0:
         shutil.chown(folder, "postgres", "postgres")
         shutil.chown(folder / "pwfile", "postgres", "postgres")
-    server = PostgresServer(folder, _free_port(), "factory", password, database)
+    server = PostgresServer(folder, free_port(), "factory", password, database)
     subprocess.run(_as_server_user([str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", server.user,
                                     "--auth=scram-sha-256", f"--pwfile={folder / 'pwfile'}", "-E", "UTF8"]),
                    check=True, capture_output=True)

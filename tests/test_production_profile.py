@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -119,18 +118,12 @@ def test_the_run_queue_lets_one_warehouse_writer_run_at_a_time(world):
     assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def dask_cluster(world):
+def dask_cluster(world, server):
     """A Dask scheduler and three worker processes on loopback, started with the `dask` CLI."""
-    port = _free_port()
+    port = postgres_server.free_port()
     address = f"tcp://127.0.0.1:{port}"
-    env = _env(world.home, _server_of(world), FACTORY_EXECUTOR="dask", FACTORY_DASK_SCHEDULER=address)
+    env = _env(world.home, server, FACTORY_EXECUTOR="dask", FACTORY_DASK_SCHEDULER=address)
     logs = world.home / "dask"
     logs.mkdir()
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
@@ -156,12 +149,6 @@ def dask_cluster(world):
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _server_of(world) -> postgres_server.PostgresServer:
-    env = world.env
-    return postgres_server.PostgresServer(Path("/"), int(env["DAGSTER_PG_PORT"]), env["DAGSTER_PG_USERNAME"],
-                                          env["DAGSTER_PG_PASSWORD"], env["DAGSTER_PG_DB"])
 
 
 @pytest.fixture(scope="module")
