@@ -116,7 +116,15 @@ def default_paths() -> FactoryPaths:
 
 DAGSTER_YAML = """\
 # Dagster instance for the embedded defaults (written by factory_assets.settings).
-# SQLite storage under this folder; runs that write the DuckDB warehouse run one at a time.
+# SQLite storage under this folder (Dagster's files and schema, with pooled connections:
+# factory_assets/instance_storage.py); runs that write the DuckDB warehouse run one at a time.
+storage:
+  custom:
+    module: factory_assets.instance_storage
+    class: PooledSqliteStorage
+    config:
+      base_dir:
+        env: DAGSTER_HOME
 telemetry:
   enabled: false
 nux:

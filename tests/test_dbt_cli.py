@@ -14,7 +14,7 @@ from factory_assets.processing.dbt_cli import (
     run_build,
     table_row_counts,
 )
-from factory_assets.processing.dbt_manifest import load_manifest
+from factory_assets.processing.dbt_manifest import load_manifest, retarget_manifest
 from factory_assets.settings import DBT_PROJECT_DIR
 
 FCT = "model.ai_factory.fct_order_lines"
@@ -157,3 +157,24 @@ def test_a_subset_selects_its_models_and_the_whole_step_selects_the_folder():
     assert dbt_selection(step, {fct}, {dg.AssetCheckKey(fct, "unique_fct_id")}) == ["--select", "fct_order_lines"]
     # a check re-run on its own selects the test, not its model
     assert dbt_selection(step, set(), {dg.AssetCheckKey(cal, "not_null_calendar_region")}) == ["--select", "not_null_calendar_region"]
+
+
+def test_a_manifest_parsed_for_another_warehouse_file_is_retargeted_to_this_one(tmp_path):
+    """dagster-dbt's row counts and column lineage query the manifest's relations: they must name
+    the catalog of the warehouse file the step builds, not the one ``dbt parse`` saw at setup."""
+    manifest = load_manifest()
+    uid = "model.ai_factory.fct_order_lines"
+    parsed_as = manifest["nodes"][uid]["database"]
+    with duckdb.connect(str(tmp_path / "factory_prod.duckdb")) as conn:
+        conn.execute("create schema marts; create table marts.fct_order_lines as select 1 as n union all select 2")
+        if parsed_as != "factory_prod":
+            with pytest.raises(duckdb.BinderException, match="does not exist"):
+                conn.execute(f"select count(*) from {manifest['nodes'][uid]['relation_name']}")
+        moved = retarget_manifest(manifest, "factory_prod")
+        assert conn.execute(f"select count(*) from {moved['nodes'][uid]['relation_name']}").fetchone() == (2,)
+    assert moved["nodes"][uid]["database"] == "factory_prod"
+    source = next(iter(moved["sources"].values()))
+    assert source["database"] == "factory_prod" and source["relation_name"].startswith('"factory_prod".')
+    tests = [n for n in moved["nodes"].values() if n["resource_type"] == "test"]
+    assert tests and all(t is manifest["nodes"][t["unique_id"]] for t in tests)  # no relation: untouched
+    assert retarget_manifest(moved, parsed_as) == manifest  # and back: nothing else changed

@@ -464,22 +464,31 @@ order by l.ordered_at, l.order_line_id
 """
 
 
+def _first_kept_day_sql(split_times: str, max_rows: int) -> str:
+    """The first ``split_time`` day to keep of the rows ``split_times`` yields (one ``split_time`` per
+    row): the newest whole days that fit in ``max_rows`` rows, and always at least the newest day."""
+    return f"""
+with per_day as (select split_time, count(*) as n from ({split_times}) group by split_time),
+newest as (select split_time, sum(n) over (order by split_time desc) as newer_rows from per_day)
+select min(split_time) from newest
+where newer_rows <= {int(max_rows)} or split_time = (select max(split_time) from per_day)"""
+
+
 def newest_days(sql: str, max_rows: int | None, order_by: str) -> str:
     """``sql`` (a training set with ``split_time``) cut to its newest whole ``split_time`` days that
     fit in ``max_rows`` rows (always at least the newest day), in the same ``order_by``.
 
     Bounds a training set's memory and training time however long the history grows: DuckDB makes
     the cut before a row reaches Python. Whole days keep the set deterministic and the time split
-    intact (the newest days hold the validation and test windows). ``None``: no cut."""
+    intact (the newest days hold the validation and test windows). ``None``: no cut. The features
+    are still computed for every row before the cut; a builder whose rows and days are known
+    without its features cuts first instead (``late_delivery_training_set``)."""
     if max_rows is None:
         return sql
     return f"""
-with training_rows as materialized ({sql}),
-per_day as (select split_time, count(*) as n from training_rows group by split_time),
-newest as (select split_time, sum(n) over (order by split_time desc) as newer_rows from per_day)
+with training_rows as materialized ({sql})
 select * from training_rows
-where split_time >= (select min(split_time) from newest
-                     where newer_rows <= {int(max_rows)} or split_time = (select max(split_time) from per_day))
+where split_time >= ({_first_kept_day_sql("select split_time from training_rows", max_rows)})
 order by {order_by}"""
 
 
@@ -494,8 +503,17 @@ def late_delivery_training_set(conn: duckdb.DuckDBPyConnection, as_of: dt.date |
     """
     as_of = _default_as_of(conn, as_of)
     where = f"l.delivered_date is not null and l.delivered_date + {DELIVERY_REPORT_LAG_DAYS} < {_d(as_of)}"
-    return conn.execute(newest_days(_late_delivery_sql(where, as_of, training=True), max_rows,
-                                    "ordered_at, order_line_id")).pl()
+    if max_rows is not None:
+        # one row per known line, so the kept days are counted on the lines alone, before any
+        # feature is joined: the features are then computed for the kept rows only, and the time
+        # stays bounded by max_rows however long the history grows (the same rows as newest_days)
+        split_time = f"l.delivered_date + {1 + DELIVERY_REPORT_LAG_DAYS}"
+        first_kept = conn.execute(_first_kept_day_sql(
+            f"select cast({split_time} as date) as split_time from {ORDER_LINES} l "
+            f"where l.order_date < {_d(as_of)} and {where}", max_rows)).fetchone()[0]
+        if first_kept is not None:
+            where += f" and {split_time} >= {_d(first_kept)}"
+    return conn.execute(_late_delivery_sql(where, as_of, training=True)).pl()
 
 
 def late_delivery_scoring_set(conn: duckdb.DuckDBPyConnection, as_of: dt.date | None = None) -> pl.DataFrame:

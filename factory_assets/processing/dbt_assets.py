@@ -35,6 +35,7 @@ from factory_assets.processing.dbt_manifest import (
     describe_dbt_test,
     layer_of,
     load_manifest,
+    retarget_manifest,
     model_nodes,
     resource_props,
     tests_by_node,
@@ -205,7 +206,7 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
     with store.warehouse() as conn:
         ensure_raw_tables(conn, list(RAW_SOURCES))  # a source that never landed is an empty table
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
-    manifest = load_manifest()
+    manifest = retarget_manifest(load_manifest(), Path(store.paths.warehouse).stem)
     args = ["build", *dbt_selection(step, context.selected_asset_keys, context.selected_asset_check_keys)]
     target = dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}")
     context.log.info(f"dbt {' '.join(args)} (artifacts and dbt's log in {Path(dbt.project_dir) / target})")

@@ -44,6 +44,28 @@ def load_manifest(path: Path = MANIFEST_PATH) -> Mapping[str, Any]:
     return json.loads(path.read_text())
 
 
+def retarget_manifest(manifest: Mapping[str, Any], database: str) -> dict[str, Any]:
+    """``manifest`` with every model, seed, snapshot and source in DuckDB catalog ``database``.
+
+    dbt-duckdb names the catalog after the warehouse file (``warehouse.duckdb`` -> ``warehouse``),
+    and ``dbt parse`` writes that name into every relation of the manifest. dbt itself re-parses on
+    each run, but dagster-dbt reads row counts and column lineage through the manifest we pass:
+    with a warehouse file named otherwise than at setup (FACTORY_WAREHOUSE_PATH), every such query
+    failed on a catalog that does not exist, no column schema was recorded, and so every night
+    took the slow path that fetches it again. Nodes without a relation (tests) are kept as they are."""
+    def moved(node: Mapping[str, Any]) -> Mapping[str, Any]:
+        old = node.get("database")
+        if not old or old == database or not node.get("relation_name"):
+            return node
+        prefix = f'"{old}".'
+        relation = node["relation_name"]
+        return {**node, "database": database,
+                "relation_name": f'"{database}".{relation[len(prefix):]}' if relation.startswith(prefix) else relation}
+
+    return {**manifest, **{part: {uid: moved(node) for uid, node in manifest.get(part, {}).items()}
+                           for part in ("nodes", "sources")}}
+
+
 def newer_dbt_sources(manifest: Path = MANIFEST_PATH) -> list[Path]:
     """dbt project files changed after the manifest was parsed (what ``tasks.py setup`` re-parses)."""
     parsed, newer = manifest.stat().st_mtime, []
