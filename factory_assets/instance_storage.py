@@ -64,8 +64,8 @@ class EngineCache:
         self._pid = os.getpid()
         self._lock = threading.Lock()
 
-    def get(self, conn_string: str, busy_timeout_s: float | None = None) -> tuple[Engine, bool]:
-        """The engine for ``conn_string`` and whether it was just created."""
+    def get(self, conn_string: str, busy_timeout_s: float | None = None) -> Engine:
+        """The engine for ``conn_string``, built on first use."""
         with self._lock:
             if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
                 for engine in self._engines.values():
@@ -75,7 +75,7 @@ class EngineCache:
             engine = self._engines.get(conn_string)
             if engine is not None:
                 self._engines.move_to_end(conn_string)
-                return engine, False
+                return engine
             connect_args = {"check_same_thread": False}  # Dagster logs from more than one thread
             if busy_timeout_s is not None:
                 connect_args["timeout"] = busy_timeout_s
@@ -84,7 +84,7 @@ class EngineCache:
             while len(self._engines) > self._max:
                 _, oldest = self._engines.popitem(last=False)
                 oldest.dispose()
-            return engine, True
+            return engine
 
     def close_all(self) -> None:
         with self._lock:
@@ -106,7 +106,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     @contextmanager
     def _connect(self, shard: str) -> Iterator:
         with self._db_lock:
-            engine, _ = self.engines.get(self.conn_string_for_shard(shard), SQLITE_BUSY_TIMEOUT_SECONDS)
+            engine = self.engines.get(self.conn_string_for_shard(shard), SQLITE_BUSY_TIMEOUT_SECONDS)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
@@ -131,7 +131,7 @@ class PooledSqliteRunStorage(SqliteRunStorage):
 
     @contextmanager
     def connect(self) -> Iterator:
-        engine, _ = self.engines.get(self._conn_string)
+        engine = self.engines.get(self._conn_string)
         with engine.connect() as conn, conn.begin():
             yield conn
 

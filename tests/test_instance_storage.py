@@ -109,13 +109,13 @@ def test_wipe_closes_connections_before_deleting_the_files(home):
 def test_engine_cache_reuses_evicts_and_drops_a_forked_parents_engines(tmp_path, monkeypatch):
     cache = EngineCache(2)
     urls = [f"sqlite:///{tmp_path / name}.db" for name in ("a", "b", "c")]
-    a, created = cache.get(urls[0])
-    assert created and cache.get(urls[0]) == (a, False)
-    cache.get(urls[1])
+    a = cache.get(urls[0])
+    assert cache.get(urls[0]) is a
+    b = cache.get(urls[1])
     cache.get(urls[0])  # a is now the most recently used: b goes first
     cache.get(urls[2])
-    assert len(cache) == 2 and cache.get(urls[0]) == (a, False)
-    assert cache.get(urls[1])[1] is True  # b was evicted and is built again
+    assert len(cache) == 2 and cache.get(urls[0]) is a
+    assert cache.get(urls[1]) is not b  # b was evicted and is built again
     monkeypatch.setattr(instance_storage.os, "getpid", lambda: -1)  # as seen from a forked child
-    fresh, created = cache.get(urls[0])
-    assert created and fresh is not a and len(cache) == 1
+    fresh = cache.get(urls[0])
+    assert fresh is not a and len(cache) == 1
