@@ -2,7 +2,7 @@
 
 The same functions the assets wrap, called directly with no Dagster run, no events, no metadata:
 ingestion of every landing file (same parsing, contract validation, raw store), the same dbt
-project built by the dbt CLI (same SQL and tests on the same DuckDB file), the products' contract
+project built by the dbt CLI (same SQL and tests on the same DuckDB file, the same kept parse), the products' contract
 and freshness checks, the feature-set snapshots with their contract checks, the same training
 (templates, every engine a use case names, drift reference, registry, promotion gate), scoring by
 the champions, and the same Evidently drift and quality computation per use case and day.
@@ -33,6 +33,7 @@ def ingest(store, days: set[dt.date]) -> int:
 def build_products(store, operations: bool = False) -> None:
     """dbt build of the products (or, after scoring, of the operations models that read predictions)."""
     from factory_assets.distribution.scoring import ensure_prediction_tables
+    from factory_assets.processing.dbt_cli import keep_partial_parse, partial_parse_args, partial_parse_file
     from factory_assets.raw_material.ingest import ensure_raw_tables
     from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES
 
@@ -41,8 +42,12 @@ def build_products(store, operations: bool = False) -> None:
         ensure_prediction_tables(conn)
     env = dict(os.environ, FACTORY_WAREHOUSE_PATH=str(store.paths.warehouse))
     dbt = Path(sys.executable).parent / "dbt"
+    target = store.paths.home / "plain_dbt_target"  # not the project's target/: its manifest is the code location's
+    parsed = partial_parse_file(store.paths.dbt_state, None)
     subprocess.run([str(dbt), "build", "--quiet", "--select" if operations else "--exclude", "path:models/operations", "--project-dir",
-                    str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)], env=env, check=True)
+                    str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
+                    *partial_parse_args(parsed)], env=env, check=True)
+    keep_partial_parse(target, parsed)
 
 
 def check_products(store) -> bool:
@@ -123,7 +128,8 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 
 
 def score_and_monitor(store, days: list[dt.date]) -> dict[str, float]:
-    """Champion scores of each day into the prediction products, then drift and quality per day."""
+    """Champion scores of each day into the prediction products, then drift and quality per day;
+    the drift share per ``use_case/day`` scored (a use case without a champion scores nothing)."""
     from factory_assets.assembly.registry import ModelRegistry, RegistryKeyError
     from factory_assets.assembly.specs import load_use_cases
     from factory_assets.distribution import scoring
@@ -161,8 +167,16 @@ def run_days(store, first: dt.date, last: dt.date) -> None:
     build_products(store)
     check_products(store)
     build_feature_sets(store)
-    score_and_monitor(store, sorted(days))
-    build_products(store, operations=True)
+    scored = {key.split("/")[0] for key in score_and_monitor(store, sorted(days))}
+    if scored & operations_inputs():  # as Dagster skips the step when none of its inputs was scored
+        build_products(store, operations=True)
+
+
+def operations_inputs() -> set[str]:
+    """The prediction products the operations models read (their dbt sources in schema predictions)."""
+    from factory_assets.processing.dbt_manifest import load_manifest
+
+    return {s["name"] for s in load_manifest()["sources"].values() if s["source_name"] == "predictions"}
 
 
 if __name__ == "__main__":

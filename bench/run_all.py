@@ -125,7 +125,7 @@ def raw_results(markdown: Path) -> dict:
 
 
 def scaling_table(chain: dict) -> list[str]:
-    """Per layer and scale: wall time and peak memory of the rebuild (history run + training run)."""
+    """Per layer and scale: wall time and peak memory of the rebuild (history, training and promotion runs)."""
     from layers import LAYERS
 
     lines = ["", "## Scaling: the rebuild per layer", "",
@@ -139,7 +139,8 @@ def scaling_table(chain: dict) -> list[str]:
         lines.append(f"| {r['lines']:,} | {r['simulate_s']:.0f} s | " + " | ".join(cells)
                      + f" | {r['rebuild']['total_s']:.0f} s | {r['rebuild']['peak_mb'] / 1024:.2f} GiB |")
     lines += ["", "Each cell: wall time of the layer's steps / peak resident memory (this process and dbt) while they ran.",
-              "The rebuild runs the history as one Dagster run over every day, then the training job."]
+              "The rebuild runs the history as one Dagster run over every day, then the training job, then "
+              "the high-tier challenger's promotion gate once two people approved it (as the README walks through)."]
     return lines
 
 

@@ -104,6 +104,11 @@ class FactoryPaths:
     def artifacts(self) -> Path:
         return self.home / "artifacts"
 
+    @property
+    def dbt_state(self) -> Path:
+        """What dbt keeps between invocations on this home's warehouse (its last parse)."""
+        return self.home / "dbt_state"
+
     def create(self) -> "FactoryPaths":
         for p in (self.landing, self.raw, self.archive, self.quarantine, self.dagster_home, self.artifacts):
             p.mkdir(parents=True, exist_ok=True)

@@ -178,3 +178,44 @@ def test_a_manifest_parsed_for_another_warehouse_file_is_retargeted_to_this_one(
     tests = [n for n in moved["nodes"].values() if n["resource_type"] == "test"]
     assert tests and all(t is manifest["nodes"][t["unique_id"]] for t in tests)  # no relation: untouched
     assert retarget_manifest(moved, parsed_as) == manifest  # and back: nothing else changed
+
+
+#: What dbt's own log says when it cannot reuse a saved parse (and why), and when it reuses one unchanged.
+FULL_PARSE, REUSED_PARSE = "Unable to do partial parsing because", "Partial parsing enabled, no changes found, skipping parsing"
+
+
+def _dbt_log(result) -> str:
+    """The dbt.log of the run's dbt step (dbt writes it, debug lines included, to its target folder)."""
+    (log,) = DBT_PROJECT_DIR.glob(f"target/processing_dbt_models-{result.run_id[:7]}-*/dbt.log")
+    return log.read_text()
+
+
+def test_the_next_dbt_step_on_a_home_reuses_the_last_parse_and_another_warehouse_parses_again(tmp_path, monkeypatch):
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from factory_assets.processing.dbt_cli import partial_parse_file
+    from factory_assets.settings import FactoryPaths
+
+    dbt = Path(sys.executable).parent / "dbt"
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
+    first = _materialize_dbt(tmp_path, dbt, "stg_erp__deliveries")
+    kept = partial_parse_file(FactoryPaths(tmp_path / "home").dbt_state, None)
+    assert first.success and kept.is_file() and REUSED_PARSE not in _dbt_log(first)
+    second = _materialize_dbt(tmp_path, dbt, "stg_erp__deliveries")
+    assert second.success and REUSED_PARSE in _dbt_log(second) and FULL_PARSE not in _dbt_log(second)
+
+    # The same saved parse in another home: its profile names another warehouse file, so dbt parses in full.
+    other = tmp_path / "other"
+    shutil.copytree(kept.parent, FactoryPaths(other / "home").dbt_state)
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(other / "home" / "warehouse.duckdb"))
+    moved = _materialize_dbt(other, dbt, "stg_erp__deliveries")
+    assert moved.success and f"{FULL_PARSE} profile has changed" in _dbt_log(moved)
+    assert [e.asset_key.to_user_string() for e in moved.get_asset_materialization_events()] == ["processing/stg_erp__deliveries"]
+
+    # A saved parse that does not load (a damaged file): dbt says so and parses in full.
+    partial_parse_file(FactoryPaths(other / "home").dbt_state, None).write_bytes(b"not msgpack")
+    damaged = _materialize_dbt(other, dbt, "stg_erp__deliveries")
+    assert damaged.success and "Failed to load parsed file from disk" in _dbt_log(damaged)
+    assert REUSED_PARSE not in _dbt_log(damaged)

@@ -22,8 +22,11 @@ from factory_assets.lib.warehouse_lock import warehouse_lock
 from factory_assets.processing.dbt_cli import (
     TEST_WARNED,
     build_command,
+    keep_partial_parse,
     model_errors,
     parse_run_results,
+    partial_parse_args,
+    partial_parse_file,
     run_build,
     table_row_counts,
 )
@@ -207,18 +210,23 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
         ensure_raw_tables(conn, list(RAW_SOURCES))  # a source that never landed is an empty table
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
     manifest = retarget_manifest(load_manifest(), Path(store.paths.warehouse).stem)
-    args = ["build", *dbt_selection(step, context.selected_asset_keys, context.selected_asset_check_keys)]
+    parsed = partial_parse_file(store.paths.dbt_state, dbt.target)
+    args = ["build", *dbt_selection(step, context.selected_asset_keys, context.selected_asset_check_keys),
+            *partial_parse_args(parsed)]
     target = dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}")
     context.log.info(f"dbt {' '.join(args)} (artifacts and dbt's log in {Path(dbt.project_dir) / target})")
     carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
     # dbt writes the warehouse from its own process: hold the write lock for all of it.
     with warehouse_lock(store.paths.warehouse, exclusive=True, holder=f"dbt step of run {context.run.run_id}"):
-        if carried is None or dbt.target:
-            # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
-            # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
-            yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried)
-        else:
-            yield from _build_as_subprocess(context, dbt, store, manifest, args, target, carried)
+        try:
+            if carried is None or dbt.target:
+                # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
+                # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
+                yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried)
+            else:
+                yield from _build_as_subprocess(context, dbt, store, manifest, args, target, carried)
+        finally:
+            keep_partial_parse(Path(dbt.project_dir) / target, parsed)
 
 
 def _build_as_subprocess(context, dbt: DbtRunner, store: FactoryStore, manifest, args, target, carried):

@@ -95,6 +95,40 @@ def build_command(dbt_executable: str, args: Sequence[str], project_dir: Path, p
     return command + (["--target", target] if target else [])
 
 
+#: dbt's parse result: read from ``--partial-parse-file-path``, written to the target folder.
+PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+
+
+def partial_parse_file(state_folder: Path, target: str | None) -> Path:
+    """One saved parse per profile target: the profile is part of what dbt checks."""
+    return state_folder / f"partial_parse.{target or 'default'}.msgpack"
+
+
+def partial_parse_args(state_file: Path) -> list[str]:
+    """Where dbt reads its last parse from, so an invocation in a fresh target folder re-parses only
+    the files that changed (a full parse of this project is ~2-3 s per invocation, BENCHMARKS.md).
+    dbt itself checks the saved parse against the project's files, its version, the profile
+    (warehouse path included) and the env vars used, and parses in full when any differ, or when
+    the file does not load. No saved parse yet: nothing to point at (dbt refuses a missing file)."""
+    return ["--partial-parse-file-path", str(state_file)] if state_file.is_file() else []
+
+
+def keep_partial_parse(target_dir: Path, state_file: Path) -> bool:
+    """After an invocation: keep the parse it wrote (dbt writes none when nothing changed) for the
+    next one. Replaced atomically, so a reader never sees half a file."""
+    written = target_dir / PARTIAL_PARSE_FILE
+    if not written.is_file():
+        return False
+    import os
+    import shutil
+
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = state_file.with_name(f".{state_file.name}.{os.getpid()}")
+    shutil.copyfile(written, partial)
+    os.replace(partial, state_file)
+    return True
+
+
 def parse_run_results(results: Mapping[str, Any], manifest: Mapping[str, Any]) -> tuple[list[ModelResult], list[TestResult]]:
     """Models (and seeds, snapshots) and data tests from run_results.json; unit tests are dbt's own
     business (a failing one makes dbt skip its model, which shows as a model not built)."""
