@@ -75,6 +75,8 @@ def _rebuild(home: Path, first: dt.date, night: dt.date) -> dict:
                            ("promotion", lambda: _approve_and_promote(defs, instance, home))):
             started = time.perf_counter()
             result = run()
+            if result is None:  # nothing to do in this phase
+                continue
             phases[phase] = time.perf_counter() - started
             ok &= result.success
             layers[phase] = layer_profile(instance, [result.run_id], sampler)
@@ -107,6 +109,8 @@ def _approve_and_promote(defs, instance, home: Path):
     registry, approvals = ModelRegistry(paths.artifacts / "models"), approvals_log(paths.artifacts)
     gated = [spec for spec in load_use_cases().values() if policy.tier(spec.risk_tier).required_approvals
              and "challenger" in registry.aliases(spec.name)]
+    if not gated:
+        return None
     for spec in gated:
         version = registry.get(spec.name, "challenger").version
         for approver in BENCH_APPROVERS[:policy.tier(spec.risk_tier).required_approvals]:

@@ -219,3 +219,27 @@ def test_the_next_dbt_step_on_a_home_reuses_the_last_parse_and_another_warehouse
     damaged = _materialize_dbt(other, dbt, "stg_erp__deliveries")
     assert damaged.success and "Failed to load parsed file from disk" in _dbt_log(damaged)
     assert REUSED_PARSE not in _dbt_log(damaged)
+
+
+def test_keeping_the_parse_replaces_it_whole_and_a_failed_copy_keeps_the_last_one(tmp_path):
+    import os
+
+    from factory_assets.processing.dbt_cli import PARTIAL_PARSE_FILE, keep_partial_parse, partial_parse_args
+
+    run = tmp_path / "run"
+    run.mkdir()
+    state = tmp_path / "state" / "partial_parse.default.msgpack"
+    assert partial_parse_args(state) == []  # none saved yet: dbt refuses a path that does not exist
+    keep_partial_parse(run, state)  # this invocation wrote none (nothing changed): nothing to keep
+    assert not state.exists()
+    (run / PARTIAL_PARSE_FILE).write_bytes(b"first")
+    keep_partial_parse(run, state)
+    assert state.read_bytes() == b"first" and partial_parse_args(state) == ["--partial-parse-file-path", str(state)]
+    (run / PARTIAL_PARSE_FILE).write_bytes(b"second")
+    blocked = state.with_name(f".{state.name}.{os.getpid()}")
+    blocked.mkdir()  # the copy cannot be written (as on a full disk): no error, the last parse stays
+    keep_partial_parse(run, state)
+    assert state.read_bytes() == b"first"
+    blocked.rmdir()
+    keep_partial_parse(run, state)
+    assert state.read_bytes() == b"second" and [p.name for p in state.parent.iterdir()] == [state.name]

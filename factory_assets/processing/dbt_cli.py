@@ -106,27 +106,32 @@ def partial_parse_file(state_folder: Path, target: str | None) -> Path:
 
 def partial_parse_args(state_file: Path) -> list[str]:
     """Where dbt reads its last parse from, so an invocation in a fresh target folder re-parses only
-    the files that changed (a full parse of this project is ~2-3 s per invocation, BENCHMARKS.md).
+    the files that changed (a full parse of this project is ~2-3 s per invocation, README findings).
     dbt itself checks the saved parse against the project's files, its version, the profile
     (warehouse path included) and the env vars used, and parses in full when any differ, or when
     the file does not load. No saved parse yet: nothing to point at (dbt refuses a missing file)."""
     return ["--partial-parse-file-path", str(state_file)] if state_file.is_file() else []
 
 
-def keep_partial_parse(target_dir: Path, state_file: Path) -> bool:
+def keep_partial_parse(target_dir: Path, state_file: Path) -> None:
     """After an invocation: keep the parse it wrote (dbt writes none when nothing changed) for the
-    next one. Replaced atomically, so a reader never sees half a file."""
-    written = target_dir / PARTIAL_PARSE_FILE
-    if not written.is_file():
-        return False
+    next one. Replaced atomically, so a reader never sees half a file. It is a cache: a copy that
+    fails (a full disk) leaves the last one, and the next invocation parses what changed since."""
+    import contextlib
     import os
     import shutil
 
-    state_file.parent.mkdir(parents=True, exist_ok=True)
+    written = target_dir / PARTIAL_PARSE_FILE
+    if not written.is_file():
+        return
     partial = state_file.with_name(f".{state_file.name}.{os.getpid()}")
-    shutil.copyfile(written, partial)
-    os.replace(partial, state_file)
-    return True
+    try:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(written, partial)
+        os.replace(partial, state_file)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def parse_run_results(results: Mapping[str, Any], manifest: Mapping[str, Any]) -> tuple[list[ModelResult], list[TestResult]]:
