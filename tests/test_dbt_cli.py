@@ -224,11 +224,17 @@ def test_the_next_dbt_step_on_a_home_reuses_the_last_parse_and_another_warehouse
 def test_keeping_the_parse_replaces_it_whole_and_a_failed_copy_keeps_the_last_one(tmp_path):
     import os
 
-    from factory_assets.processing.dbt_cli import PARTIAL_PARSE_FILE, keep_partial_parse, partial_parse_args
+    from factory_assets.processing.dbt_cli import (
+        PARTIAL_PARSE_FILE,
+        keep_partial_parse,
+        partial_parse_args,
+        partial_parse_file,
+    )
 
     run = tmp_path / "run"
     run.mkdir()
-    state = tmp_path / "state" / "partial_parse.default.msgpack"
+    state = partial_parse_file(tmp_path / "state", None)
+    assert state.name == "partial_parse.default.msgpack"
     assert partial_parse_args(state) == []  # none saved yet: dbt refuses a path that does not exist
     keep_partial_parse(run, state)  # this invocation wrote none (nothing changed): nothing to keep
     assert not state.exists()

@@ -10,7 +10,10 @@ row counts with one read-only DuckDB connection after dbt has exited.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -117,10 +120,6 @@ def keep_partial_parse(target_dir: Path, state_file: Path) -> None:
     """After an invocation: keep the parse it wrote (dbt writes none when nothing changed) for the
     next one. Replaced atomically, so a reader never sees half a file. It is a cache: a copy that
     fails (a full disk) leaves the last one, and the next invocation parses what changed since."""
-    import contextlib
-    import os
-    import shutil
-
     written = target_dir / PARTIAL_PARSE_FILE
     if not written.is_file():
         return
