@@ -2,10 +2,11 @@
 
 The same functions the assets wrap, called directly with no Dagster run, no events, no metadata:
 ingestion of every landing file (same parsing, contract validation, raw store), the same dbt
-project built by the dbt CLI (same SQL and tests on the same DuckDB file, the same kept parse), the products' contract
-and freshness checks, the feature-set snapshots with their contract checks, the same training
-(templates, every engine a use case names, drift reference, registry, promotion gate), scoring by
-the champions, and the same Evidently drift and quality computation per use case and day.
+project built by dbt's Python entry point in this process (same SQL and tests on the same DuckDB
+file, the same kept parse), the products' contract and freshness checks, the feature-set
+snapshots with their contract checks, the same training (templates, every engine a use case
+names, drift reference, registry, promotion gate), scoring by the champions, and the same
+Evidently drift and quality computation per use case and day.
 Only the glue an asset adds (metadata, logs, check events) is left out.
 """
 
@@ -14,9 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 
@@ -33,21 +31,24 @@ def ingest(store, days: set[dt.date]) -> int:
 def build_products(store, operations: bool = False) -> None:
     """dbt build of the products (or, after scoring, of the operations models that read predictions)."""
     from factory_assets.distribution.scoring import ensure_prediction_tables
-    from factory_assets.processing.dbt_cli import keep_partial_parse, partial_parse_args, partial_parse_file
+    from factory_assets.processing.dbt_cli import (ORCHESTRATED_BUILD_EXCLUDES, build_args, keep_partial_parse,
+                                                    partial_parse_args, partial_parse_file, run_build)
+    from factory_assets.processing.dbt_manifest import load_manifest
     from factory_assets.raw_material.ingest import ensure_raw_tables
     from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES
 
     with store.warehouse() as conn:
         ensure_raw_tables(conn, list(RAW_SOURCES))
         ensure_prediction_tables(conn)
-    env = dict(os.environ, FACTORY_WAREHOUSE_PATH=str(store.paths.warehouse))
-    dbt = Path(sys.executable).parent / "dbt"
+    os.environ["FACTORY_WAREHOUSE_PATH"] = str(store.paths.warehouse)
     target = store.paths.home / "plain_dbt_target"  # not the project's target/: its manifest is the code location's
     parsed = partial_parse_file(store.paths.dbt_state, None)
-    subprocess.run([str(dbt), "build", "--quiet", "--select" if operations else "--exclude", "path:models/operations", "--project-dir",
-                    str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(target),
-                    *partial_parse_args(parsed)], env=env, check=True)
+    args = ["build", "--select" if operations else "--exclude", "path:models/operations", *ORCHESTRATED_BUILD_EXCLUDES,
+            *partial_parse_args(parsed)]
+    build = run_build(build_args(args, DBT_PROJECT_DIR, DBT_PROJECT_DIR, target), target, load_manifest())
     keep_partial_parse(target, parsed)
+    if build.returncode != 0:
+        raise RuntimeError(f"{build.summary()}; see {build.log_path}")
 
 
 def check_products(store) -> bool:

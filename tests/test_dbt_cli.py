@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
 from factory_assets.processing.dbt_cli import (
     DbtBuild,
     ModelResult,
-    build_command,
+    build_args,
     model_errors,
     parse_run_results,
     run_build,
@@ -29,12 +31,12 @@ def _test_of(manifest, model: str, prefix: str) -> str:
 def test_run_results_become_model_and_test_results_with_their_tested_model():
     manifest = load_manifest()
     unique = _test_of(manifest, FCT, "unique_fct_order_lines_order_line_id")
-    not_null = _test_of(manifest, FCT, "not_null_fct_order_lines_order_line_id")
+    pattern = _test_of(manifest, FCT, "matches_pattern_fct_order_lines_order_line_id")
     results = {"results": [
         {"unique_id": STG, "status": "success", "execution_time": 0.25, "message": "OK"},
         {"unique_id": FCT, "status": "error", "execution_time": 1.5, "message": "Binder Error: column x"},
         {"unique_id": unique, "status": "fail", "failures": 3, "message": "Got 3 results"},
-        {"unique_id": not_null, "status": "warn", "failures": 1},
+        {"unique_id": pattern, "status": "warn", "failures": 1},
         {"unique_id": "unit_test.ai_factory.fct_order_lines.net_amount", "status": "pass"},
     ]}
     models, tests = parse_run_results(results, manifest)
@@ -43,7 +45,7 @@ def test_run_results_become_model_and_test_results_with_their_tested_model():
         (FCT, "error", "incremental", '"marts"."fct_order_lines"')]
     assert [(t.name, t.tested_unique_id, t.status, t.failures, t.passed) for t in tests] == [
         (manifest["nodes"][unique]["name"], FCT, "fail", 3, False),
-        (manifest["nodes"][not_null]["name"], FCT, "warn", 1, False)]  # unit tests are not data checks
+        (manifest["nodes"][pattern]["name"], FCT, "warn", 1, False)]  # unit tests are not data checks
     assert model_errors(models) == [f"{FCT}: Binder Error: column x"]
 
 
@@ -58,25 +60,21 @@ def test_row_counts_are_exact_for_tables_and_leave_views_out():
 
 
 def test_artifacts_and_dbt_log_go_to_the_invocation_folder(tmp_path):
-    command = build_command("dbt", ["build", "--select", "calendar"], DBT_PROJECT_DIR, DBT_PROJECT_DIR, tmp_path, target="prod")
-    assert command[:4] == ["dbt", "build", "--select", "calendar"]
+    command = build_args(["build", "--select", "calendar"], DBT_PROJECT_DIR, DBT_PROJECT_DIR, tmp_path, target="prod")
+    assert command[:3] == ["build", "--select", "calendar"]
     assert command[command.index("--target-path") + 1] == str(tmp_path) == command[command.index("--log-path") + 1]
     assert command[-2:] == ["--target", "prod"]
 
 
 def test_a_dbt_that_cannot_start_names_its_log_and_the_cause(tmp_path):
     """A missing profile makes real dbt exit before building anything: an error, not an empty success."""
-    import sys
-    from pathlib import Path
-
-    dbt = str(Path(sys.executable).parent / "dbt")
     empty_profiles = tmp_path / "profiles"
     empty_profiles.mkdir()
     target = tmp_path / "run"
     with pytest.raises(RuntimeError) as error:
-        run_build(build_command(dbt, ["build"], DBT_PROJECT_DIR, empty_profiles, target), target, load_manifest())
+        run_build(build_args(["build"], DBT_PROJECT_DIR, empty_profiles, target), target, load_manifest())
     message = str(error.value)
-    assert "wrote no run_results.json" in message and str(target / "dbt_stdout.log") in message
+    assert "without writing run_results.json" in message and str(target / "dbt_stdout.log") in message
     assert "ai_factory" in message  # dbt's own words: the profile it could not find
 
 
@@ -91,30 +89,13 @@ def test_summary_names_tests_that_did_not_pass(tmp_path):
     assert build.summary() == "dbt build: 1/2 models built, 1/3 tests passed, not passing: unique_a_id (2.0 s)"
 
 
-def _flaky_dbt(folder, failures: int):
-    """A dbt that cannot start the first ``failures`` times (as when the warehouse is restarting),
-    then is the real dbt; it counts its starts in ``tries``."""
-    import os
-    import sys
-    from pathlib import Path
-
-    real = Path(sys.executable).parent / "dbt"
-    tries = folder / "tries"
-    script = folder / "flaky-dbt"
-    script.write_text(f"#!/bin/sh\necho start >> '{tries}'\n"
-                      f"if [ $(wc -l < '{tries}') -le {failures} ]; then echo 'Runtime Error: could not connect'; exit 2; fi\n"
-                      f"exec '{real}' \"$@\"\n")
-    os.chmod(script, 0o755)
-    return script, tries
-
-
-def _materialize_dbt(tmp_path, dbt_executable, model: str):
+def _materialize_dbt(tmp_path, model: str):
     import dagster as dg
 
     from factory_assets.processing.dbt_assets import processing_dbt_models
     from factory_assets.resources import DbtRunner, FactoryStore
 
-    runner = DbtRunner(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=str(dbt_executable))
+    runner = DbtRunner(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR))
     return dg.materialize([processing_dbt_models], selection=dg.AssetSelection.assets(dg.AssetKey(["processing", model])),
                           resources={"dbt": runner, "store": FactoryStore(home=str(tmp_path / "home"))},
                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
@@ -124,24 +105,45 @@ def _events(result, kind: str) -> list:
     return [e for e in result.all_events if e.event_type_value == kind]
 
 
-def test_a_dbt_that_cannot_start_is_retried_with_back_off_and_then_builds(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
-    dbt, tries = _flaky_dbt(tmp_path, failures=1)
-    result = _materialize_dbt(tmp_path, dbt, "stg_erp__deliveries")
-    assert result.success
-    assert len(_events(result, "STEP_UP_FOR_RETRY")) == 1 and tries.read_text().count("start") == 2
-    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == ["processing/stg_erp__deliveries"]
+HOLD_DUCKDB = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+
+
+def test_a_warehouse_another_program_holds_is_tried_again_with_back_off_then_builds_once_released(tmp_path, monkeypatch):
+    """DuckDB's own file lock, held by a program that does not take the factory's warehouse lock
+    (a notebook, the duckdb CLI): every try fails on it, retried twice with back-off, then the
+    step fails with DuckDB's words naming the holder; released, the next run builds."""
+    import subprocess
+    import sys
+
+    from factory_assets.settings import FactoryPaths
+
+    paths = FactoryPaths(tmp_path / "home").create()
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(paths.warehouse))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_DUCKDB, str(paths.warehouse)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        blocked = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not blocked.success and len(_events(blocked, "STEP_UP_FOR_RETRY")) == 2
+    cause = _events(blocked, "STEP_FAILURE")[0].event_specific_data.error.cause
+    assert "Could not set lock" in cause.message and f"PID {holder.pid}" in cause.message
+    released = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    assert released.success and _events(released, "STEP_UP_FOR_RETRY") == []
+    assert [e.asset_key.to_user_string() for e in released.get_asset_materialization_events()] == ["processing/stg_erp__deliveries"]
 
 
 def test_a_model_whose_sql_fails_is_not_retried(tmp_path, monkeypatch):
     """calendar alone on an empty warehouse: its upstream views do not exist, a permanent error."""
     monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
-    dbt, tries = _flaky_dbt(tmp_path, failures=0)
-    result = _materialize_dbt(tmp_path, dbt, "calendar")
+    result = _materialize_dbt(tmp_path, "calendar")
     assert not result.success
-    assert _events(result, "STEP_UP_FOR_RETRY") == [] and tries.read_text().count("start") == 1
+    assert _events(result, "STEP_UP_FOR_RETRY") == []
     failure = _events(result, "STEP_FAILURE")[0].event_specific_data.error
     assert "dbt could not build some models" in failure.message and "dbt_stdout.log" in failure.message
+    log = Path(failure.message.split("see dbt's log ")[1].strip().rstrip("."))
+    assert "ERROR creating sql table model marts.calendar" in log.read_text()  # dbt's words, in the named log
 
 
 def test_a_subset_selects_its_models_and_the_whole_step_selects_the_folder():
@@ -192,31 +194,28 @@ def _dbt_log(result) -> str:
 
 def test_the_next_dbt_step_on_a_home_reuses_the_last_parse_and_another_warehouse_parses_again(tmp_path, monkeypatch):
     import shutil
-    import sys
-    from pathlib import Path
 
     from factory_assets.processing.dbt_cli import partial_parse_file
     from factory_assets.settings import FactoryPaths
 
-    dbt = Path(sys.executable).parent / "dbt"
     monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
-    first = _materialize_dbt(tmp_path, dbt, "stg_erp__deliveries")
+    first = _materialize_dbt(tmp_path, "stg_erp__deliveries")
     kept = partial_parse_file(FactoryPaths(tmp_path / "home").dbt_state, None)
     assert first.success and kept.is_file() and REUSED_PARSE not in _dbt_log(first)
-    second = _materialize_dbt(tmp_path, dbt, "stg_erp__deliveries")
+    second = _materialize_dbt(tmp_path, "stg_erp__deliveries")
     assert second.success and REUSED_PARSE in _dbt_log(second) and FULL_PARSE not in _dbt_log(second)
 
     # The same saved parse in another home: its profile names another warehouse file, so dbt parses in full.
     other = tmp_path / "other"
     shutil.copytree(kept.parent, FactoryPaths(other / "home").dbt_state)
     monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(other / "home" / "warehouse.duckdb"))
-    moved = _materialize_dbt(other, dbt, "stg_erp__deliveries")
+    moved = _materialize_dbt(other, "stg_erp__deliveries")
     assert moved.success and f"{FULL_PARSE} profile has changed" in _dbt_log(moved)
     assert [e.asset_key.to_user_string() for e in moved.get_asset_materialization_events()] == ["processing/stg_erp__deliveries"]
 
     # A saved parse that does not load (a damaged file): dbt says so and parses in full.
     partial_parse_file(FactoryPaths(other / "home").dbt_state, None).write_bytes(b"not msgpack")
-    damaged = _materialize_dbt(other, dbt, "stg_erp__deliveries")
+    damaged = _materialize_dbt(other, "stg_erp__deliveries")
     assert damaged.success and "Failed to load parsed file from disk" in _dbt_log(damaged)
     assert REUSED_PARSE not in _dbt_log(damaged)
 

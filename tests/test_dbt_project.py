@@ -76,7 +76,9 @@ def test_generated_yaml_carries_contract_metadata_constraints_and_tests():
     line_id = columns["order_line_id"]
     assert line_id["data_type"] == "varchar"
     assert line_id["constraints"] == [{"type": "not_null"}]
-    assert line_id["data_tests"][:2] == ["not_null", "unique"]
+    assert line_id["data_tests"][0] == "unique"
+    # a required column's nulls are refused by the enforced constraint (see the build test below), not tested for
+    assert all("not_null" not in c.get("data_tests", []) for c in columns.values())
     assert {"matches_pattern": {"arguments": {"regex": "^O[0-9]+-[0-9]+$"}}} in line_id["data_tests"]
     assert {"accepted_range": {"arguments": {"min_value": 0, "max_value": 0.9}}} in columns["discount_pct"]["data_tests"]
     assert {"accepted_values": {"arguments": {"values": ["north", "south", "east", "west", "central"]}}} in columns[
@@ -399,6 +401,29 @@ def test_incremental_result_equals_a_full_refresh(warehouse):
     assert refreshed["O2-1"]["shipment_delay_events"] == 0  # the full refresh recomputes the tampered line
     incremental["O2-1"] = {**incremental["O2-1"], "shipment_delay_events": 0}
     assert incremental == refreshed
+
+
+def test_a_null_in_a_required_product_column_fails_the_build_and_the_product_keeps_its_rows(warehouse, tmp_path,
+                                                                                          monkeypatch):
+    """The products' not_null rules are enforced constraints, not data tests: the insert itself fails."""
+    copy = DbtWarehouse(tmp_path)
+    with duckdb.connect(str(warehouse.path)) as con:
+        con.execute("checkpoint")  # the copy must not miss what is still in the write-ahead log
+    shutil.copy(warehouse.path, copy.path)
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(copy.path))
+    before = copy.mart("fct_order_lines", "order_line_id")
+    batch_3 = {  # O4-1 is delivered (its row would be replaced), and a new line arrives without a channel
+        "transactions": [_line("O6", 1, dt.datetime(2024, 3, 9, 9), "C303", "east", "P2", "W2", "S2", 1, 20.0, 0.0,
+                               D(2024, 3, 12), None)],
+        "deliveries": [("O4", 1, D(2024, 3, 9), 3)],
+    }
+    with duckdb.connect(str(copy.path)) as con:
+        _append(con, batch_3, dt.datetime(2024, 3, 10, 1, 0))
+    refused = r"(?s)model\.ai_factory\.fct_order_lines: error .*NOT NULL constraint failed: fct_order_lines\.channel"
+    with pytest.raises(AssertionError, match=refused):
+        copy.dbt("build", "--select", "fct_order_lines")
+    # nothing half-written: O4-1 is not deleted by the failed delete+insert, O6-1 is not there
+    assert copy.mart("fct_order_lines", "order_line_id") == before
 
 
 def test_supplier_reliability(warehouse):

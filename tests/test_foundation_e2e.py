@@ -6,6 +6,7 @@ arrive with bad files and with a contract violation, in order, as they would in 
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date, timedelta
 from pathlib import Path
@@ -258,6 +259,17 @@ def test_column_lineage_is_fetched_once_per_code_version_then_carried_forward(fa
     for name in ("dagster/column_schema", "dagster/column_lineage"):
         assert latest.metadata[name] == first.metadata[name], name
     assert latest.metadata["dagster/row_count"].value == query(factory.paths, "SELECT count(*) FROM marts.fct_order_lines")[0][0]
+
+
+def test_the_orchestrated_build_runs_the_data_tests_and_leaves_the_unit_tests_to_ci(factory):
+    """dbt's unit tests prove the SQL on fixtures (tests/test_dbt_project.py runs them); nights test the data."""
+    said = next(e.user_message for e in factory.instance.all_logs(factory.result.run_id)
+                if (e.user_message or "").startswith("dbt build --exclude path:models/operations"))
+    assert "--exclude-resource-type unit_test" in said
+    target = Path(said.split("dbt's log in ")[1].rstrip(")"))
+    ran = {r["unique_id"].split(".")[0] for r in json.loads((target / "run_results.json").read_text())["results"]}
+    assert ran == {"model", "test"}
+    assert len(json.loads((target / "manifest.json").read_text())["unit_tests"]) >= 6  # left out, not missing
 
 
 def test_a_product_contract_violation_blocks_downstream(factory):

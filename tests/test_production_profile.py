@@ -94,7 +94,7 @@ def test_runs_and_materializations_are_stored_in_postgres_not_sqlite(world, serv
     assert stored == report["materializations"]
     checks = server.query("select count(*) from event_logs where run_id = %s and dagster_event_type = 'ASSET_CHECK_EVALUATION'",
                           report["run_id"])[0][0]
-    assert checks == report["checks"]["passed"] + report["checks"]["failed"] > 100
+    assert checks == report["checks"]["passed"] + report["checks"]["failed"] > 60
     keys = {row[0] for row in server.query("select asset_key from asset_keys")}
     assert '["processing", "fct_order_lines"]' in keys and '["feedback", "model_compliance"]' in keys
     # the embedded SQLite storage was never created, and no credential is written in the file

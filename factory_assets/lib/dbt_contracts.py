@@ -8,12 +8,14 @@ data product. This module renders ``dbt_project/models/marts/<name>.yml`` from i
 * every column with its lower-case DuckDB ``data_type``, description, classification (column
   ``config.meta``) and a ``not_null`` constraint when the column is required (dbt enforces the
   column names, types and constraints when it builds the table),
-* data tests derived from the contract: ``not_null`` (required), ``unique``, ``accepted_values``
+* data tests derived from the contract: ``unique``, ``accepted_values``
   (quality invalidValues), ``accepted_range`` (logicalTypeOptions minimum/maximum),
   ``matches_pattern`` (logicalTypeOptions pattern) and, at model level,
   ``unique_combination_of_columns`` (table quality duplicateValues). The generic tests live in
   ``dbt_project/tests/generic/``; their arguments are nested under ``arguments:`` as dbt 1.11
-  expects.
+  expects. A required column gets no ``not_null`` data test: DuckDB enforces its ``not_null``
+  constraint on every insert, so a null fails the model's build (the table keeps its last good
+  rows) and a test could never find one; it cost a dbt node per required column every night.
 
 The committed YAML must equal what the contract generates; ``sync_dbt_models(check=True)`` and
 ``python -m factory_assets.lib.dbt_contracts --check`` report drift (the test suite runs the check).
@@ -57,9 +59,7 @@ def _number(value: float | int) -> float | int:
 
 
 def _column_tests(column: Column) -> list[Any]:
-    tests: list[Any] = []
-    if column.required:
-        tests.append("not_null")
+    tests: list[Any] = []  # a required column's not_null is its enforced constraint, not a test
     if column.unique:
         tests.append("unique")
     if column.valid_values is not None:

@@ -20,13 +20,15 @@ import dagster as dg
 from factory_assets.lib.contracts import product_contract, product_contract_names
 from factory_assets.lib.warehouse_lock import warehouse_lock
 from factory_assets.processing.dbt_cli import (
+    ORCHESTRATED_BUILD_EXCLUDES,
     TEST_WARNED,
-    build_command,
+    build_args,
     keep_partial_parse,
     model_errors,
     parse_run_results,
     partial_parse_args,
     partial_parse_file,
+    release_duckdb,
     run_build,
     table_row_counts,
 )
@@ -119,20 +121,10 @@ def _runtime_translator():
 
 
 def _release_duckdb(invocation) -> None:
-    """Close the warehouse connection dagster-dbt's in-process adapter opened for the metadata.
-
-    dbt-duckdb keeps one DuckDB instance per process; left open, it blocks this process's later
-    read-only connections ("different configuration") and other processes' writes."""
+    """Close the warehouse connection dagster-dbt's in-process adapter opened for the metadata."""
     if invocation.adapter is not None:
         invocation.adapter.cleanup_connections()
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # another adapter (production warehouse): nothing process-wide to release
-        return
-    with DuckDBConnectionManager._LOCK:
-        if DuckDBConnectionManager._ENV is not None:
-            DuckDBConnectionManager._ENV.close()
-            DuckDBConnectionManager._ENV = None
+    release_duckdb()
 
 
 @dataclass(frozen=True)
@@ -212,11 +204,11 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
     manifest = retarget_manifest(load_manifest(), Path(store.paths.warehouse).stem)
     parsed = partial_parse_file(store.paths.dbt_state, dbt.target)
     args = ["build", *dbt_selection(step, context.selected_asset_keys, context.selected_asset_check_keys),
-            *partial_parse_args(parsed)]
+            *ORCHESTRATED_BUILD_EXCLUDES, *partial_parse_args(parsed)]
     target = dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}")
     context.log.info(f"dbt {' '.join(args)} (artifacts and dbt's log in {Path(dbt.project_dir) / target})")
     carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
-    # dbt writes the warehouse from its own process: hold the write lock for all of it.
+    # dbt writes the warehouse: hold the write lock (other processes wait) for all of it.
     with warehouse_lock(store.paths.warehouse, exclusive=True, holder=f"dbt step of run {context.run.run_id}"):
         try:
             if carried is None or dbt.target:
@@ -224,15 +216,16 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
                 # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
                 yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried)
             else:
-                yield from _build_as_subprocess(context, dbt, store, manifest, args, target, carried)
+                yield from _build_in_process(context, dbt, store, manifest, args, target, carried)
         finally:
             keep_partial_parse(Path(dbt.project_dir) / target, parsed)
 
 
-def _build_as_subprocess(context, dbt: DbtRunner, store: FactoryStore, manifest, args, target, carried):
+def _build_in_process(context, dbt: DbtRunner, store: FactoryStore, manifest, args, target, carried):
     """The nightly path: dbt alone on the machine, results from run_results.json (``dbt_cli``)."""
-    build = run_build(build_command(dbt.dbt_executable, args, Path(dbt.project_dir), Path(dbt.profiles_dir),
-                                    Path(dbt.project_dir) / target, dbt.target), Path(dbt.project_dir) / target, manifest)
+    target_dir = Path(dbt.project_dir) / target
+    build = run_build(build_args(args, Path(dbt.project_dir), Path(dbt.profiles_dir), target_dir, dbt.target),
+                      target_dir, manifest)
     context.log.info(build.summary())
     with store.warehouse(read_only=True) as conn:
         rows = table_row_counts(conn, build.models)

@@ -1,11 +1,19 @@
-"""``dbt build`` as a plain subprocess, and what its run_results.json says: no Dagster, no dagster-dbt.
+"""``dbt build`` through dbt's own Python entry point, and what its run_results.json says: no
+Dagster, no dagster-dbt.
 
 The nightly dbt step runs dbt this way. dagster-dbt's runtime path cost a fixed ~7 s per
 invocation before dbt started (a ``dbt --version`` subprocess and an in-process dbt adapter for
 row counts), and while dbt ran on DuckDB its event post-processing (``dagster._core.utils.imap``)
 polled futures in a loop without sleeping, taking one of two cores from dbt (BENCHMARKS.md).
 Here dbt gets the machine to itself; results are read from the run_results.json it writes, and
-row counts with one read-only DuckDB connection after dbt has exited.
+row counts with one read-only DuckDB connection after dbt is done.
+
+dbt runs in the step's own process (``dbtRunner``), not as a ``dbt`` subprocess: importing dbt
+takes ~3 s and setting it up (adapter, macros) another ~2 s, paid once per process instead of once
+per invocation. With the default in-process executor the night's second dbt step (the operations
+models) took 1 s instead of 6-7 s (BENCHMARKS.md). Invocations in one process run one at a time
+(dbt's global flags and adapter registry are per process); the dbt steps hold the warehouse's
+write lock, and a process runs one step at a time, so nothing else has to keep them apart.
 """
 
 from __future__ import annotations
@@ -14,7 +22,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +34,12 @@ from factory_assets.processing.dbt_manifest import tested_node
 TEST_PASSED = {"pass"}
 TEST_WARNED = {"warn"}
 MODEL_FAILED = {"error", "runtime error"}
+
+#: What the orchestrated ``dbt build`` leaves out: dbt's unit tests. Their inputs are fixtures in the
+#: project, so they prove the SQL, not the night's data; dbt recommends running them in development
+#: and CI only. They run with the test suite (tests/test_dbt_project.py) and in a plain ``dbt build``;
+#: in every night they cost six nodes, ~1.5 s (BENCHMARKS.md).
+ORCHESTRATED_BUILD_EXCLUDES = ("--exclude-resource-type", "unit_test")
 
 
 @dataclass(frozen=True)
@@ -90,10 +103,10 @@ def model_errors(models: Sequence[ModelResult]) -> list[str]:
     return [f"{m.unique_id}: {m.message}" for m in models if m.status in MODEL_FAILED]
 
 
-def build_command(dbt_executable: str, args: Sequence[str], project_dir: Path, profiles_dir: Path,
-                  target_dir: Path, target: str | None = None) -> list[str]:
-    """The dbt command line: artifacts and dbt's own log in ``target_dir``, one per invocation."""
-    command = [dbt_executable, *args, "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir),
+def build_args(args: Sequence[str], project_dir: Path, profiles_dir: Path, target_dir: Path,
+               target: str | None = None) -> list[str]:
+    """dbt's arguments: artifacts and dbt's own log in ``target_dir``, one per invocation."""
+    command = [*args, "--project-dir", str(project_dir), "--profiles-dir", str(profiles_dir),
                "--target-path", str(target_dir), "--log-path", str(target_dir)]
     return command + (["--target", target] if target else [])
 
@@ -153,38 +166,51 @@ def parse_run_results(results: Mapping[str, Any], manifest: Mapping[str, Any]) -
     return models, tests
 
 
-def run_build(command: Sequence[str], target_dir: Path, manifest: Mapping[str, Any], env: Mapping[str, str] | None = None) -> DbtBuild:
-    """Run dbt to completion (its output to ``dbt_stdout.log``) and read back what it did.
+def run_build(args: Sequence[str], target_dir: Path, manifest: Mapping[str, Any]) -> DbtBuild:
+    """Run dbt to completion in this process (what it would print to ``dbt_stdout.log``, its
+    debug log to ``dbt.log``) and read back what it did.
 
-    A dbt that exits without writing run_results.json (bad profile, project that does not parse)
+    A dbt that ends without writing run_results.json (bad profile, project that does not parse)
     is an error naming the log, not an empty success."""
+    from dbt.cli.main import dbtRunner  # ~3 s: only when a step builds
+
     target_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with (target_dir / "dbt_stdout.log").open("w") as log:
-        proc = subprocess.run(list(command), stdout=log, stderr=subprocess.STDOUT, env=dict(env) if env else None,
-                              check=False, preexec_fn=_die_with_parent)
-    build = DbtBuild(proc.returncode, target_dir, time.perf_counter() - started)
+        def echo(event) -> None:  # what the dbt command prints, without the debug lines of dbt.log
+            if event.info.level in ("info", "warn", "error"):
+                log.write(event.info.msg + "\n")
+
+        try:
+            result = dbtRunner(callbacks=[echo]).invoke([*args, "--quiet", "--no-use-colors"])
+        finally:
+            release_duckdb()
+    if result.exception is not None:
+        with (target_dir / "dbt_stdout.log").open("a") as log:
+            log.write(f"{type(result.exception).__name__}: {result.exception}\n")
+    returncode = 0 if result.success else (2 if result.exception is not None else 1)  # dbt's exit codes
+    build = DbtBuild(returncode, target_dir, time.perf_counter() - started)
     results_path = target_dir / "run_results.json"
     if not results_path.exists():
-        raise RuntimeError(f"dbt exited with code {proc.returncode} and wrote no run_results.json; "
+        raise RuntimeError(f"dbt ended (exit code {returncode}) without writing run_results.json; "
                            f"see {build.log_path}:\n{build.log_tail()}")
     build.models, build.tests = parse_run_results(json.loads(results_path.read_text()), manifest)
     return build
 
 
-def _die_with_parent() -> None:
-    """In the dbt child, before exec: on Linux, be killed when the step's process dies.
+def release_duckdb() -> None:
+    """Close the DuckDB database dbt-duckdb keeps open for the whole process.
 
-    A worker killed mid-step (an evicted pod, an OOM kill) would otherwise leave dbt running,
-    orphaned, still holding DuckDB's write lock, and the step's retry on another worker would fail
-    on it. dbt's writes are transactions, so killing it leaves each table as it was."""
+    Left open, it holds the warehouse file's write lock after dbt is done: this process's read-only
+    connections fail ("different configuration") and other processes cannot write."""
     try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: nothing to arrange
-        pass
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # another adapter (production warehouse): nothing process-wide to release
+        return
+    with DuckDBConnectionManager._LOCK:
+        if DuckDBConnectionManager._ENV is not None:
+            DuckDBConnectionManager._ENV.close()
+            DuckDBConnectionManager._ENV = None
 
 
 def table_row_counts(conn, models: Sequence[ModelResult]) -> dict[str, int]:
