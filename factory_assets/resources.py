@@ -47,7 +47,9 @@ class DbtRunner(dg.ConfigurableResource):
 
     A thin configuration holder: dagster-dbt (and the dbt-core it imports, ~2 s) is imported only
     when a step runs dbt, not when the code location loads. ``target`` picks a profiles.yml output
-    (e.g. a production warehouse) with no code change."""
+    (e.g. a production warehouse) with no code change. The nightly path on the embedded warehouse
+    runs the dbt installed with this project, in the step's process (``processing/dbt_cli.py``);
+    ``dbt_executable`` is what dagster-dbt's path runs (column lineage, another ``target``)."""
 
     project_dir: str
     profiles_dir: str
