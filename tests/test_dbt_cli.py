@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import duckdb
@@ -95,7 +96,8 @@ def _materialize_dbt(tmp_path, model: str):
     from factory_assets.processing.dbt_assets import processing_dbt_models
     from factory_assets.resources import DbtRunner, FactoryStore
 
-    runner = DbtRunner(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR))
+    runner = DbtRunner(project_dir=str(DBT_PROJECT_DIR), profiles_dir=str(DBT_PROJECT_DIR),
+                       dbt_executable=str(Path(sys.executable).parent / "dbt"))  # dagster-dbt's path runs it
     return dg.materialize([processing_dbt_models], selection=dg.AssetSelection.assets(dg.AssetKey(["processing", model])),
                           resources={"dbt": runner, "store": FactoryStore(home=str(tmp_path / "home"))},
                           instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
@@ -218,6 +220,29 @@ def test_the_next_dbt_step_on_a_home_reuses_the_last_parse_and_another_warehouse
     damaged = _materialize_dbt(other, "stg_erp__deliveries")
     assert damaged.success and "Failed to load parsed file from disk" in _dbt_log(damaged)
     assert REUSED_PARSE not in _dbt_log(damaged)
+
+
+def test_a_step_through_dagster_dbt_keeps_the_homes_parse_not_the_projects_set_up_parse(tmp_path, monkeypatch):
+    """dagster-dbt copies the project's set-up parse (another warehouse path) into a target folder
+    that has none, and a dbt that reuses the saved parse writes none: that copy used to be kept, so
+    the next step found "profile has changed" and parsed in full. The folder is seeded instead."""
+    from factory_assets.processing.dbt_cli import partial_parse_file
+    from factory_assets.settings import FactoryPaths
+
+    set_up_parse = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"  # written by `tasks.py setup`
+    assert set_up_parse.is_file()
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
+    monkeypatch.setenv("FACTORY_DBT_COLUMN_METADATA", "1")  # a fresh instance: lineage to fetch, dagster-dbt's path
+    first = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    kept = partial_parse_file(FactoryPaths(tmp_path / "home").dbt_state, None)
+    assert first.success and kept.is_file()
+    home_parse = kept.read_bytes()
+    second = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    assert second.success and REUSED_PARSE in _dbt_log(second)
+    assert kept.read_bytes() == home_parse != set_up_parse.read_bytes()
+    monkeypatch.delenv("FACTORY_DBT_COLUMN_METADATA")  # the nightly path, in process
+    third = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    assert third.success and REUSED_PARSE in _dbt_log(third) and FULL_PARSE not in _dbt_log(third)
 
 
 def test_keeping_the_parse_replaces_it_whole_and_a_failed_copy_keeps_the_last_one(tmp_path):

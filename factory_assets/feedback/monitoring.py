@@ -144,7 +144,7 @@ def data_drift(reference: pl.DataFrame, current: pl.DataFrame, columns: list[str
     The report is the preset's own metrics (``DriftedColumnsCount`` and one ``ValueDrift`` per
     column) rather than ``DataDriftPreset``: the preset renders every column's plots twice, and
     computes every drift twice, for a legacy summary table it draws over them (measured: half the
-    time of a report, same scores; BENCHMARKS.md)."""
+    time of a report, same scores; README, what the benchmarks found)."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import DriftedColumnsCount, ValueDrift
 

@@ -30,6 +30,7 @@ from factory_assets.processing.dbt_cli import (
     partial_parse_file,
     release_duckdb,
     run_build,
+    seed_partial_parse,
     table_row_counts,
 )
 from factory_assets.processing.dbt_manifest import (
@@ -214,6 +215,7 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
             if carried is None or dbt.target:
                 # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
                 # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
+                seed_partial_parse(Path(dbt.project_dir) / target, parsed)
                 yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried)
             else:
                 yield from _build_in_process(context, dbt, store, manifest, args, target, carried)
