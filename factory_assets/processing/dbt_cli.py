@@ -10,10 +10,11 @@ row counts with one read-only DuckDB connection after dbt is done.
 
 dbt runs in the step's own process (``dbtRunner``), not as a ``dbt`` subprocess: importing dbt
 takes ~3 s and setting it up (adapter, macros) another ~2 s, paid once per process instead of once
-per invocation. With the default in-process executor the night's second dbt step (the operations
-models) took 1.3 s instead of 6.9 s (README, what the benchmarks found). Invocations in one process run one at a time
-(dbt's global flags and adapter registry are per process); the dbt steps hold the warehouse's
-write lock, and a process runs one step at a time, so nothing else has to keep them apart.
+per invocation. With the default in-process executor the night's second dbt step (the
+operations models) took 1.3 s instead of 6.9 s (README, what the benchmarks found). Invocations in
+one process run one at a time (dbt's global flags and adapter registry are per process); the dbt
+steps hold the warehouse's write lock, and a process runs one step at a time, so nothing else has
+to keep them apart.
 """
 
 from __future__ import annotations
@@ -135,12 +136,12 @@ def seed_partial_parse(target_dir: Path, state_file: Path) -> None:
     dagster-dbt copies the project's ``target/partial_parse.msgpack`` (the set-up parse, made for
     another warehouse path) into an invocation's target folder that has none. A dbt that reuses the
     saved parse unchanged writes none of its own, so :func:`keep_partial_parse` kept that set-up
-    parse, and the next invocation in a fresh process found "profile has changed" and parsed in
-    full (~3 s, BENCHMARKS.md). With the folder seeded, dagster-dbt copies nothing."""
+    parse, and the next invocation found "profile has changed" and parsed in full (~3 s,
+    BENCHMARKS.md). With the folder seeded, dagster-dbt copies nothing."""
     if not state_file.is_file():
         return
-    target_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):  # a cache: without the seed, dbt still reads the saved parse
+        target_dir.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(state_file, target_dir / PARTIAL_PARSE_FILE)
 
 
