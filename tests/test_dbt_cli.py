@@ -115,7 +115,6 @@ def test_a_warehouse_another_program_holds_is_tried_again_with_back_off_then_bui
     (a notebook, the duckdb CLI): every try fails on it, retried twice with back-off, then the
     step fails with DuckDB's words naming the holder; released, the next run builds."""
     import subprocess
-    import sys
 
     from factory_assets.settings import FactoryPaths
 
