@@ -72,6 +72,9 @@ def setup() -> dict:
         _run([*uv, "-r", ROOT / "requirements.lock"], env=env)
         _run([*uv, "--no-deps", "-e", ROOT], env=env)
         STAMP.write_text(wanted)
+    # The raw tables' dbt sources follow from data_contracts/raw (a new raw contract needs no YAML);
+    # files are rewritten only when they differ, so an unchanged project is not parsed again.
+    _run([PY, "-m", "factory_assets.lib.dbt_contracts", "--sources-only", "--quiet"], env=env, cwd=ROOT)
     manifest = ROOT / "dbt_project" / "target" / "manifest.json"
     sources = _dbt_sources(ROOT / "dbt_project")
     if not manifest.exists() or any(p.stat().st_mtime > manifest.stat().st_mtime for p in sources):

@@ -62,11 +62,11 @@ def _chain(defs, instance, first: dt.date, last: dt.date):
 def _rebuild(home: Path, first: dt.date, night: dt.date) -> dict:
     from layers import RssSampler, layer_profile
 
-    from factory_assets.assembly.specs import load_use_cases
+    from factory_assets.assembly.specs import USE_CASES_DIR, load_use_cases
 
     defs, instance = _dagster(home)
     training = {**QUIET, "ops": {f"assembly__{uc}_training_set": {"config": {"as_of": night.isoformat()}}
-                                 for uc in load_use_cases()}}
+                                 for uc in load_use_cases(USE_CASES_DIR)}}
     phases, layers, ok = {}, {}, True
     with RssSampler() as sampler:
         for phase, run in (("history", lambda: _chain(defs, instance, first, night - dt.timedelta(days=1))),
@@ -101,13 +101,13 @@ def _approve_and_promote(defs, instance, home: Path):
     import dagster as dg
 
     from factory_assets.assembly.registry import ModelRegistry
-    from factory_assets.assembly.specs import load_use_cases
+    from factory_assets.assembly.specs import USE_CASES_DIR, load_use_cases
     from factory_assets.governance.facts import approvals_log, current_policy
     from factory_assets.settings import FactoryPaths
 
     paths, policy = FactoryPaths(home), current_policy()
     registry, approvals = ModelRegistry(paths.artifacts / "models"), approvals_log(paths.artifacts)
-    gated = [spec for spec in load_use_cases().values() if policy.tier(spec.risk_tier).required_approvals
+    gated = [spec for spec in load_use_cases(USE_CASES_DIR).values() if policy.tier(spec.risk_tier).required_approvals
              and "challenger" in registry.aliases(spec.name)]
     if not gated:
         return None

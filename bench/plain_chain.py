@@ -80,43 +80,24 @@ def build_feature_sets(store) -> bool:
 def train(store, as_of: dt.date) -> dict[str, str]:
     """Every use case: training set, each engine fitted, the best registered with its drift
     reference as challenger, then the gate against the champion on the same holdout."""
-    from factory_assets.assembly.assets import drift_reference, feature_columns
-    from factory_assets.assembly.registry import ModelRegistry, decide_promotion
-    from factory_assets.assembly.specs import load_use_cases
-    from factory_assets.assembly.templates import evaluate_on_holdout, fit_template
-    from factory_assets.assembly.training import improvement
+    from factory_assets.assembly.features import feature_set_versions
+    from factory_assets.assembly.lifecycle import promotion_gate, train_and_register
+    from factory_assets.assembly.specs import USE_CASES_DIR, load_use_cases
     from factory_assets.assembly.training_sets import resolve_training_set
-    from factory_assets.governance.facts import current_policy
+    from factory_assets.governance.facts import approvals_log, current_policy
 
-    policy, registry, decisions = current_policy(), ModelRegistry(store.paths.artifacts / "models"), {}
-    for spec in load_use_cases().values():
+    policy, registry, decisions = current_policy(), store.registry(), {}
+    for spec in load_use_cases(USE_CASES_DIR).values():
         builder = resolve_training_set(spec)
         with store.warehouse(read_only=True) as conn:
             frame = builder.build(conn, spec, as_of)
+            train_and_register(spec, frame, {"as_of": as_of.isoformat()}, builder=builder, registry=registry,
+                               policy=policy, conn=conn, feature_set_versions=feature_set_versions(spec.feature_sets),
+                               reason="plain chain")
         frame.write_parquet(store.paths.artifacts / f"plain_{spec.name}_training_set.parquet")
-        features = feature_columns(frame, spec)
-        results = {e: fit_template(spec.template, frame, target=spec.target, feature_columns=features,
-                                   time_column="split_time", engine=e, metric=spec.metric,
-                                   segment_columns=policy.segments) for e in spec.engines}
-        best = max(results.values(), key=lambda r: improvement(spec.metric, r.metrics[spec.metric],
-                                                               r.baseline_metrics[spec.metric]))
-        with store.warehouse(read_only=True) as conn:
-            reference = drift_reference(conn, spec, best.model, best.categories, as_of)
-        version = registry.register(spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
-                                    extra={"categories": best.categories, "test_window": list(best.test_window),
-                                           "template": spec.template, "training_as_of": as_of.isoformat(),
-                                           "reference": {"file": "reference.parquet", "rows": reference.height}},
-                                    files={"reference.parquet": _parquet(reference)})
-        registry.set_alias(spec.name, "challenger", version.version, reason="plain chain")
-        window = tuple(best.test_window)
-        challenger = evaluate_on_holdout(spec, registry, "challenger", frame, window)
-        champion = (evaluate_on_holdout(spec, registry, "champion", frame, window)
-                    if "champion" in registry.aliases(spec.name) else None)
-        decision = decide_promotion(spec.metric, challenger, champion, best.baseline_metrics,
-                                    policy.tier(spec.risk_tier).promotion_margin, holdout_id=" .. ".join(window))
-        if decision.promote:
-            registry.set_alias(spec.name, "champion", version.version, reason=decision.reason)
-        decisions[spec.name] = decision.reason
+        gate = promotion_gate(spec, frame, registry=registry, approvals=approvals_log(store.paths.artifacts),
+                              policy=policy)
+        decisions[spec.name] = gate.reason
     return decisions
 
 
@@ -131,17 +112,19 @@ def _parquet(frame: pl.DataFrame) -> bytes:
 def score_and_monitor(store, days: list[dt.date]) -> dict[str, float]:
     """Champion scores of each day into the prediction products, then drift and quality per day;
     the drift share per ``use_case/day`` scored (a use case without a champion scores nothing)."""
-    from factory_assets.assembly.registry import ModelRegistry, RegistryKeyError
-    from factory_assets.assembly.specs import load_use_cases
+    from factory_assets.assembly.registry import RegistryKeyError
+    from factory_assets.assembly.specs import USE_CASES_DIR, load_use_cases
+    from factory_assets.assembly.training_sets import resolve_training_set
     from factory_assets.distribution import scoring
     from factory_assets.feedback import monitoring as mon
     from factory_assets.feedback.assets import monitor_day
     from factory_assets.lib.contract_checks import evaluate_contract
     from factory_assets.lib.contracts import prediction_contract
 
-    registry, shares = ModelRegistry(store.paths.artifacts / "models"), {}
+    registry, shares = store.registry(), {}
     config = mon.monitoring_config()
-    for spec in load_use_cases().values():
+    for spec in load_use_cases(USE_CASES_DIR).values():
+        builder = resolve_training_set(spec)
         try:
             champion = registry.get(spec.name, "champion")
         except RegistryKeyError:
@@ -150,13 +133,13 @@ def score_and_monitor(store, days: list[dt.date]) -> dict[str, float]:
         model = registry.load_model(spec.name, champion.version)
         categories = champion.manifest.get("extra", {}).get("categories", {})
         with store.warehouse() as conn:
-            scoring.score_days(conn, spec, model, categories, model_version=champion.version,
+            scoring.score_days(conn, spec, builder, model, categories, model_version=champion.version,
                                table=contract.physical_name, days=days,
                                snapshot_folder=store.paths.artifacts / "feature_snapshots" / spec.name)
             evaluate_contract(conn, contract)
         with store.warehouse(read_only=True) as conn:
             for day in days:
-                metadata = monitor_day(conn, store, spec, day, registry, config)
+                metadata = monitor_day(conn, store, spec, builder, day, registry, config)
                 shares[f"{spec.name}/{day}"] = metadata["drift_share"].value
     return shares
 

@@ -376,13 +376,13 @@ def run_training(as_of: date | None = None, asset_selection=None, tags=None, pro
     ``as_of``: train on what was known at the start of that day."""
     import dagster as dg
 
-    from factory_assets.assembly.specs import load_use_cases
+    from factory_assets.assembly.specs import USE_CASES_DIR, load_use_cases
     from factory_assets.definitions import defs
 
     job, config = _with_progress(defs.resolve_job_def(TRAINING_JOB), progress)
     if as_of is not None:
         config["ops"] = {f"assembly__{name}_training_set": {"config": {"as_of": as_of.isoformat()}}
-                         for name in load_use_cases()}
+                         for name in load_use_cases(USE_CASES_DIR)}
     return _execute(job, progress, instance=dg.DagsterInstance.get(), run_config=config,
                     asset_selection=asset_selection, tags=tags)
 
@@ -629,9 +629,9 @@ def cmd_run(args) -> int:
 
 
 def _registry():
-    from factory_assets.assembly.registry import ModelRegistry
+    from factory_assets.resources import default_store
 
-    return ModelRegistry(default_paths().artifacts / "models")
+    return default_store().registry()
 
 
 def _use_cases():
@@ -640,7 +640,7 @@ def _use_cases():
     try:
         return load_use_cases()
     except UseCaseSpecError as exc:
-        raise UsageError(f"{exc}; fix the file in factory_assets/assembly/use_cases/") from None
+        raise UsageError(f"{exc}; fix that declaration (README: Onboard your own data)") from None
 
 
 def _aliases(registry, use_case: str) -> dict[str, str]:

@@ -3,11 +3,12 @@
 import dagster as dg
 
 from factory_assets.assembly.features import FEATURE_SETS
+from factory_assets.keys import feature_set_key
 from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.settings import ML_TEAM, PLATFORM_TEAM, WAREHOUSE_WRITER_TAG
 
 #: The feature-set snapshots are rebuilt nightly; training sets and models only by the training job.
-FEATURE_SET_ASSETS = dg.AssetSelection.assets(*[dg.AssetKey(["assembly", name]) for name in FEATURE_SETS])
+FEATURE_SET_ASSETS = dg.AssetSelection.assets(*[feature_set_key(name) for name in FEATURE_SETS])
 
 supply_chain_job = dg.define_asset_job(
     name="supply_chain_nightly",

@@ -38,6 +38,13 @@ class FactoryStore(dg.ConfigurableResource):
                 conn.close()
 
 
+    def registry(self):
+        """The model registry under this home (the one place it is built)."""
+        from factory_assets.assembly.registry import ModelRegistry
+
+        return ModelRegistry(self.paths.artifacts / "models")
+
+
 def default_store() -> FactoryStore:
     return FactoryStore(home=str(factory_home()))
 

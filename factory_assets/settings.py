@@ -16,19 +16,40 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 CONTRACTS_DIR = PROJECT_ROOT / "data_contracts"
 
-#: First day of the daily partitions. Override with FACTORY_PARTITIONS_START (YYYY-MM-DD).
+#: First day of the daily partitions (YYYY-MM-DD), read when the code location loads: set
+#: FACTORY_PARTITIONS_START for the code location, the daemon and the CLI alike. Nothing before it
+#: can be ingested: a landing file dated earlier is quarantined with a reason naming this setting.
 PARTITIONS_START = os.environ.get("FACTORY_PARTITIONS_START", "2024-01-01")
 
-#: Raw sources that land as daily files, by kind of source.
-RAW_SOURCES: dict[str, str] = {
-    "transactions": "transactions",
-    "deliveries": "transactions",
-    "telemetry": "iot",
-    "tickets": "documents",
-    "holidays": "external",
-    "weather": "external",
-    "overrides": "feedback",
-}
+
+def partitions_start() -> date:
+    """PARTITIONS_START as a date; a malformed value is an error naming the setting."""
+    try:
+        return date.fromisoformat(PARTITIONS_START)
+    except ValueError:
+        raise ValueError(
+            f"FACTORY_PARTITIONS_START={PARTITIONS_START!r} is not a day: give the first partition day "
+            "as YYYY-MM-DD, e.g. 2024-01-01"
+        ) from None
+
+
+def raw_sources() -> dict[str, str]:
+    """The core's raw sources by kind, one per contract in data_contracts/raw (``sourceKind``)."""
+    from factory_assets.lib.contracts import raw_source_kinds
+
+    return raw_source_kinds()
+
+
+#: Raw sources by kind (``raw_sources()``), derived from the contracts on first use (module
+#: ``__getattr__``) so that importing settings parses no contract.
+RAW_SOURCES: dict[str, str]
+
+
+def __getattr__(name: str):
+    if name == "RAW_SOURCES":
+        return raw_sources()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Tag put on every run that writes to the DuckDB warehouse; dagster.yaml limits it to one run at
 #: a time because DuckDB allows a single writer per database file.

@@ -26,22 +26,25 @@ START, DAYS = date(2025, 1, 6), 100
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 FOURTH_USE_CASE = """\
-name: order_value
-description: Expected net value of an order line, for finance's cash-flow planning.
-template: regression
-training_set: order_lines
-target: net_amount
-feature_sets: [customer_activity]
-entity: order_line_id
-time_column: ordered_at
-horizon_days: 0
-metric: mae
-risk_tier: low
-business_unit: finance
-owner: team:finance-analytics
-engine: xgboost
-uses: [cash_flow_planning]
-value: {estimated_hours_saved_per_week: 4}
+type: factory_assets.components.UseCase
+attributes:
+  name: order_value
+  description: Expected net value of an order line, for finance's cash-flow planning.
+  template: regression
+  training_set: factory_assets.assembly.training_sets:ORDER_LINES
+  target: net_amount
+  label_delay_days: 0
+  feature_sets: [customer_activity]
+  entity: order_line_id
+  time_column: ordered_at
+  horizon_days: 0
+  metric: mae
+  risk_tier: low
+  business_unit: finance
+  owner: team:finance-analytics
+  engine: xgboost
+  uses: [cash_flow_planning]
+  value: {estimated_hours_saved_per_week: 4}
 """
 
 
@@ -60,7 +63,8 @@ def trained(tmp_path_factory):
     generate_demo_data(SimulationConfig(start_date=START, days=DAYS, order_lines_per_day=250, seed=5, n_products=60), paths.landing)
     use_cases = home / "use_cases"
     shutil.copytree(USE_CASES_DIR, use_cases)
-    (use_cases / "order_value.yaml").write_text(FOURTH_USE_CASE)
+    (use_cases / "order_value").mkdir()
+    (use_cases / "order_value" / "defs.yaml").write_text(FOURTH_USE_CASE)
     defs = build_definitions(FactoryStore(home=str(home)), use_cases_folder=use_cases)
     instance = dg.DagsterInstance.ephemeral()
     tags = {"dagster/asset_partition_range_start": START.isoformat(),
@@ -174,15 +178,15 @@ def test_customer_feature_set_feeds_two_use_cases_in_the_lineage(trained):
 
 def test_gate_refuses_a_worse_challenger(trained):
     from factory_assets.assembly.templates import fit_template
-    from factory_assets.assembly.assets import feature_columns
+    from factory_assets.assembly.lifecycle import feature_columns
     from factory_assets.assembly.specs import load_use_case
 
-    spec = load_use_case(USE_CASES_DIR / "late_delivery.yaml")
+    spec = load_use_case(USE_CASES_DIR / "late_delivery" / "defs.yaml")
     frame = pl.read_parquet(trained.paths.artifacts / "training_sets" / "late_delivery.parquet")
     champion = trained.registry.get("late_delivery", "champion").version
     # A challenger trained on shuffled labels: it learned nothing.
     shuffled = frame.with_columns(pl.col("is_late").shuffle(seed=1))
-    weak = fit_template(spec.template, shuffled, target="is_late", feature_columns=feature_columns(frame, spec),
+    weak = fit_template(spec.template, shuffled, target="is_late", feature_columns=feature_columns(frame, spec, {"is_late"}, pii_allowed=False),
                         time_column="split_time", engine="xgboost", device="cpu")
     version = trained.registry.register("late_delivery", weak.model, metrics=weak.metrics, baseline_metrics=weak.baseline_metrics,
                                         feature_contracts={}, data_versions={}, code_version="test",
@@ -241,15 +245,15 @@ def test_champions_score_every_use_case_into_contracted_products_that_operations
 
 
 def test_a_prediction_product_breaking_its_contract_blocks_monitoring(trained):
-    from factory_assets.assembly.assets import feature_columns
+    from factory_assets.assembly.lifecycle import feature_columns
     from factory_assets.assembly.specs import load_use_case
     from factory_assets.assembly.templates import fit_template
 
-    spec = load_use_case(USE_CASES_DIR / "late_delivery.yaml")
+    spec = load_use_case(USE_CASES_DIR / "late_delivery" / "defs.yaml")
     frame = pl.read_parquet(trained.paths.artifacts / "training_sets" / "late_delivery.parquet")
     champion = trained.registry.get("late_delivery", "champion").version
     # A regression model registered by mistake as the champion: its "probabilities" are amounts.
-    features = [c for c in feature_columns(frame, spec) if c != "net_amount"]
+    features = [c for c in feature_columns(frame, spec, {"is_late"}, pii_allowed=False) if c != "net_amount"]
     wrong = fit_template("regression", frame, target="net_amount", feature_columns=features, time_column="split_time",
                          engine="lightgbm", metric="mae")
     version = trained.registry.register("late_delivery", wrong.model, metrics=wrong.metrics, code_version="test",

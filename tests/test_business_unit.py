@@ -30,17 +30,24 @@ UNIT_DIR = PROJECT_ROOT / "business_units" / "customer_care"
 if str(UNIT_DIR) not in sys.path:  # what workspace.yaml's working_directory does for the location
     sys.path.insert(0, str(UNIT_DIR))
 
-from customer_care.definitions import USE_CASES_DIR, build_definitions  # noqa: E402
-from customer_care.training_sets import LABEL, TRAINING_SETS, WINDOW_DAYS  # noqa: E402
+from customer_care.training_sets import COMPLAINT_CUTOFFS, LABEL, WINDOW_DAYS  # noqa: E402
 
-from factory_assets.public import UseCaseSpecError, load_use_case, use_case_assets  # noqa: E402
+from factory_assets.keys import training_keys, use_case_keys  # noqa: E402
+from factory_assets.public import UseCaseSpecError, business_unit_definitions, load_use_case  # noqa: E402
 
+USE_CASES_DIR = UNIT_DIR / "customer_care" / "defs" / "use_cases"
 CUSTOMER_ACTIVITY = dg.AssetKey(["assembly", "customer_activity"])
-BU_KEYS = {f"assembly/complaint_risk_{suffix}" for suffix in ("training_set", "model", "champion")}
+BU_KEYS = {k.to_user_string() for k in use_case_keys("complaint_risk")}
+TRAINING_KEYS = {k.to_user_string() for k in training_keys("complaint_risk")}
+TRAINING_SETS = {"customer_complaint_cutoffs": COMPLAINT_CUTOFFS}
+
+
+def build_definitions(store=None):
+    return business_unit_definitions(UNIT_DIR, store)
 
 
 def _spec():
-    return load_use_case(USE_CASES_DIR / "complaint_risk.yaml")
+    return load_use_case(USE_CASES_DIR / "complaint_risk" / "defs.yaml")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -81,9 +88,10 @@ def test_business_unit_location_loads_and_depends_on_the_core_feature_set(tmp_pa
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(loaded["defined"]) == BU_KEYS
     assert loaded["heavy"] == []  # loading the location imports no ML engine
-    assert "customer_care_training" in loaded["jobs"]
-    # the training set depends on the core's feature set, which this location does not define
-    assert loaded["parents"]["assembly/complaint_risk_training_set"] == ["assembly/customer_activity"]
+    assert {"customer_care_training", "customer_care_nightly"} <= set(loaded["jobs"])
+    # the training set depends on the core's feature set and products, which this location does not define
+    assert loaded["parents"]["assembly/complaint_risk_training_set"] == [
+        "assembly/customer_activity", "processing/fct_order_lines", "processing/int_tickets__scored"]
     assert "assembly/customer_activity" not in loaded["defined"]
 
     from factory_assets.definitions import defs as core
@@ -93,7 +101,8 @@ def test_business_unit_location_loads_and_depends_on_the_core_feature_set(tmp_pa
     assert not core_keys & set(loaded["defined"])  # the unit never redefines a core key
     # the lineage the UI draws across the two locations: core feature set -> the unit's training set
     unit_defs = build_definitions()
-    both = dg.Definitions(assets=[*core.assets, *unit_defs.assets], resources=core.resources).resolve_asset_graph()
+    unit_assets = [a for a in unit_defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_materializable]
+    both = dg.Definitions(assets=[*core.assets, *unit_assets], resources=core.resources).resolve_asset_graph()
     assert dg.AssetKey(["assembly", "complaint_risk_training_set"]) in both.get(CUSTOMER_ACTIVITY).child_keys
     assert dg.AssetKey(["processing", "fct_order_lines"]) in both.get(CUSTOMER_ACTIVITY).parent_keys
 
@@ -115,13 +124,19 @@ def test_use_case_is_governed_like_a_core_one():
 
     spec = _spec()
     policy = current_policy()
-    assert (spec.business_unit, spec.owner, spec.training_set) == ("customer_care", "team:customer-care",
-                                                                   "customer_complaint_cutoffs")
+    assert (spec.business_unit, spec.owner, spec.training_set.builder) == (
+        "customer_care", "team:customer-care", "customer_care.training_sets:COMPLAINT_CUTOFFS")
     assert set(spec.uses) <= set(policy.uses.allowed_by_tier[spec.risk_tier])
     assert policy.tier(spec.risk_tier).required_approvals == 0
-    assets = {k.to_user_string(): a for a in use_case_assets(spec, training_sets=TRAINING_SETS) for k in a.keys}
+    unit = build_definitions()
+    assets = {k.to_user_string(): a for a in unit.assets if isinstance(a, dg.AssetsDefinition) and a.is_materializable
+              for k in a.keys if k.to_user_string() in BU_KEYS}
     checks = {c.name for a in assets.values() for c in a.check_specs}
-    assert set(assets) == BU_KEYS and checks == {"beats_baseline", "policy"}
+    assert set(assets) == BU_KEYS and checks == {"beats_baseline", "policy", "within_thresholds"}
+    # listed, governed and audited with the core's: one catalogue of every location's use cases
+    from factory_assets.assembly.specs import load_use_cases
+
+    assert "complaint_risk" in load_use_cases()
     assert all(a.owners_by_key[k] == ["team:customer-care"] for a in assets.values() for k in a.keys)
 
 
@@ -214,23 +229,19 @@ def test_scoring_set_has_the_training_features_and_no_label(tiny):
 # (d) an unknown builder name fails when the definitions are built
 # ------------------------------------------------------------------------------------------------
 
-def test_unknown_training_set_fails_at_definition_time_with_the_known_names(tmp_path):
-    raw = yaml.safe_load((USE_CASES_DIR / "complaint_risk.yaml").read_text())
-    path = tmp_path / "complaint_typo.yaml"
-    path.write_text(yaml.safe_dump({**raw, "name": "complaint_typo", "training_set": "customer_complaint_cutofs"}))
-    spec = load_use_case(path)  # any snake_case name loads: the builders are known when assets are built
+def test_unknown_training_set_fails_at_definition_time_naming_the_file_and_the_fix(tmp_path):
+    from factory_assets.components.use_case import use_case_builder
+
+    doc = yaml.safe_load((USE_CASES_DIR / "complaint_risk" / "defs.yaml").read_text())
+    doc["attributes"].update(name="complaint_typo", training_set="customer_care.training_sets:COMPLAINT_CUTOFS")
+    path = tmp_path / "complaint_typo" / "defs.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(doc))
     with pytest.raises(UseCaseSpecError) as info:
-        use_case_assets(spec, training_sets=TRAINING_SETS)
+        use_case_builder(load_use_case(path), path)
     message = str(info.value)
-    for fragment in ("complaint_typo.yaml", "'training_set'", "'customer_complaint_cutofs'", "customer_complaint_cutoffs",
-                     "customer_cutoffs", "order_lines", "product_warehouse_days"):
+    for fragment in (str(path), "'training_set'", "COMPLAINT_CUTOFS", "TrainingSetBuilder"):
         assert fragment in message
-    # the core alone does not know the unit's builder
-    with pytest.raises(UseCaseSpecError, match=r"complaint_risk\.yaml.*'training_set'.*known builders"):
-        use_case_assets(_spec())
-    # and a unit cannot redefine a core builder
-    with pytest.raises(UseCaseSpecError, match="core builders and cannot be redefined"):
-        use_case_assets(_spec(), training_sets={**TRAINING_SETS, "order_lines": TRAINING_SETS["customer_complaint_cutoffs"]})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,13 +280,14 @@ def test_business_unit_trains_against_the_core_world(tmp_path, monkeypatch):
 
     # the unit's location materialises its use case against the same store
     unit = build_definitions(store)
-    result = dg.materialize(unit.assets, resources={"store": store}, instance=instance, raise_on_error=False, run_config={
-        **QUIET, "ops": {"assembly__complaint_risk_model": {"config": {"device": "cpu"}}}})
+    result = unit.resolve_job_def("customer_care_training").execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={**QUIET, "ops": {"assembly__complaint_risk_model": {"config": {"device": "cpu"}}}})
     failures = [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert result.success, failures
     meta = {e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
             for e in result.get_asset_materialization_events()}
-    assert set(meta) == BU_KEYS
+    assert set(meta) == TRAINING_KEYS
     checks = {c.check_name: c.passed for c in (e.event_specific_data for e in result.all_events
                                                if e.event_type_value == "ASSET_CHECK_EVALUATION")}
     assert checks == {"beats_baseline": True, "policy": True}
@@ -298,3 +310,17 @@ def test_business_unit_trains_against_the_core_world(tmp_path, monkeypatch):
         assert registry.aliases("complaint_risk")["champion"] == challenger.version
     else:  # the policy's rules, not the gate, held it back; the reason names the rule
         assert "champion" not in registry.aliases("complaint_risk") and "not promoted by policy" in gate["reason"]
+
+    # scored nightly and monitored by its own location's job, like a core use case
+    if gate["promoted"]:
+        day = (START + timedelta(days=DAYS - 1)).isoformat()
+        night = unit.resolve_job_def("customer_care_nightly").execute_in_process(
+            instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False)
+        assert night.success
+        with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
+            scored = conn.execute("select count(*), count(distinct customer_key) from predictions.complaint_risk "
+                                  "where scored_date = ?", [date.fromisoformat(day)]).fetchone()
+            customers = conn.execute("select count(distinct customer_key) from marts.fct_order_lines").fetchone()[0]
+        assert scored == (customers, customers)  # every customer with an order so far, once
+        done = {e.asset_key.to_user_string() for e in night.get_asset_materialization_events()}
+        assert {"distribution/complaint_risk_predictions", "feedback/complaint_risk_monitoring"} <= done

@@ -30,7 +30,7 @@ FIRST, LAST = date(2025, 1, 1), date(2025, 2, 4)  # the simulated days
 DAYS = (LAST - FIRST).days + 1
 RUN_FROM = LAST - timedelta(days=7)  # the chain runs RUN_FROM .. LAST (the last landed day by default)
 BAD_FILE = f"weather_{LAST - timedelta(days=2)}_resend.csv"  # a second weather file that breaks the contract
-RAW_SOURCES = ("deliveries", "holidays", "overrides", "telemetry", "tickets", "transactions", "weather")
+RAW_SOURCES = tuple(sorted(__import__("factory_assets.settings", fromlist=["RAW_SOURCES"]).RAW_SOURCES))  # from the raw contracts
 PROGRESS = re.compile(r"^\[\s*\d+ s\] (.+)$")
 
 

@@ -50,8 +50,9 @@ def test_the_nightly_chain_runs_landing_to_monitoring_and_training_is_weekly_and
     for key in graph.get_all_asset_keys():
         by_group.setdefault(graph.get(key).group_name, set()).add(key.to_user_string())
     assert by_group["raw_material"] | by_group["processing"] | by_group["distribution"] | by_group["feedback"] <= nightly_keys
-    features = {f"assembly/{n}" for n in ("customer_activity", "supplier_performance", "warehouse_load",
-                                          "regional_conditions", "demand_history")}
+    from factory_assets.assembly.features import FEATURE_SETS
+
+    features = {f"assembly/{n}" for n in FEATURE_SETS}
     assert nightly_keys & by_group["assembly"] == features  # feature snapshots nightly; models are not retrained nightly
     schedules = {name: defs.resolve_schedule_def(name) for name in ("supply_chain_nightly_schedule", "assembly_training_weekly")}
     assert schedules["supply_chain_nightly_schedule"].job_name == "supply_chain_nightly"

@@ -61,7 +61,7 @@ def build_world(tmp_path_factory, *, drift: bool, use_cases: tuple[str, ...]):
     folder = home / "use_cases"
     folder.mkdir()
     for name in use_cases:
-        shutil.copy(USE_CASES_DIR / f"{name}.yaml", folder)
+        shutil.copytree(USE_CASES_DIR / name, folder / name)
     defs = build_definitions(FactoryStore(home=str(home)), use_cases_folder=folder)
     instance = dg.DagsterInstance.ephemeral()
     world = SimpleNamespace(paths=paths, defs=defs, instance=instance, use_cases=use_cases, patch=patch,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -170,3 +170,28 @@ def test_header_only_files_on_different_days_are_not_duplicates(paths, warehouse
     outcomes = ingest_partitions(warehouse, paths, "transactions", None)
     assert [(o.status, o.rows) for o in outcomes] == [("ingested", 0), ("ingested", 0)]
     assert raw_rows(warehouse) == 0
+
+
+def test_a_file_dated_before_the_first_partition_day_is_quarantined_naming_the_setting(paths, warehouse):
+    from factory_assets.settings import PARTITIONS_START, partitions_start
+
+    first = partitions_start()
+    early = first - timedelta(days=1)
+    name = f"transactions_{early}.csv"
+    write_transactions(paths, name, [order_line(1)])
+    write_transactions(paths, f"transactions_{first}.csv", [order_line(2)])
+    # the run of the first partition (what the landing sensor requests for such a file) refuses it
+    outcomes = ingest_partitions(warehouse, paths, "transactions", {first})
+    assert sorted((o.file_name, o.status, o.reason) for o in outcomes) == [
+        (name, "quarantined", "before_partitions_start"), (f"transactions_{first}.csv", "ingested", None)]
+    detail = reason_of(paths, name)["detail"]
+    for words in (name, f"FACTORY_PARTITIONS_START={PARTITIONS_START}", f"set FACTORY_PARTITIONS_START={early} or earlier",
+                  "drop the file again"):
+        assert words in detail, detail
+    assert not (paths.landing / "transactions" / name).exists()
+    assert raw_rows(warehouse) == 1
+    # an explicit first day (the setting as the asset read it) is honoured the same way
+    write_transactions(paths, "transactions_2025-03-01.csv", [order_line(3)])
+    [late] = ingest_partitions(warehouse, paths, "transactions", None, first_day=date(2025, 3, 2))
+    assert (late.status, late.reason) == ("quarantined", "before_partitions_start")
+    assert "FACTORY_PARTITIONS_START=2025-03-02" in late.detail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import dagster as dg
 
@@ -48,3 +49,13 @@ def test_nothing_to_do_and_undated_files_are_explained(paths):
     _drop(paths, "tickets", "tickets_latest.jsonl")
     skip = _evaluate(paths)
     assert isinstance(skip, dg.SkipReason) and "tickets_latest.jsonl" in skip.skip_message
+
+
+def test_a_file_dated_before_the_first_partition_day_requests_the_first_partition(paths):
+    """Its run quarantines the file with the reason (test_ingest), rather than leaving it unnoticed."""
+    from factory_assets.settings import partitions_start
+
+    first = partitions_start()
+    _drop(paths, "weather", f"weather_{first - timedelta(days=400)}.csv")
+    [request] = _evaluate(paths)
+    assert (request.asset_selection[0].to_user_string(), request.partition_key) == ("raw_material/weather", first.isoformat())

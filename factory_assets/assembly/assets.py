@@ -1,15 +1,11 @@
-"""Assembly assets: feature sets, then per use case a training set, a model and a promotion gate.
+"""Assembly assets: feature-set snapshots, then per use case a training set, a model and a promotion gate.
 
-Thin wrappers over ``features`` (point-in-time SQL), ``templates`` (training + baseline) and
-``registry`` (content-addressed versions, aliases). Every use-case YAML yields three plainly
-named assets: ``assembly/<use_case>_training_set``, ``assembly/<use_case>_model`` and
-``assembly/<use_case>_champion``. The rows come from the training-set builder the use case names
-(``training_sets``: the core ones, or a business unit's passed to ``use_case_assets``).
+Thin wrappers: the SQL is in ``features`` / ``training_sets``, the work in ``lifecycle``
+(``train_and_register``, ``promotion_gate``). The ``UseCase`` component calls ``use_case_assets``
+for each declaration; keys come from ``factory_assets.keys``.
 """
 
-import hashlib
 import json
-import subprocess
 from collections.abc import Mapping
 from datetime import date, timedelta
 
@@ -17,113 +13,52 @@ import dagster as dg
 import polars as pl
 
 from factory_assets.assembly import features as fs
-from factory_assets.assembly.specs import UseCaseSpec, load_use_cases
-from factory_assets.assembly.training_sets import TrainingSetBuilder, resolve_training_set
+from factory_assets.assembly.lifecycle import frame_version
+from factory_assets.assembly.specs import UseCaseSpec
+from factory_assets.assembly.training_sets import TrainingSetBuilder
+from factory_assets.keys import champion_key, feature_set_key, model_key, product_key, training_set_key
 from factory_assets.lib.contract_checks import evaluate_contract
-from factory_assets.lib.contracts import feature_contract
+from factory_assets.lib.contracts import DataContract
 from factory_assets.resources import FactoryStore
-from factory_assets.settings import PROJECT_ROOT
-
-#: Which product each mart-backed relation in the feature SQL is, for lineage.
-_RELATION_ASSETS = {
-    fs.ORDER_LINES: ["processing", "fct_order_lines"],
-    fs.SUPPLIER_RELIABILITY: ["processing", "supplier_reliability"],
-    fs.DAILY_DEMAND: ["processing", "daily_demand"],
-    fs.CALENDAR: ["processing", "calendar"],
-    fs.TICKETS: ["processing", "int_tickets__scored"],
-}
-
-def feature_set_products() -> dict[str, list[str]]:
-    """Which data products each feature set reads (for lineage and the audit bundle)."""
-    return {name: sorted(key[-1] for rel, key in _RELATION_ASSETS.items() if rel in f.sql)
-            for name, f in fs.FEATURE_SETS.items()}
 
 
-
-#: Days (back from the training as-of date) whose scoring sets form a model's drift reference:
-#: what the model would have been asked to score in its last two weeks, in the same shape as the
-#: nightly scoring sets it is later compared with.
-REFERENCE_DAYS = tuple(range(0, 14, 2))
-REFERENCE_MAX_ROWS = 5_000
-
-#: Identifiers that must not become features (one value per row: memorisation, not signal).
-IDENTIFIERS = {"order_line_id", "customer_key", "order_id"}
-
-
-def pii_derived(columns) -> list[str]:
-    """The columns computed from personal data: a feature-set column tagged ``pii_derived`` in its
-    contract, under its own name or prefixed (``customer_avg_sentiment_90d``)."""
-    from factory_assets.lib.contracts import pii_derived_feature_columns
-
-    tagged = pii_derived_feature_columns()
-    return [c for c in columns if c in tagged or any(c.endswith(f"_{t}") for t in tagged)]
-
-
-def feature_columns(frame: pl.DataFrame, spec: UseCaseSpec, builder: TrainingSetBuilder | None = None) -> list[str]:
-    """Every column of the training set except keys, identifiers, the target, the builder's labels
-    and times, and except PII-derived columns unless the use case's risk tier allows them
-    (governance/policy.yaml). ``builder``: the use case's training-set builder (default: the core
-    builder its spec names)."""
-    from factory_assets.governance.facts import current_policy
-
-    labels = (builder or resolve_training_set(spec)).labels
-    columns = [
-        c for c, dtype in frame.schema.items()
-        if c not in spec.entity and c not in IDENTIFIERS and c != spec.target and c != "split_time"
-        and c not in labels
-        and not dtype.is_temporal()
-    ]
-    if current_policy().tier(spec.risk_tier).pii_features_allowed:
-        return columns
-    excluded = set(pii_derived(columns))
-    return [c for c in columns if c not in excluded]
-
-
-def code_version() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def product_versions(conn) -> dict[str, dict]:
+def product_versions(conn, products) -> dict[str, dict]:
     """What each data product held when a training set was built: rows and latest day (the
     contract's freshness column), plus the raw store's newest ingested partition."""
-    from factory_assets.lib.contracts import product_contract
+    from factory_assets.assembly.catalogue import _product_contracts
+    from factory_assets.lib.locations import workspace_path
+    from factory_assets.lib.warehouse_sql import table_exists
 
+    contracts = _product_contracts(workspace_path())
     out = {}
-    for relation, key in _RELATION_ASSETS.items():
-        name = key[-1]
-        try:
-            column = product_contract(name).freshness_column
-        except Exception:  # noqa: BLE001 - an intermediate model has no contract
-            column = None
-        latest = f"max({column})" if column else "null"
+    for name in sorted(set(products)):
+        contract = contracts.get(name)
+        relation = contract.physical_name if contract else f"intermediate.{name}"
+        if not table_exists(conn, relation):
+            continue
+        latest = f"max({contract.freshness_column})" if contract and contract.freshness_column else "null"
         rows, newest = conn.execute(f"select count(*), {latest} from {relation}").fetchone()
         out[name] = {"rows": int(rows), "latest": str(newest) if newest is not None else None}
-    newest_partition, files = conn.execute("select max(partition_date), count(*) from raw.ingestion_log").fetchone()
-    out["raw_store"] = {"newest_partition": str(newest_partition), "files_ingested": int(files)}
+    if table_exists(conn, "raw.ingestion_log"):
+        newest_partition, files = conn.execute("select max(partition_date), count(*) from raw.ingestion_log").fetchone()
+        out["raw_store"] = {"newest_partition": str(newest_partition), "files_ingested": int(files)}
     return out
 
 
-def feature_set_asset(name: str) -> dg.AssetsDefinition:
-    feature_set = fs.FEATURE_SETS[name]
-    deps = [dg.AssetKey(key) for rel, key in _RELATION_ASSETS.items() if rel in feature_set.sql]
-
-    contract = feature_contract(name)
-    key = dg.AssetKey(["assembly", name])
+def feature_set_asset(feature_set: fs.FeatureSet, contract: DataContract) -> dg.AssetsDefinition:
+    """The latest snapshot of one feature set, checked against its contract (blocking)."""
+    key = feature_set_key(feature_set.name)
 
     @dg.asset(
         key=key,
         group_name="assembly",
         check_specs=[dg.AssetCheckSpec("contract", asset=key, blocking=True,
                                        description=f"Blocking: the snapshot satisfies {contract.path.name}.")],
-        deps=deps,
+        deps=[product_key(p) for p in feature_set.products],
         description=f"Feature set v{feature_set.version} (entity {', '.join(feature_set.entity)}; time "
         f"{feature_set.timestamp_column}): {feature_set.description} Materialised as the latest snapshot "
-        f"in features.{name}; training sets compute it point-in-time.",
-        owners=["team:data-platform"],
+        f"in features.{feature_set.name}; training sets compute it point-in-time.",
+        owners=[contract.owner],
         kinds={"duckdb", "python"},
         tags={"layer": "assembly", "feature_set_version": feature_set.version},
         metadata={"entity": ", ".join(feature_set.entity), "version": feature_set.version,
@@ -131,10 +66,14 @@ def feature_set_asset(name: str) -> dg.AssetsDefinition:
     )
     def _feature_set(store: FactoryStore) -> dg.MaterializeResult:
         with store.warehouse() as conn:
-            as_of = fs.data_end_date(conn)
+            as_of = fs.feature_set_end_date(conn, feature_set)
+            if as_of is None:
+                raise dg.Failure(f"feature set {feature_set.name}: its products {list(feature_set.products)} hold no "
+                                 "rows yet; land and build them first")
             conn.execute("create schema if not exists features")
-            conn.execute(f"create or replace table features.{name} as {fs.latest_snapshot_sql(name, as_of)}")
-            report = evaluate_contract(conn, contract, f"features.{name}")
+            conn.execute(f"create or replace table features.{feature_set.name} as "
+                         f"{fs.latest_snapshot_sql(feature_set, as_of)}")
+            report = evaluate_contract(conn, contract, f"features.{feature_set.name}")
         check = dg.AssetCheckResult(
             check_name="contract", passed=report.passed, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"summary": report.summary(), "contract_version": contract.version,
@@ -162,72 +101,66 @@ class TrainingSetConfig(dg.Config):
     as_of: str | None = None
 
 
-def _training_set_paths(store: FactoryStore, name: str):
+def training_set_paths(store: FactoryStore, name: str):
     folder = store.paths.artifacts / "training_sets"
     return folder / f"{name}.parquet", folder / f"{name}.json"
 
 
-def drift_reference(conn, spec: UseCaseSpec, model, categories: dict, as_of: date,
-                    builder: TrainingSetBuilder | None = None) -> pl.DataFrame:
-    """Scoring sets of the two weeks up to ``as_of`` with the model's predictions, sampled."""
-    from factory_assets.distribution.scoring import predict
-    from factory_assets.lib.warehouse_sql import sample_rows
-
-    score = (builder or resolve_training_set(spec)).score
-    frames = [score(conn, spec, as_of - timedelta(days=k)) for k in REFERENCE_DAYS]
-    frame = pl.concat([f for f in frames if f.height], how="vertical_relaxed") if any(f.height for f in frames) else frames[0]
-    frame = frame.select(list(model.feature_names))
-    frame = frame.with_columns(prediction=pl.Series(predict(model, categories, frame), dtype=pl.Float64))
-    return sample_rows(frame, REFERENCE_MAX_ROWS)
-
-
-def _parquet_bytes(frame: pl.DataFrame) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    frame.write_parquet(buffer)
-    return buffer.getvalue()
+def _model_metadata(outcome) -> dict:
+    best = outcome.best
+    metadata = {
+        "version": outcome.version, "engine": outcome.engine,
+        "device": best.model.device.device if best.model.device else "cpu",
+        "training_seconds": dg.MetadataValue.float(best.model.training_seconds),
+        "best_iteration": dg.MetadataValue.int(best.model.best_iteration),
+        "test_window": " .. ".join(best.test_window), "code_version": outcome.code_version,
+        "params": dg.MetadataValue.json(best.model.params),
+    }
+    for engine, result in outcome.results.items():
+        for metric, value in result.metrics.items():
+            metadata[f"{engine}/{metric}"] = dg.MetadataValue.float(float(value))
+    metadata.update({f"metric/{k}": dg.MetadataValue.float(float(v)) for k, v in best.metrics.items()})
+    metadata.update({f"baseline/{k}": dg.MetadataValue.float(float(v)) for k, v in best.baseline_metrics.items()})
+    top = sorted(best.model.feature_importance().items(), key=lambda kv: -kv[1])[:10]
+    metadata.update({f"importance/{k}": dg.MetadataValue.float(float(v)) for k, v in top})
+    return metadata
 
 
-def _frame_version(frame: pl.DataFrame) -> str:
-    return hashlib.sha256(frame.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()[:16]
-
-
-def use_case_assets(spec: UseCaseSpec, training_sets: Mapping[str, TrainingSetBuilder] | None = None) -> list:
-    """The training set, model and champion assets (plus the baseline check) of one use case.
-
-    ``training_sets``: builders a business unit adds to the core ones (``CORE_TRAINING_SETS``) for
-    its own use cases. An unknown ``spec.training_set`` fails here, when the definitions are built,
-    with the use case's file, the field and every known builder name.
-    """
-    builder = resolve_training_set(spec, training_sets)
-    prefix = ["assembly"]
-    training_key = dg.AssetKey([*prefix, f"{spec.name}_training_set"])
-    model_key = dg.AssetKey([*prefix, f"{spec.name}_model"])
-    champion_key = dg.AssetKey([*prefix, f"{spec.name}_champion"])
+def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
+                    feature_sets: Mapping[str, fs.FeatureSet]) -> list:
+    """The training set, model and champion assets (with their blocking checks) of one use case."""
+    training_key, trained_key, gate_key = training_set_key(spec.name), model_key(spec.name), champion_key(spec.name)
     owners = [spec.owner]
     tags = {"layer": "assembly", "use_case": spec.name, "risk_tier": spec.risk_tier, "business_unit": spec.business_unit}
+    versions = fs.feature_set_versions(spec.feature_sets, dict(feature_sets))
+    products = {*builder.products, *(p for n in spec.feature_sets for p in feature_sets[n].products)}
 
     @dg.asset(
         key=training_key, group_name="assembly", owners=owners, tags=tags, kinds={"duckdb", "parquet"},
-        deps=[dg.AssetKey([*prefix, n]) for n in spec.feature_sets],
+        deps=[*(feature_set_key(n) for n in spec.feature_sets), *(product_key(p) for p in builder.products)],
         description=f"Point-in-time training set of {spec.name}: {spec.description.strip()}",
     )
     def _training_set(config: TrainingSetConfig, store: FactoryStore) -> dg.MaterializeResult:
         with store.warehouse(read_only=True) as conn:
-            as_of = date.fromisoformat(config.as_of) if config.as_of else fs.data_end_date(conn) + timedelta(days=1)
+            if config.as_of:
+                as_of = date.fromisoformat(config.as_of)
+            else:
+                end = builder.data_end(conn, spec)
+                if end is None:
+                    raise dg.Failure(f"use case {spec.name}: its data holds no rows yet ({builder.description}); "
+                                     "land and build its products first")
+                as_of = end + timedelta(days=1)
             frame = builder.build(conn, spec, as_of)
+            lineage = product_versions(conn, products)
         if spec.target not in frame.columns:
-            raise dg.Failure(f"use case {spec.name}: target {spec.target!r} is not a column of training set "
-                             f"{spec.training_set!r} (columns: {', '.join(frame.columns)})")
-        path, info_path = _training_set_paths(store, spec.name)
+            raise dg.Failure(f"use case {spec.name}: target {spec.target!r} is not a column of its training set "
+                             f"(columns: {', '.join(frame.columns)})")
+        path, info_path = training_set_paths(store, spec.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         frame.write_parquet(path)
         positive = float(frame[spec.target].cast(pl.Float64).mean()) if frame.height else float("nan")
-        data_version = _frame_version(frame)
-        with store.warehouse(read_only=True) as conn:
-            products = product_versions(conn)
-        info_path.write_text(json.dumps({"as_of": as_of.isoformat(), "data_version": data_version, "products": products}))
+        data_version = frame_version(frame)
+        info_path.write_text(json.dumps({"as_of": as_of.isoformat(), "data_version": data_version, "products": lineage}))
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(frame.height),
@@ -235,8 +168,7 @@ def use_case_assets(spec: UseCaseSpec, training_sets: Mapping[str, TrainingSetBu
                 "path": str(path),
                 "data_version": data_version,
                 "target_mean": dg.MetadataValue.float(positive),
-                "feature_set_versions": json.dumps(fs.feature_set_versions(spec.feature_sets)),
-                # the newest whole days up to this many rows (features.newest_days)
+                "feature_set_versions": json.dumps(versions),
                 "max_training_rows": spec.max_training_rows or "no limit",
                 "first_split_day": str(frame["split_time"].min()) if "split_time" in frame.columns and frame.height else "none",
             },
@@ -244,142 +176,66 @@ def use_case_assets(spec: UseCaseSpec, training_sets: Mapping[str, TrainingSetBu
         )
 
     @dg.asset(
-        key=model_key, group_name="assembly", owners=owners, tags=tags, deps=[training_key],
+        key=trained_key, group_name="assembly", owners=owners, tags=tags, deps=[training_key],
         kinds={*spec.engines, "python"},
         description=f"Trains {spec.name} ({spec.template}, {', '.join(spec.engines)}) with a time split and "
         "early stopping, compares it with the naive baseline on the same test window, and registers it as challenger.",
-        check_specs=[dg.AssetCheckSpec("beats_baseline", asset=model_key, blocking=True,
+        check_specs=[dg.AssetCheckSpec("beats_baseline", asset=trained_key, blocking=True,
                                        description=f"Blocking: the model beats the naive baseline on {spec.metric}.")],
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, store: FactoryStore) -> dg.MaterializeResult:
-        from factory_assets.assembly.registry import ModelRegistry
-        from factory_assets.assembly.templates import fit_template
-        from factory_assets.assembly.training import improvement
-
-        from factory_assets.distribution.feature_schema import infer_feature_schema
+        from factory_assets.assembly.lifecycle import train_and_register
         from factory_assets.governance.facts import current_policy
 
-        path, info_path = _training_set_paths(store, spec.name)
-        frame = pl.read_parquet(path)
-        info = json.loads(info_path.read_text())
-        as_of = date.fromisoformat(info["as_of"])
-        features = feature_columns(frame, spec, builder)
-        results = {}
-        for engine in spec.engines:
-            results[engine] = fit_template(spec.template, frame, target=spec.target, feature_columns=features,
-                                           time_column="split_time", engine=engine, device=config.device,
-                                           metric=spec.metric, segment_columns=current_policy().segments)
-            device = results[engine].model.device
-            context.log.info(f"{engine} trained on {device.device if device else 'cpu'}: {device.reason if device else ''}")
-        best_engine = max(results, key=lambda e: improvement(spec.metric, results[e].metrics[spec.metric], results[e].baseline_metrics[spec.metric]))
-        best = results[best_engine]
+        path, info_path = training_set_paths(store, spec.name)
+        frame, info = pl.read_parquet(path), json.loads(info_path.read_text())
         with store.warehouse(read_only=True) as conn:
-            reference = drift_reference(conn, spec, best.model, best.categories, as_of, builder)
-        registry = ModelRegistry(store.paths.artifacts / "models")
-        code = code_version()
-        version = registry.register(
-            spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
-            feature_contracts=fs.feature_set_versions(spec.feature_sets),
-            data_versions={"training_set": _frame_version(frame), "products": info.get("products", {})}, code_version=code,
-            extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
-                   "rows": best.rows, "baseline": best.baseline_name, "training_as_of": as_of.isoformat(),
-                   "segment_metrics": best.segment_metrics, "pii_features": pii_derived(features),
-                   "feature_schema": infer_feature_schema(frame, features, best.categories),
-                   "reference": {"file": "reference.parquet", "rows": reference.height,
-                                 "days": [str(as_of - timedelta(days=k)) for k in REFERENCE_DAYS],
-                                 "sampling": f"uniform without replacement, at most {REFERENCE_MAX_ROWS} rows, seed 0"}},
-            files={"reference.parquet": _parquet_bytes(reference)},
-        )
-        registry.set_alias(spec.name, "challenger", version.version, reason=f"trained by run {context.run_id}")
-        beats = improvement(spec.metric, best.metrics[spec.metric], best.baseline_metrics[spec.metric]) > 0
-        metadata = {
-            "version": version.version, "engine": best_engine,
-            "device": best.model.device.device if best.model.device else "cpu",
-            "training_seconds": dg.MetadataValue.float(best.model.training_seconds),
-            "best_iteration": dg.MetadataValue.int(best.model.best_iteration),
-            "test_window": " .. ".join(best.test_window), "code_version": code,
-            "params": dg.MetadataValue.json(best.model.params),
-        }
-        for engine, result in results.items():
-            for metric, value in result.metrics.items():
-                metadata[f"{engine}/{metric}"] = dg.MetadataValue.float(float(value))
-        metadata.update({f"metric/{k}": dg.MetadataValue.float(float(v)) for k, v in best.metrics.items()})
-        metadata.update({f"baseline/{k}": dg.MetadataValue.float(float(v)) for k, v in best.baseline_metrics.items()})
-        top = sorted(best.model.feature_importance().items(), key=lambda kv: -kv[1])[:10]
-        metadata.update({f"importance/{k}": dg.MetadataValue.float(float(v)) for k, v in top})
+            outcome = train_and_register(spec, frame, info, builder=builder, registry=store.registry(),
+                                         policy=current_policy(), conn=conn, feature_set_versions=versions,
+                                         device=config.device, reason=f"trained by run {context.run_id}",
+                                         log=context.log.info)
+        best = outcome.best
         check = dg.AssetCheckResult(
-            check_name="beats_baseline", passed=beats, severity=dg.AssetCheckSeverity.ERROR,
+            check_name="beats_baseline", passed=outcome.beats_baseline, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"metric": spec.metric, "model": float(best.metrics[spec.metric]),
                       "baseline": float(best.baseline_metrics[spec.metric]), "baseline_kind": best.baseline_name},
         )
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+        return dg.MaterializeResult(metadata=_model_metadata(outcome), check_results=[check])
 
     @dg.asset(
-        key=champion_key, group_name="assembly", owners=owners, tags=tags, deps=[model_key], kinds={"python"},
-        description=f"Promotion gate of {spec.name}: the challenger replaces the champion only if it wins on the "
-        f"same recent holdout by the {spec.risk_tier}-tier margin and passes every promotion rule of "
-        "governance/policy.yaml (lift, segment gap, uses, PII, approvals, shadow period).",
-        check_specs=[dg.AssetCheckSpec("policy", asset=champion_key, blocking=True, description=(
+        key=gate_key, group_name="assembly", owners=owners, tags=tags, deps=[trained_key], kinds={"python"},
+        description=f"Promotion gate of {spec.name}: the challenger replaces the champion only if it passes every "
+        f"promotion rule of governance/policy.yaml for the {spec.risk_tier} tier (lift, margin over the champion on "
+        "the same recent holdout, segment gap, uses, PII, approvals, shadow period).",
+        check_specs=[dg.AssetCheckSpec("policy", asset=gate_key, blocking=True, description=(
             "Blocking: the champion satisfies the policy in force (governance/policy.yaml); "
             "a non-compliant champion stops its scoring."))],
     )
     def _champion(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
-        from factory_assets.assembly.registry import ModelRegistry, decide_promotion
-        from factory_assets.assembly.templates import evaluate_on_holdout
-        from factory_assets.governance.facts import approvals_log, current_policy, model_facts
-        from factory_assets.governance.policy import evaluate_compliance, evaluate_promotion
+        from factory_assets.assembly.lifecycle import promotion_gate
+        from factory_assets.governance.facts import approvals_log, current_policy
 
         policy = current_policy()
-        registry = ModelRegistry(store.paths.artifacts / "models")
-        approvals = approvals_log(store.paths.artifacts)
-        challenger = registry.get(spec.name, "challenger")
-        frame = pl.read_parquet(_training_set_paths(store, spec.name)[0])
-        window = tuple(challenger.manifest["extra"]["test_window"])
-        challenger_metrics = evaluate_on_holdout(spec, registry, "challenger", frame, window)
-        champion_metrics = None
-        if "champion" in registry.aliases(spec.name):
-            champion_metrics = evaluate_on_holdout(spec, registry, "champion", frame, window)
-        decision = decide_promotion(spec.metric, challenger_metrics, champion_metrics,
-                                    challenger.manifest["baseline_metrics"],
-                                    policy.tier(spec.risk_tier).promotion_margin, holdout_id=" .. ".join(window))
-        rules = evaluate_promotion(policy, model_facts(spec, challenger, approvals, metrics=challenger_metrics,
-                                                       champion_metrics=champion_metrics))
-        promote = decision.promote and rules.passed
-        reason = decision.reason if rules.passed else (
-            f"not promoted by policy {policy.version}: {'; '.join(r.detail for r in rules.failed)} "
-            f"(gate alone: {decision.reason})")
-        if promote:
-            registry.set_alias(spec.name, "champion", challenger.version, reason=reason)
-        context.log.info(reason)
+        frame = pl.read_parquet(training_set_paths(store, spec.name)[0])
+        outcome = promotion_gate(spec, frame, registry=store.registry(), approvals=approvals_log(store.paths.artifacts),
+                                 policy=policy)
+        context.log.info(outcome.reason)
         metadata = {
-            "promoted": promote, "reason": reason, "challenger": challenger.version,
+            "promoted": outcome.promoted, "reason": outcome.reason, "challenger": outcome.challenger,
             "policy_version": policy.version,
-            "policy_rules": dg.MetadataValue.json(rules.to_dict()),
-            f"challenger/{spec.metric}": dg.MetadataValue.float(float(challenger_metrics[spec.metric])),
-            f"champion/{spec.metric}": dg.MetadataValue.float(float(champion_metrics[spec.metric]))
-            if champion_metrics else dg.MetadataValue.float(float("nan")),
+            "policy_rules": dg.MetadataValue.json(outcome.rules.to_dict()),
+            f"challenger/{spec.metric}": dg.MetadataValue.float(float(outcome.challenger_metrics[spec.metric])),
+            f"champion/{spec.metric}": dg.MetadataValue.float(float(outcome.champion_metrics[spec.metric]))
+            if outcome.champion_metrics else dg.MetadataValue.float(float("nan")),
+            "champion": outcome.champion or "none",
         }
-        if "champion" in registry.aliases(spec.name):
-            champion = registry.get(spec.name, "champion")
-            compliance = evaluate_compliance(policy, model_facts(spec, champion, approvals))
-            metadata["champion"] = champion.version
-            check = dg.AssetCheckResult(check_name="policy", passed=compliance.passed,
-                                        metadata={"champion": champion.version, "summary": compliance.summary(),
-                                                  "rules": dg.MetadataValue.json(compliance.to_dict())})
+        if outcome.compliance is not None:
+            check = dg.AssetCheckResult(check_name="policy", passed=outcome.compliance.passed,
+                                        metadata={"champion": outcome.champion, "summary": outcome.compliance.summary(),
+                                                  "rules": dg.MetadataValue.json(outcome.compliance.to_dict())})
         else:
-            metadata["champion"] = "none"
             check = dg.AssetCheckResult(check_name="policy", passed=True,
                                         metadata={"summary": "no champion yet: nothing scores"})
         return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return [_training_set, _model, _champion]
-
-
-feature_set_assets = [feature_set_asset(name) for name in fs.FEATURE_SETS]
-
-
-def all_use_case_assets(folder=None) -> list:
-    """Assets of every use-case YAML in ``folder`` (default: factory_assets/assembly/use_cases)."""
-    specs = load_use_cases(folder) if folder else load_use_cases()
-    return [a for spec in specs.values() for a in use_case_assets(spec)]
-

@@ -1,14 +1,15 @@
-"""Layer 3, assembly: feature sets and use-case models as Dagster definitions."""
-
-from pathlib import Path
+"""Layer 3, assembly: the core's feature-set snapshots as Dagster definitions (use cases are
+components: ``factory_assets/defs/use_cases``)."""
 
 import dagster as dg
 
-from factory_assets.assembly.assets import all_use_case_assets, feature_set_assets
+from factory_assets.assembly.assets import feature_set_asset
+from factory_assets.assembly.features import FEATURE_SETS
+from factory_assets.lib.contracts import feature_contract
 
 
-def build_assembly_defs(use_cases_folder: Path | None = None) -> dg.Definitions:
-    return dg.Definitions(assets=[*feature_set_assets, *all_use_case_assets(use_cases_folder)])
+def build_assembly_defs() -> dg.Definitions:
+    return dg.Definitions(assets=[feature_set_asset(f, feature_contract(name)) for name, f in FEATURE_SETS.items()])
 
 
 defs = build_assembly_defs()

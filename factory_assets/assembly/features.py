@@ -67,10 +67,16 @@ class FeatureSet:
     description: str
     columns: dict[str, str]
     sql: str = field(repr=False)
+    #: The data products the SQL reads (the snapshot's lineage; a training set records their state).
+    products: tuple[str, ...] = ()
+    #: SQL giving every known entity (the latest snapshot's spine); None: the core's ``ENTITY_SPINES``.
+    entities_sql: str | None = field(default=None, repr=False)
+    #: SQL giving the last complete day of the set's data; None: the core's ``data_end_date``.
+    clock_sql: str | None = field(default=None, repr=False)
 
     def render(self, spine: str) -> str:
         """The SQL of this set for ``spine`` (a relation name or a parenthesised query)."""
-        return self.sql.format(spine=spine)
+        return self.sql.replace("{spine}", spine)
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,6 +244,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
     for fs in (
         FeatureSet(
             name="customer_activity",
+            products=("fct_order_lines", "int_tickets__scored"),
             version="1.0.0",
             entity=("customer_key",),
             timestamp_column="feature_date",
@@ -258,6 +265,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         ),
         FeatureSet(
             name="supplier_performance",
+            products=("supplier_reliability",),
             version="1.0.0",
             entity=("supplier_id",),
             timestamp_column="feature_date",
@@ -272,6 +280,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         ),
         FeatureSet(
             name="warehouse_load",
+            products=("fct_order_lines",),
             version="1.0.0",
             entity=("warehouse_id",),
             timestamp_column="feature_date",
@@ -287,6 +296,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         ),
         FeatureSet(
             name="regional_conditions",
+            products=("calendar",),
             version="1.0.0",
             entity=("region",),
             timestamp_column="feature_date",
@@ -305,6 +315,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
         ),
         FeatureSet(
             name="demand_history",
+            products=("daily_demand",),
             version="1.0.0",
             entity=("product_id", "warehouse_id"),
             timestamp_column="feature_date",
@@ -335,16 +346,27 @@ ENTITY_SPINES = {
 }
 
 
-def latest_snapshot_sql(name: str, as_of: dt.date) -> str:
-    """The SQL of feature set ``name`` for every known entity as of the end of ``as_of``."""
-    feature_set = FEATURE_SETS[name]
-    spine = f"(select *, DATE '{as_of.isoformat()}' as feature_date from ({ENTITY_SPINES[feature_set.entity]}))"
+def latest_snapshot_sql(feature_set: FeatureSet | str, as_of: dt.date) -> str:
+    """The SQL of a feature set for every known entity as of the end of ``as_of``."""
+    if isinstance(feature_set, str):
+        feature_set = FEATURE_SETS[feature_set]
+    entities = feature_set.entities_sql or ENTITY_SPINES[feature_set.entity]
+    spine = f"(select *, DATE '{as_of.isoformat()}' as feature_date from ({entities}))"
     return feature_set.render(spine)
 
 
-def feature_set_versions(names: Iterable[str]) -> dict[str, str]:
+def feature_set_end_date(conn: duckdb.DuckDBPyConnection, feature_set: FeatureSet) -> dt.date | None:
+    """The last complete day of a feature set's own data (its snapshot's "today")."""
+    if feature_set.clock_sql is None:
+        return data_end_date(conn)
+    value = conn.execute(feature_set.clock_sql).fetchone()[0]
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def feature_set_versions(names: Iterable[str], known: dict[str, FeatureSet] | None = None) -> dict[str, str]:
     """``{name: version}`` of the given feature sets (for lineage / model metadata)."""
-    return {n: FEATURE_SETS[n].version for n in names}
+    known = FEATURE_SETS if known is None else known
+    return {n: known[n].version for n in names}
 
 
 def _d(value: dt.date) -> str:

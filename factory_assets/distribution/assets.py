@@ -9,16 +9,14 @@ from datetime import date
 
 import dagster as dg
 
-from factory_assets.assembly.specs import UseCaseSpec, load_use_cases
+from factory_assets.assembly.specs import UseCaseSpec
+from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.distribution import scoring
+from factory_assets.keys import champion_key, feature_set_key, predictions_key
 from factory_assets.lib.contracts import ContractError, prediction_contract, prediction_contract_path
 from factory_assets.processing.checks import contract_check, freshness_check
 from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.resources import FactoryStore
-
-
-def predictions_key(use_case: str) -> dg.AssetKey:
-    return dg.AssetKey(["distribution", f"{use_case}_predictions"])
 
 
 def snapshot_folder(store: FactoryStore, use_case: str):
@@ -29,40 +27,43 @@ def snapshot_path(store: FactoryStore, use_case: str, day: date):
     return snapshot_folder(store, use_case) / f"{day.isoformat()}.parquet"
 
 
-def prediction_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
+def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.AssetsDefinition:
     key = predictions_key(spec.name)
     contract_file = prediction_contract_path(spec.name)
+    contract_text = (str(contract_file.relative_to(contract_file.parents[2])) if contract_file.is_file()
+                     else "generated from the declaration (artifacts/contracts/predictions)")
 
     @dg.asset(
         key=key,
         group_name="distribution",
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=[dg.AssetKey(["assembly", f"{spec.name}_champion"]),
-              *[dg.AssetKey(["assembly", n]) for n in spec.feature_sets]],
+        deps=[champion_key(spec.name), *[feature_set_key(n) for n in spec.feature_sets]],
         output_required=False,
         owners=[spec.owner],
         kinds={"duckdb", *spec.engines},
         tags={"layer": "distribution", "use_case": spec.name, "risk_tier": spec.risk_tier,
               "business_unit": spec.business_unit},
         description=f"Nightly {spec.name} scores by the champion model, table predictions.{spec.name}, contract "
-        f"{contract_file.relative_to(contract_file.parents[2])}. Each row names the model version and the "
+        f"{contract_text}. Each row names the model version and the "
         "feature snapshot it used. Nothing is written while the use case has no champion.",
-        metadata={"contract": contract_file.name, "table": f"predictions.{spec.name}"},
+        metadata={"contract": contract_file.name if contract_file.is_file() else "generated", "table": f"predictions.{spec.name}"},
     )
     def _predictions(context: dg.AssetExecutionContext, store: FactoryStore):
-        from factory_assets.assembly.registry import ModelRegistry, RegistryKeyError
+        from factory_assets.assembly.registry import RegistryKeyError
 
-        registry = ModelRegistry(store.paths.artifacts / "models")
+        registry = store.registry()
         try:
             champion = registry.get(spec.name, "champion")
         except RegistryKeyError:
             context.log.warning(f"{spec.name} has no champion yet (run the assembly_training job): nothing scored.")
             return
+        written_by_hand = prediction_contract_path(spec.name).is_file()
         try:
-            contract = prediction_contract(spec.name)
+            contract = prediction_contract(spec.name) if written_by_hand else None
         except ContractError as exc:
             raise dg.Failure(str(exc)) from exc
+        table = contract.physical_name if contract else f"predictions.{spec.name}"
         from factory_assets.governance.facts import approvals_log, current_policy, model_facts
         from factory_assets.governance.policy import scoring_allowed
 
@@ -75,9 +76,21 @@ def prediction_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         categories = champion.manifest.get("extra", {}).get("categories", {})
         days = sorted(date.fromisoformat(k) for k in context.partition_keys)
         with store.warehouse() as conn:
-            written = scoring.score_days(conn, spec, model, categories, model_version=champion.version,
-                                         table=contract.physical_name, days=days,
+            written = scoring.score_days(conn, spec, builder, model, categories, model_version=champion.version,
+                                         table=table, days=days,
                                          snapshot_folder=snapshot_folder(store, spec.name))
+            if contract is None:  # contracted from the declaration and the rows' key types
+                from factory_assets.distribution.prediction_contract import write_prediction_contract
+                from factory_assets.lib.contract_checks import evaluate_contract
+
+                schema = next((rows.schema for rows in written.values() if rows.height), None)
+                if schema is not None:
+                    contract = write_prediction_contract(spec, dict(schema), store.paths.artifacts / "contracts"
+                                                         / "predictions")
+                    report = evaluate_contract(conn, contract, table)
+                    if not report.passed:
+                        raise dg.Failure(f"{spec.name}'s predictions break their contract {contract.path}: "
+                                         f"{report.summary()}")
         rows_by_day = {day: rows.height for day, rows in written.items()}
         means = [float(rows["prediction"].mean()) for rows in written.values() if rows.height]
         context.log.info(f"Scored {sum(rows_by_day.values())} rows over {len(days)} day(s) with {champion.version}.")
@@ -87,8 +100,9 @@ def prediction_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
             "model_version": champion.version,
             "engine": champion.engine,
             "mean_prediction": dg.MetadataValue.float(sum(means) / len(means) if means else float("nan")),
-            "contract_version": contract.version,
-            "table": contract.physical_name,
+            "contract_version": contract.version if contract else "none (nothing scored)",
+            "contract": str(contract.path) if contract else "none",
+            "table": table,
         })
 
     return _predictions
@@ -103,9 +117,3 @@ def prediction_checks(spec: UseCaseSpec) -> list[dg.AssetChecksDefinition]:
     if contract.freshness_column:
         checks.append(freshness_check(contract, predictions_key(spec.name)))
     return checks
-
-
-def all_prediction_assets(folder=None) -> tuple[list, list]:
-    specs = load_use_cases(folder) if folder else load_use_cases()
-    return ([prediction_asset(s) for s in specs.values()],
-            [c for s in specs.values() for c in prediction_checks(s)])

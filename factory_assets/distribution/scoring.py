@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
 
 import duckdb
 import numpy as np
@@ -19,15 +18,8 @@ import polars as pl
 
 from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.templates import encode_features
-from factory_assets.assembly.training_sets import CORE_TRAINING_SETS
+from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.lib.warehouse_sql import table_exists
-
-#: The scoring-set builder behind each core ``training_set`` a spec may name (the ``score`` side
-#: of its training-set builder): the same features as training, for the rows still to be predicted
-#: at the start of ``as_of``.
-SCORING_SETS: dict[str, Callable[[duckdb.DuckDBPyConnection, UseCaseSpec, dt.date], pl.DataFrame]] = {
-    name: builder.score for name, builder in CORE_TRAINING_SETS.items()
-}
 
 #: Columns that identify what a prediction is about, besides the spec's entity and time column.
 TARGET_KEYS = ("horizon", "target_date")
@@ -36,9 +28,11 @@ TARGET_KEYS = ("horizon", "target_date")
 META_COLUMNS = ("prediction", "model_version", "feature_snapshot_id", "features_as_of", "scored_at")
 
 
-def scoring_set(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, scored_date: dt.date) -> pl.DataFrame:
-    """The rows to score for the night after ``scored_date``: everything known up to its end."""
-    return SCORING_SETS[spec.training_set](conn, spec, scored_date + dt.timedelta(days=1))
+def scoring_set(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, builder: TrainingSetBuilder,
+                scored_date: dt.date) -> pl.DataFrame:
+    """The rows to score for the night after ``scored_date``: everything known up to its end (the
+    ``score`` side of the use case's training-set builder: the same features as training)."""
+    return builder.score(conn, spec, scored_date + dt.timedelta(days=1))
 
 
 def snapshot_id(frame: pl.DataFrame) -> str:
@@ -95,7 +89,8 @@ def write_partition(conn: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFr
     return rows.height
 
 
-def score_days(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, model, categories: dict[str, list[str]], *,
+def score_days(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, builder: TrainingSetBuilder, model,
+               categories: dict[str, list[str]], *,
                model_version: str, table: str, days: list[dt.date], snapshot_folder) -> dict[dt.date, pl.DataFrame]:
     """Score each day's scoring set, keep its feature snapshot (with the predictions) as
     ``snapshot_folder/<day>.parquet``, and replace the day's partition of ``table``.
@@ -104,7 +99,7 @@ def score_days(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, model, catego
     snapshot_folder.mkdir(parents=True, exist_ok=True)
     written = {}
     for day in days:
-        frame = scoring_set(conn, spec, day)
+        frame = scoring_set(conn, spec, builder, day)
         predictions = predict(model, categories, frame)
         frame.with_columns(pl.Series("prediction", predictions, dtype=pl.Float64)).write_parquet(
             snapshot_folder / f"{day.isoformat()}.parquet")

@@ -13,12 +13,14 @@ from datetime import date
 import dagster as dg
 import polars as pl
 
-from factory_assets.assembly.specs import UseCaseSpec, load_use_cases
+from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.training import higher_is_better
+from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.assembly.templates import TEMPLATE_TASK
-from factory_assets.distribution.assets import predictions_key, snapshot_path
+from factory_assets.distribution.assets import snapshot_path
 from factory_assets.feedback import monitoring as mon
-from factory_assets.feedback.outcomes import label_delay_days, labelled_predictions, override_feedback
+from factory_assets.feedback.outcomes import labelled_predictions, override_feedback
+from factory_assets.keys import monitoring_key, predictions_key, product_key
 from factory_assets.lib.warehouse_sql import table_exists
 from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.resources import FactoryStore
@@ -26,10 +28,6 @@ from factory_assets.settings import artifacts_url
 
 #: Metadata key the retraining sensor reads: the list of thresholds a partition crossed.
 BREACHES = "breaches"
-
-
-def monitoring_key(use_case: str) -> dg.AssetKey:
-    return dg.AssetKey(["feedback", f"{use_case}_monitoring"])
 
 
 def _report_links(name: str, path, artifacts) -> dict:
@@ -52,7 +50,7 @@ def _metadata_version(metadata: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registry,
+def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, builder: TrainingSetBuilder, day: date, registry,
                 config: mon.MonitoringConfig) -> dict:
     """Drift, prediction drift and quality of one scored day; returns the metadata to record."""
     limits = config.tiers[spec.risk_tier]
@@ -98,8 +96,8 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, day: date, registr
         metadata["drift_share"] = dg.MetadataValue.float(float("nan"))
         metadata["drift_status"] = "no scores for this day" if not versions else f"{len(versions)} model versions"
 
-    scored = day - dt.timedelta(days=label_delay_days(spec))
-    labelled = labelled_predictions(conn, spec, table, scored, day)
+    scored = day - dt.timedelta(days=spec.label_delay_days)
+    labelled = labelled_predictions(conn, spec, builder, table, scored, day)
     metadata["labelled_rows"] = dg.MetadataValue.int(labelled.height)
     metadata["labels_for_scored_date"] = scored.isoformat()
     if labelled.height >= limits.min_labelled_rows:
@@ -137,7 +135,7 @@ def _scored(conn, spec: UseCaseSpec, day: date) -> bool:
         f"select count(*) > 0 from predictions.{spec.name} where scored_date = ?", [day]).fetchone()[0]
 
 
-def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
+def monitoring_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.AssetsDefinition:
     key = monitoring_key(spec.name)
 
     @dg.asset(
@@ -145,8 +143,8 @@ def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         group_name="feedback",
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=[predictions_key(spec.name), dg.AssetKey(["processing", "fct_order_lines"]),
-              dg.AssetKey(["processing", "daily_demand"])],
+        # the outcomes come from the use case's own products
+        deps=[predictions_key(spec.name), *(product_key(p) for p in builder.products)],
         output_required=False,
         owners=[spec.owner],
         kinds={"evidently", "duckdb"},
@@ -156,13 +154,11 @@ def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
             f"Warns when a day crosses the {spec.risk_tier}-tier limits of governance/policy.yaml "
             "(drift share, prediction drift, quality drop); the retraining sensor acts on it."))],
         description=f"Daily Evidently data drift (features vs the model's reference), prediction drift and live "
-        f"{spec.metric} of {spec.name} once outcomes are known ({label_delay_days_text(spec)}). HTML reports "
+        f"{spec.metric} of {spec.name} once outcomes are known (scores of {spec.label_delay_days} days earlier). HTML reports "
         "under artifacts/reports; numbers as metadata.",
     )
     def _monitoring(context: dg.AssetExecutionContext, store: FactoryStore):
-        from factory_assets.assembly.registry import ModelRegistry
-
-        registry = ModelRegistry(store.paths.artifacts / "models")
+        registry = store.registry()
         config = mon.monitoring_config()
         breached = {}
         with store.warehouse(read_only=True) as conn:
@@ -170,7 +166,7 @@ def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
                 if not _scored(conn, spec, day):
                     context.log.info(f"{spec.name} {day}: no scores (no champion yet): nothing to monitor.")
                     continue
-                metadata = monitor_day(conn, store, spec, day, registry, config)
+                metadata = monitor_day(conn, store, spec, builder, day, registry, config)
                 if metadata[BREACHES].value:
                     breached[day.isoformat()] = metadata[BREACHES].value
                     context.log.warning(f"{spec.name} {day}: {'; '.join(metadata[BREACHES].value)}")
@@ -182,12 +178,3 @@ def monitoring_asset(spec: UseCaseSpec) -> dg.AssetsDefinition:
         )
 
     return _monitoring
-
-
-def label_delay_days_text(spec: UseCaseSpec) -> str:
-    return f"scores of {label_delay_days(spec)} days earlier"
-
-
-def all_monitoring_assets(folder=None) -> list:
-    specs = load_use_cases(folder) if folder else load_use_cases()
-    return [monitoring_asset(s) for s in specs.values()]

@@ -11,15 +11,11 @@ from datetime import date
 
 import dagster as dg
 
-from factory_assets.assembly.specs import load_use_cases
-from factory_assets.feedback.assets import BREACHES, monitoring_key
+from factory_assets.feedback.assets import BREACHES
+from factory_assets.keys import monitoring_key, training_keys
 from factory_assets.settings import ML_TEAM
 
 RETRAINING_JOB = "assembly_training"
-
-
-def use_case_training_keys(use_case: str) -> list[dg.AssetKey]:
-    return [dg.AssetKey(["assembly", f"{use_case}{suffix}"]) for suffix in ("_training_set", "_model", "_champion")]
 
 
 def retraining_requests(instance: dg.DagsterInstance, use_cases: list[str], cursor: dict[str, int]):
@@ -46,21 +42,22 @@ def retraining_requests(instance: dg.DagsterInstance, use_cases: list[str], curs
         year, week, _ = date.fromisoformat(day).isocalendar() if day else (0, 0, 0)
         requests.append(dg.RunRequest(
             run_key=f"retrain:{use_case}:{version}:{year}-W{week:02d}",
-            asset_selection=use_case_training_keys(use_case),
+            asset_selection=training_keys(use_case),
             tags={"factory/trigger": "monitoring", "factory/use_case": use_case, "factory/breach_day": day or "",
                   "factory/breaches": json.dumps(reasons)[:1000], "factory/replaces_champion": version},
         ))
     return requests, cursor
 
 
-def build_retraining_sensor(use_cases: list[str]) -> dg.SensorDefinition:
+def build_retraining_sensor(use_cases: list[str], job_name: str = RETRAINING_JOB,
+                            name: str = "retraining_on_monitoring_breach") -> dg.SensorDefinition:
     @dg.sensor(
-        name="retraining_on_monitoring_breach",
+        name=name,
         owners=[ML_TEAM],
         metadata={"layer": "feedback", "reads": "monitoring metadata (breaches)"},
         description="Requests retraining of a use case when its monitoring records a drift or quality breach "
         "(reads recorded results only; one request per use case, champion version and week).",
-        job_name=RETRAINING_JOB,
+        job_name=job_name,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.STOPPED,
     )
@@ -73,8 +70,3 @@ def build_retraining_sensor(use_cases: list[str]) -> dg.SensorDefinition:
         return requests
 
     return _sensor
-
-
-def retraining_sensor(folder=None) -> dg.SensorDefinition:
-    specs = load_use_cases(folder) if folder else load_use_cases()
-    return build_retraining_sensor(sorted(specs))

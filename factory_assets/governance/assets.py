@@ -11,13 +11,12 @@ import dagster as dg
 import polars as pl
 
 from factory_assets.assembly.specs import load_use_cases
-from factory_assets.feedback.assets import BREACHES, monitoring_key
+from factory_assets.feedback.assets import BREACHES
 from factory_assets.governance.portfolio import Monitoring, compliance_reports, portfolio_rows
+from factory_assets.keys import COMPLIANCE_KEY, PORTFOLIO_KEY, champion_key, monitoring_key
 from factory_assets.resources import FactoryStore
 from factory_assets.settings import RISK_TEAM, WAREHOUSE_WRITER_TAG
 
-COMPLIANCE_KEY = dg.AssetKey(["feedback", "model_compliance"])
-PORTFOLIO_KEY = dg.AssetKey(["feedback", "use_case_portfolio"])
 GOVERNANCE_OWNER = "team:model-risk"
 
 
@@ -43,9 +42,13 @@ def _write(store: FactoryStore, table: str, rows: list[dict]) -> None:
         conn.unregister("_rows")
 
 
-def build_governance_defs(use_cases_folder=None) -> dg.Definitions:
+def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
+    """Governance over every use case of every location (``use_cases_folder``: only those). The
+    assets depend on this location's use cases (``own``; default: all): another location's assets
+    are not drawn here, but its use cases are judged and listed all the same."""
     specs = load_use_cases(use_cases_folder) if use_cases_folder else load_use_cases()
-    champions = [dg.AssetKey(["assembly", f"{n}_champion"]) for n in specs]
+    own = sorted(specs if own is None else own)
+    champions = [champion_key(n) for n in own]
 
     @dg.asset(
         key=COMPLIANCE_KEY, group_name="feedback", deps=champions, owners=[GOVERNANCE_OWNER],
@@ -56,11 +59,10 @@ def build_governance_defs(use_cases_folder=None) -> dg.Definitions:
         "which rules pass or fail. Table governance.model_compliance. Re-run automatically when the policy changes.",
     )
     def model_compliance(context: dg.AssetExecutionContext, store: FactoryStore):
-        from factory_assets.assembly.registry import ModelRegistry
         from factory_assets.governance.facts import approvals_log, current_policy
 
         policy = current_policy()
-        reports = compliance_reports(specs, ModelRegistry(store.paths.artifacts / "models"),
+        reports = compliance_reports(specs, store.registry(),
                                      approvals_log(store.paths.artifacts), policy,
                                      _latest_monitoring(context.instance, specs))
         rows = [{"use_case": n, "version": r_version, "rule": rule.rule, "passed": rule.passed, "detail": rule.detail,
@@ -81,17 +83,16 @@ def build_governance_defs(use_cases_folder=None) -> dg.Definitions:
                                   metadata={"non_compliant": dg.MetadataValue.json(failing)})
 
     @dg.asset(
-        key=PORTFOLIO_KEY, group_name="feedback", deps=[COMPLIANCE_KEY, *[monitoring_key(n) for n in specs]],
+        key=PORTFOLIO_KEY, group_name="feedback", deps=[COMPLIANCE_KEY, *[monitoring_key(n) for n in own]],
         owners=[GOVERNANCE_OWNER], kinds={"duckdb", "python"}, tags={"layer": "governance"},
         description="The use-case portfolio: owner business unit, risk tier, status (challenger only, champion, "
         "non-compliant, retraining), value from the spec, last training, current champion and its health. "
         "Table governance.portfolio.",
     )
     def use_case_portfolio(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
-        from factory_assets.assembly.registry import ModelRegistry
         from factory_assets.governance.facts import approvals_log, current_policy
 
-        registry = ModelRegistry(store.paths.artifacts / "models")
+        registry = store.registry()
         monitoring = _latest_monitoring(context.instance, specs)
         reports = compliance_reports(specs, registry, approvals_log(store.paths.artifacts), current_policy(), monitoring)
         in_flight = context.instance.get_runs(filters=dg.RunsFilter(
@@ -132,11 +133,10 @@ def build_governance_defs(use_cases_folder=None) -> dg.Definitions:
     @dg.op(config_schema={"use_case": str, "version": str, "approver": str, "decision": str, "note": dg.Field(str, default_value="")},
            description="Records an approval or rejection (append-only, with who and when).")
     def record_approval_op(context: dg.OpExecutionContext, store: FactoryStore) -> None:
-        from factory_assets.assembly.registry import ModelRegistry
         from factory_assets.governance.facts import approvals_log
 
         c = context.op_config
-        version = ModelRegistry(store.paths.artifacts / "models").get(c["use_case"], c["version"])
+        version = store.registry().get(c["use_case"], c["version"])
         record = approvals_log(store.paths.artifacts).record(c["use_case"], version.version, c["approver"],
                                                              c["decision"], c["note"])
         context.log.info(json.dumps(record))
@@ -151,6 +151,4 @@ def build_governance_defs(use_cases_folder=None) -> dg.Definitions:
 
 
 def _champion_version(store: FactoryStore, use_case: str) -> str:
-    from factory_assets.assembly.registry import ModelRegistry
-
-    return ModelRegistry(store.paths.artifacts / "models").aliases(use_case).get("champion", "")
+    return store.registry().aliases(use_case).get("champion", "")

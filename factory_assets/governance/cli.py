@@ -146,7 +146,7 @@ def cmd_audit(args) -> int:
         spec, version = _spec_and_version(args.use_case, args.version)
     except LookupError as exc:
         return _fail(str(exc))
-    from factory_assets.assembly.assets import feature_set_products
+    from factory_assets.assembly.catalogue import feature_set_products
     from factory_assets.governance.audit import build_audit_bundle, write_bundle
     from factory_assets.governance.facts import approvals_log, current_policy, model_facts, policy_path
     from factory_assets.governance.policy import evaluate_compliance

@@ -13,6 +13,7 @@ raise ``ContractError`` naming the file and the offending field.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -22,7 +23,26 @@ import yaml
 
 from factory_assets.lib.yaml_files import load_yaml
 
-CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "data_contracts"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS_DIR = PROJECT_ROOT / "data_contracts"
+#: One contract per raw source; the file name (``<source>.odcs.yaml``) is the source's name.
+RAW_CONTRACTS_DIR = CONTRACTS_DIR / "raw"
+RAW_CONTRACT_SUFFIX = ".odcs.yaml"
+
+#: customProperties a raw contract reads: ``sourceKind`` (one of SOURCE_KINDS, the asset's
+#: ``source_kind`` tag), ``landingFormat`` (one of LANDING_FORMATS), ``dbtSource`` (the dbt source
+#: the table belongs to; default: the source's name), ``filePattern`` (shown in error messages).
+SOURCE_KINDS = ("transactions", "iot", "documents", "external", "feedback")
+LANDING_FORMATS = ("csv", "jsonl")
+
+#: Columns the ingestion adds to every raw table after the contract's own (provenance of each row).
+PROVENANCE_COLUMNS = {
+    "_source_file": "VARCHAR",
+    "_checksum": "VARCHAR",
+    "_row_number": "INTEGER",
+    "_partition_date": "DATE",
+    "_ingested_at": "TIMESTAMP",
+}
 
 #: physicalType (DuckDB) accepted in contracts -> logicalType it must agree with.
 PHYSICAL_TO_LOGICAL = {
@@ -81,6 +101,7 @@ class DataContract:
     table: str
     physical_name: str
     columns: tuple[Column, ...]
+    table_description: str = ""
     unique_together: tuple[tuple[str, ...], ...] = ()
     freshness_days: float | None = None
     freshness_column: str | None = None
@@ -99,6 +120,20 @@ class DataContract:
             if c.name == name:
                 return c
         raise KeyError(f"{self.name}: no column {name!r} in contract {self.path.name}")
+
+    @property
+    def source_kind(self) -> str | None:
+        """Raw contracts: the kind of source (``customProperties`` sourceKind)."""
+        return self.custom.get("sourceKind")
+
+    @property
+    def landing_format(self) -> str:
+        return self.custom.get("landingFormat") or "csv"
+
+    @property
+    def dbt_source(self) -> str:
+        """Raw contracts: the dbt source declaring this table (``customProperties`` dbtSource)."""
+        return self.custom.get("dbtSource") or self.table
 
     @property
     def checksum(self) -> str:
@@ -216,6 +251,7 @@ def parse_contract(doc: Any, path: Path) -> DataContract:
         table=table_name,
         physical_name=table.get("physicalName", table_name),
         columns=columns,
+        table_description=str(table.get("description") or "").strip(),
         unique_together=tuple(unique_together),
         freshness_days=freshness,
         freshness_column=freshness_column,
@@ -232,10 +268,82 @@ def load_contract(path: Path | str) -> DataContract:
     return parse_contract(doc, path)
 
 
+def raw_source_name(path: Path) -> str:
+    return Path(path).name.removesuffix(RAW_CONTRACT_SUFFIX)
+
+
+def raw_contract_dirs() -> list[Path]:
+    """Every raw-contract folder of this project: the core's and each business unit's. They share
+    one landing zone and one ``raw`` schema, so a source name may be declared only once."""
+    return [RAW_CONTRACTS_DIR, *sorted(PROJECT_ROOT.glob("business_units/*/data_contracts/raw"))]
+
+
+def raw_contract_files(folders: Iterable[Path]) -> dict[str, Path]:
+    """Source name -> contract file over ``folders``; the same name in two files is an error."""
+    found: dict[str, Path] = {}
+    for folder in dict.fromkeys(Path(f).resolve() for f in folders):
+        for path in sorted(folder.glob(f"*{RAW_CONTRACT_SUFFIX}")):
+            name = raw_source_name(path)
+            if name in found:
+                raise ContractError(
+                    f"raw source {name!r} is declared twice: {found[name]} and {path}. Sources share one "
+                    "landing zone and one raw schema, so each name is declared once; rename one of them "
+                    "(file name, schema name and physicalName)."
+                )
+            found[name] = path
+    return found
+
+
+def check_raw_contract(contract: DataContract) -> DataContract:
+    """What ingestion relies on: the file, table and ``raw.<table>`` agree; kind and format known."""
+    path, source = contract.path, raw_source_name(contract.path)
+    if contract.table != source:
+        raise ContractError(f"{path}: schema[0].name {contract.table!r} must equal the file's source name {source!r}")
+    if contract.physical_name != f"raw.{source}":
+        raise ContractError(f"{path}: physicalName {contract.physical_name!r} must be 'raw.{source}'")
+    if contract.source_kind not in SOURCE_KINDS:
+        raise ContractError(
+            f"{path}: customProperties sourceKind {contract.source_kind!r} must be one of {list(SOURCE_KINDS)}"
+        )
+    if contract.landing_format not in LANDING_FORMATS:
+        raise ContractError(
+            f"{path}: customProperties landingFormat {contract.landing_format!r} must be one of {list(LANDING_FORMATS)}"
+        )
+    clash = sorted(set(contract.column_names) & set(PROVENANCE_COLUMNS))
+    if clash:
+        raise ContractError(f"{path}: columns {clash} are reserved for the provenance ingestion adds")
+    return contract
+
+
+def load_raw_contracts(folder: Path | str, others: Iterable[Path] = ()) -> dict[str, DataContract]:
+    """The raw contracts of ``folder`` by source name, checked; a name also declared in one of
+    ``others`` (folders sharing the landing zone) is an error naming both files."""
+    folder = Path(folder).resolve()
+    if not folder.is_dir():
+        raise ContractError(f"{folder}: no such folder of raw contracts")
+    files = raw_contract_files([folder, *others])
+    return {name: check_raw_contract(load_contract(path)) for name, path in files.items() if path.parent == folder}
+
+
 @cache
+def core_raw_contracts() -> dict[str, DataContract]:
+    """The core's raw contracts (``data_contracts/raw``), checked against the business units'."""
+    return load_raw_contracts(RAW_CONTRACTS_DIR, raw_contract_dirs())
+
+
 def raw_contract(source: str) -> DataContract:
-    """The landing contract of a raw source, e.g. ``raw_contract("transactions")``."""
-    return load_contract(CONTRACTS_DIR / "raw" / f"{source}.odcs.yaml")
+    """The landing contract of a core raw source, e.g. ``raw_contract("transactions")``."""
+    contracts = core_raw_contracts()
+    if source not in contracts:
+        raise ContractError(
+            f"no raw contract for source {source!r} in {RAW_CONTRACTS_DIR} (known: {', '.join(sorted(contracts))})"
+        )
+    return contracts[source]
+
+
+def raw_source_kinds(contracts: Mapping[str, DataContract] | None = None) -> dict[str, str]:
+    """Source name -> kind, for the core's raw contracts by default."""
+    return {name: c.source_kind for name, c in (core_raw_contracts() if contracts is None else contracts).items()}
 
 
 @cache

@@ -1,16 +1,27 @@
-"""Ingestion assets: one daily-partitioned asset per raw source (thin wrappers over ``ingest``)."""
+"""Ingestion assets: one daily-partitioned asset per raw contract (thin wrappers over ``ingest``).
+
+A new raw source is a contract file in ``data_contracts/raw/`` (or a business unit's own
+``data_contracts/raw/``) and its folder in the landing zone; no Python names it.
+"""
 
 
+from collections.abc import Iterable
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 
-from factory_assets.lib.contracts import raw_contract
+from factory_assets.lib.contracts import (
+    RAW_CONTRACTS_DIR,
+    DataContract,
+    load_raw_contracts,
+    raw_contract_dirs,
+)
 from factory_assets.raw_material.ingest import ingest_partitions
 from factory_assets.resources import FactoryStore
-from factory_assets.settings import PARTITIONS_START, RAW_SOURCES
+from factory_assets.settings import partitions_start
 
-daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=partitions_start().isoformat())
 
 
 def _quarantine_table(outcomes) -> str:
@@ -20,9 +31,9 @@ def _quarantine_table(outcomes) -> str:
     return "\n".join(lines)
 
 
-def ingestion_asset(source: str) -> dg.AssetsDefinition:
-    """The ingestion asset of one raw source; named ``raw_material/<source>`` in the UI."""
-    contract = raw_contract(source)
+def ingestion_asset(contract: DataContract) -> dg.AssetsDefinition:
+    """The ingestion asset of one raw contract; named ``raw_material/<source>`` in the UI."""
+    source = contract.table
     key = dg.AssetKey(["raw_material", source])
 
     @dg.asset(
@@ -36,11 +47,11 @@ def ingestion_asset(source: str) -> dg.AssetsDefinition:
         ),
         owners=[contract.owner],
         kinds={"python", "duckdb", "parquet"},
-        tags={"source_kind": RAW_SOURCES[source], "layer": "raw_material"},
+        tags={"source_kind": contract.source_kind, "layer": "raw_material"},
         metadata={
             "contract": contract.path.name,
             "contract_version": contract.version,
-            "landing_format": contract.custom.get("landingFormat"),
+            "landing_format": contract.landing_format,
             "pii_columns": ", ".join(contract.pii_columns) or "none",
         },
         check_specs=[
@@ -54,7 +65,7 @@ def ingestion_asset(source: str) -> dg.AssetsDefinition:
     def _ingest(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
         days = {date.fromisoformat(k) for k in context.partition_keys}
         with store.warehouse() as conn:
-            outcomes = ingest_partitions(conn, store.paths, source, days)
+            outcomes = ingest_partitions(conn, store.paths, contract, days)
             total_rows = conn.execute(f"SELECT count(*) FROM raw.{source}").fetchone()[0]
         ingested = [o for o in outcomes if o.status == "ingested"]
         quarantined = [o for o in outcomes if o.status == "quarantined"]
@@ -86,12 +97,13 @@ def ingestion_asset(source: str) -> dg.AssetsDefinition:
     return _ingest
 
 
-transactions = ingestion_asset("transactions")
-deliveries = ingestion_asset("deliveries")
-telemetry = ingestion_asset("telemetry")
-tickets = ingestion_asset("tickets")
-holidays = ingestion_asset("holidays")
-weather = ingestion_asset("weather")
-overrides = ingestion_asset("overrides")
+def raw_assets_from_contracts(contracts_dir: Path | str, others: Iterable[Path] | None = None) -> list[dg.AssetsDefinition]:
+    """One ingestion asset per raw contract in ``contracts_dir``, by source name.
 
-raw_assets = [transactions, deliveries, telemetry, tickets, holidays, weather, overrides]
+    ``others``: folders sharing the landing zone (default: every raw-contract folder of the
+    project); a source name declared there too fails here, naming both files."""
+    others = raw_contract_dirs() if others is None else others
+    return [ingestion_asset(c) for c in load_raw_contracts(contracts_dir, others).values()]
+
+
+raw_assets = raw_assets_from_contracts(RAW_CONTRACTS_DIR)

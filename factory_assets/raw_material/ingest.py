@@ -15,28 +15,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import polars as pl
 
-from factory_assets.lib.contracts import DataContract, raw_contract
+from factory_assets.lib.contracts import PROVENANCE_COLUMNS, DataContract, raw_contract
 from factory_assets.raw_material.landing import (
     LandingFileError,
     file_checksum,
     partition_date_of,
     read_landing_file,
 )
-from factory_assets.settings import FactoryPaths
-
-PROVENANCE_COLUMNS = {
-    "_source_file": "VARCHAR",
-    "_checksum": "VARCHAR",
-    "_row_number": "INTEGER",
-    "_partition_date": "DATE",
-    "_ingested_at": "TIMESTAMP",
-}
+from factory_assets.settings import FactoryPaths, partitions_start
 
 
 @dataclass(frozen=True)
@@ -56,14 +49,19 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def ensure_raw_tables(conn, sources: list[str]) -> None:
+def _contract_of(source: str | DataContract) -> DataContract:
+    """A contract object passes through (any folder's); a name is looked up in the core's."""
+    return source if isinstance(source, DataContract) else raw_contract(source)
+
+
+def ensure_raw_tables(conn, sources: Iterable[str | DataContract]) -> None:
     """Create the raw schema, one append-only table per source, and the ingestion ledgers."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
     for source in sources:
-        contract = raw_contract(source)
+        contract = _contract_of(source)
         cols = [f'"{c.name}" {c.physical_type}' for c in contract.columns]
         cols += [f"{name} {typ}" for name, typ in PROVENANCE_COLUMNS.items()]
-        conn.execute(f"CREATE TABLE IF NOT EXISTS raw.{source} ({', '.join(cols)})")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS raw.{contract.table} ({', '.join(cols)})")
     conn.execute(
         """CREATE TABLE IF NOT EXISTS raw.ingestion_log (
             checksum VARCHAR NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
@@ -126,9 +124,24 @@ def _write_parquet_atomically(frame: pl.DataFrame, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: DataContract | None = None) -> FileOutcome:
-    """Ingest one landing file (see module docstring). Never raises for a bad file: quarantines it."""
+def before_start_detail(name: str, day: date, first_day: date) -> str:
+    """Why a file dated before the first partition day is refused, and what to do."""
+    return (
+        f"{name}: dated {day}, before the first partition day {first_day} (setting "
+        f"FACTORY_PARTITIONS_START={first_day}), so no partition can hold it. To keep it, set "
+        f"FACTORY_PARTITIONS_START={day} or earlier for the code location and the daemon, restart them "
+        "and drop the file again; if the date in its name is wrong, rename it and drop it again."
+    )
+
+
+def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: DataContract | None = None,
+                first_day: date | None = None) -> FileOutcome:
+    """Ingest one landing file (see module docstring). Never raises for a bad file: quarantines it.
+
+    A file dated before ``first_day`` (default: FACTORY_PARTITIONS_START) is quarantined: no
+    partition would ever pick it up, and waiting in landing it would go unnoticed."""
     contract = contract or raw_contract(source)
+    first_day = first_day or partitions_start()
     partition = partition_date_of(path)
     if partition is None:
         return quarantine_file(
@@ -138,6 +151,9 @@ def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: Da
             None, None,
         )
     checksum = file_checksum(path) if path.stat().st_size else None
+    if partition < first_day:
+        return quarantine_file(conn, paths, source, path, "before_partitions_start",
+                               before_start_detail(path.name, partition, first_day), checksum, partition)
     seen = conn.execute(
         "SELECT file_name, ingested_at FROM raw.ingestion_log WHERE checksum = ? ORDER BY ingested_at", [checksum]
     ).fetchall() if checksum else []
@@ -187,19 +203,23 @@ def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: Da
     return FileOutcome(source, path.name, "ingested", frame.height, checksum, partition.isoformat(), moved_to=str(target))
 
 
-def ingest_partitions(conn, paths: FactoryPaths, source: str, days: set[date] | None) -> list[FileOutcome]:
+def ingest_partitions(conn, paths: FactoryPaths, source: str | DataContract, days: set[date] | None,
+                      first_day: date | None = None) -> list[FileOutcome]:
     """Ingest every landing file of ``source`` whose name falls on one of ``days`` (None: all).
 
-    Files whose name carries no date are quarantined whatever the days, since no partition could
-    ever pick them up.
+    ``source`` is a core source's name or any raw contract (a business unit's). Files whose name
+    carries no date, or a date before ``first_day`` (default: FACTORY_PARTITIONS_START), are
+    quarantined whatever the days, since no partition could ever pick them up.
     """
-    ensure_raw_tables(conn, [source])
+    contract = _contract_of(source)
+    name, first_day = contract.table, first_day or partitions_start()
+    ensure_raw_tables(conn, [contract])
     outcomes = []
-    for path in landing_files(paths, source):
+    for path in landing_files(paths, name):
         day = partition_date_of(path)
-        if day is not None and days is not None and day not in days:
+        if day is not None and day >= first_day and days is not None and day not in days:
             continue
-        outcomes.append(ingest_file(conn, paths, source, path))
+        outcomes.append(ingest_file(conn, paths, name, path, contract, first_day))
     return outcomes
 
 

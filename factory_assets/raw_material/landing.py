@@ -183,7 +183,7 @@ def read_landing_file(path: Path, contract: DataContract) -> pl.DataFrame:
     """Parse and validate one landing file; return it typed with exactly the contract's columns."""
     path = Path(path)
     _check_bytes(path)
-    fmt = contract.custom.get("landingFormat", "csv")
+    fmt = contract.landing_format
     if fmt == "csv":
         text = _read_csv_as_text(path, contract)
     elif fmt == "jsonl":

@@ -69,12 +69,20 @@ def complaint_scoring_set(conn, spec, as_of: dt.date) -> pl.DataFrame:
     return conn.execute(_sql([as_of - dt.timedelta(days=1)], training=False)).pl()
 
 
+def complaint_outcome(spec, table: str, scored: dt.date, known_by: dt.date) -> str:
+    """Scored rows whose 14-day window is over by ``known_by``, with the outcome as ``actual``."""
+    return f"""
+        select p.*, exists (select 1 from {TICKETS} t where t.customer_key = p.customer_key and t.is_negative
+               and t.created_date > p.cutoff_date and t.created_date <= p.cutoff_date + {WINDOW_DAYS}) as actual
+        from {table} p
+        where p.scored_date = {sql_date(scored)} and p.cutoff_date + {WINDOW_DAYS} <= {sql_date(known_by)}"""
+
+
 COMPLAINT_CUTOFFS = TrainingSetBuilder(
     build=complaint_training_set,
     score=complaint_scoring_set,
+    outcome=complaint_outcome,
+    products=("fct_order_lines", "int_tickets__scored"),
     labels=frozenset({LABEL}),
     description=f"customer x weekly cutoff, label: a negative support ticket in the next {WINDOW_DAYS} days",
 )
-
-#: The builders this business unit adds to the factory's, by the name its use cases give.
-TRAINING_SETS = {"customer_complaint_cutoffs": COMPLAINT_CUTOFFS}
