@@ -324,3 +324,13 @@ def test_business_unit_trains_against_the_core_world(tmp_path, monkeypatch):
         assert scored == (customers, customers)  # every customer with an order so far, once
         done = {e.asset_key.to_user_string() for e in night.get_asset_materialization_events()}
         assert {"distribution/complaint_risk_predictions", "feedback/complaint_risk_monitoring"} <= done
+
+    # approvable, promotable and auditable from the factory's CLI, like a core use case
+    from factory_assets.cli import main
+
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    assert main(["promote", "complaint_risk", "--json"]) in (0, 3)  # 3: the gate kept the champion, with a reason
+    assert main(["audit", "complaint_risk"]) == 0
+    bundle = json.loads(next((paths.artifacts / "audit" / "complaint_risk").rglob("*.json")).read_text())
+    assert bundle["use_case"]["business_unit"] == "customer_care"

@@ -115,16 +115,17 @@ def cmd_promote(args) -> int:
 
     import dagster as dg
 
-    from factory_assets.definitions import defs
+    from factory_assets.keys import champion_key
     from factory_assets.settings import ensure_dagster_home
 
     os.environ.setdefault("DAGSTER_HOME", str(ensure_dagster_home(default_paths().create())))
-    key = dg.AssetKey(["assembly", f"{args.use_case}_champion"])
+    key = champion_key(args.use_case)
+    defs, training_job = _location_definitions(args.use_case)
     try:
         defs.resolve_assets_def(key)
     except Exception:  # noqa: BLE001 - any lookup failure means the same thing to the user
         return _fail(f"unknown use case {args.use_case!r}")
-    result = defs.resolve_job_def("assembly_training").execute_in_process(
+    result = defs.resolve_job_def(training_job).execute_in_process(
         instance=dg.DagsterInstance.get(), asset_selection=[key], raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     for event in result.get_asset_materialization_events():
@@ -138,6 +139,28 @@ def cmd_promote(args) -> int:
             print(f"champion: {meta['champion'].value}")
         return 0 if promoted else 3
     return _fail(f"the gate did not run (run {result.run_id}); see the Dagster UI")
+
+
+def _location_definitions(use_case: str):
+    """The definitions of the code location that declares ``use_case`` and its training job: the
+    core's, or a business unit's (imported from its folder, as workspace.yaml does)."""
+    import importlib
+    import sys
+
+    from factory_assets.assembly.specs import declaration_files
+    from factory_assets.lib.locations import workspace_locations
+
+    for location in workspace_locations():
+        if location.defs_folder.is_dir() and any(p.parent.name == use_case for p in declaration_files(location.defs_folder)):
+            if location.package == "factory_assets":
+                break
+            if str(location.root) not in sys.path:
+                sys.path.insert(0, str(location.root))
+            module = importlib.import_module(f"{location.package}.definitions")
+            return module.defs, f"{location.name}_training"
+    from factory_assets.definitions import defs
+
+    return defs, "assembly_training"
 
 
 def cmd_audit(args) -> int:
