@@ -14,7 +14,7 @@ from factory_assets.governance.assets import build_governance_defs
 from factory_assets.jobs import nightly_schedule, supply_chain_job, training_job, weekly_training_schedule
 from factory_assets.processing import defs as processing
 from factory_assets.raw_material import defs as raw_material
-from factory_assets.resources import FactoryStore, dbt_resource, default_store
+from factory_assets.resources import FactoryStore, GovernancePolicy, dbt_resource, default_store
 from factory_assets.settings import PROJECT_ROOT, apply_dagster_runtime_env
 
 apply_dagster_runtime_env()  # runs launched in this process (factory run, tests): see settings
@@ -54,7 +54,7 @@ def build_definitions(store: FactoryStore | None = None, use_cases_folder: Path 
         dg.Definitions(
             jobs=[supply_chain_job, training_job],
             schedules=[nightly_schedule, weekly_training_schedule],
-            resources={"store": store or default_store(), "dbt": dbt_resource()},
+            resources={"store": store or default_store(), "dbt": dbt_resource(), "policy": GovernancePolicy()},
             # In process by default (steps share imports, DuckDB has one writer); FACTORY_EXECUTOR
             # moves the steps to Dagster's multiprocess executor or a Dask cluster (execution.py).
             executor=executor_from_env(),

@@ -16,7 +16,7 @@ from factory_assets.assembly.specs import load_use_cases
 from factory_assets.feedback.sensors import build_retraining_sensor
 from factory_assets.keys import training_keys
 from factory_assets.raw_material.assets import daily_partitions
-from factory_assets.resources import FactoryStore, default_store
+from factory_assets.resources import FactoryStore, GovernancePolicy, default_store
 from factory_assets.settings import ML_TEAM, WAREHOUSE_WRITER_TAG
 
 
@@ -68,10 +68,57 @@ def unit_definitions(anchor: Path, store: FactoryStore | None = None) -> dg.Defi
         default_status=dg.DefaultScheduleStatus.STOPPED,
     )
     sensors = [build_retraining_sensor(use_cases, job_name=training.name, name=f"{name}_retraining")] if use_cases else []
-    return dg.Definitions.merge(components, dg.Definitions(
+    return dg.Definitions.merge(components, dbt_project_definitions(root, name), dg.Definitions(
         assets=raw, jobs=[nightly, training], schedules=[schedule], sensors=sensors,
-        resources={"store": store or default_store()}, executor=dg.in_process_executor,
+        resources={"store": store or default_store(), "policy": GovernancePolicy()}, executor=dg.in_process_executor,
     ))
+
+
+def dbt_project_definitions(root: Path, name: str) -> dg.Definitions:
+    """The unit's own dbt project (``<root>/dbt_project``, if any) as the core's is: its models are
+    assets ``processing/<model>`` (``distribution/<model>`` in ``models/operations``) in group
+    processing, built by ``dbt build`` into the same warehouse (the store's); a model with a product
+    contract in the unit's ``data_contracts/products/<model>.odcs.yaml`` is owned by the contract's
+    owner and gets its blocking ``contract`` check (and ``freshness``); dbt tests are checks; a dbt
+    source in schema ``raw`` is the ingestion asset ``raw_material/<table>``.
+
+    The manifest is parsed on load when it is missing or older than the project (``dbt parse``, no
+    network); dbt then runs from the unit's folder with its ``profiles.yml`` (the core's profile when
+    it has none) and keeps its saved parse under ``FACTORY_HOME/dbt_state/<location>``."""
+    project = root / "dbt_project"
+    if not (project / "dbt_project.yml").is_file():
+        return dg.Definitions()
+    from factory_assets.keys import product_key
+    from factory_assets.lib.contracts import load_contract, load_raw_contracts
+    from factory_assets.processing.checks import contract_check, freshness_check
+    from factory_assets.processing.dbt_assets import dbt_multi_asset  # before parsing: defaults the warehouse path
+    from factory_assets.processing.dbt_cli import prepare_manifest
+    from factory_assets.resources import DbtRunner, dbt_resource
+    from factory_assets.settings import DBT_PROJECT_DIR
+
+    profiles = project if (project / "profiles.yml").is_file() else DBT_PROJECT_DIR
+    manifest = prepare_manifest(project, profiles)
+    contracts = root / "data_contracts"
+    products = {path.name.removesuffix(".odcs.yaml"): load_contract(path)
+                for path in sorted((contracts / "products").glob("*.odcs.yaml"))}
+    raw = tuple(load_raw_contracts(contracts / "raw").values()) if (contracts / "raw").is_dir() else ()
+    owner = next((c.owner for c in [*products.values(), *raw]), None)
+    shared = dict(project_dir=project, manifest_path=manifest, products=products, owner=owner, raw_contracts=raw,
+                  state_folder=name)
+    assets = [a for a in (
+        dbt_multi_asset(f"{name}_dbt_models", operations=False, **shared,
+                        description=f"dbt build of {name}'s own models (its data products), with their tests."),
+        dbt_multi_asset(f"{name}_operations_dbt_models", operations=True, **shared,
+                        description=f"{name}'s dbt models that read prediction products; they run after scoring."),
+    ) if a is not None]
+    built = {key for a in assets for key in a.keys}
+    checks = [check for model, contract in products.items() if product_key(model) in built
+              for check in ([contract_check(contract, product_key(model))]
+                            + ([freshness_check(contract, product_key(model))] if contract.freshness_column else []))]
+    core = dbt_resource()
+    runner = DbtRunner(project_dir=str(project), profiles_dir=str(profiles), dbt_executable=core.dbt_executable,
+                       target=core.target)
+    return dg.Definitions(assets=assets, asset_checks=checks, resources={"dbt": runner})
 
 
 def declarations_definitions(root: Path, defs_folder: Path) -> dg.Definitions:

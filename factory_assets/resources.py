@@ -45,6 +45,23 @@ class FactoryStore(dg.ConfigurableResource):
         return ModelRegistry(self.paths.artifacts / "models")
 
 
+class GovernancePolicy(dg.ConfigurableResource):
+    """The policy in force (policy as code): ``file`` (default: FACTORY_POLICY_FILE, else
+    governance/policy.yaml), re-read at each use so a changed file takes effect on the next step."""
+
+    file: str | None = None
+
+    def path(self) -> Path:
+        from factory_assets.governance.facts import policy_path
+
+        return Path(self.file) if self.file else policy_path()
+
+    def current(self):
+        from factory_assets.governance.policy import load_policy
+
+        return load_policy(self.path())
+
+
 def default_store() -> FactoryStore:
     return FactoryStore(home=str(factory_home()))
 

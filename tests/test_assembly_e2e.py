@@ -17,7 +17,7 @@ from factory_assets.assembly.registry import ModelRegistry
 from factory_assets.assembly.specs import USE_CASES_DIR
 from factory_assets.definitions import build_definitions
 from factory_assets.raw_material.simulator import SimulationConfig, generate_demo_data
-from factory_assets.resources import FactoryStore
+from factory_assets.resources import FactoryStore, GovernancePolicy
 from factory_assets.settings import FactoryPaths
 
 pytestmark = pytest.mark.e2e
@@ -193,7 +193,7 @@ def test_gate_refuses_a_worse_challenger(trained):
                                         extra={"categories": weak.categories, "test_window": list(weak.test_window)})
     trained.registry.set_alias("late_delivery", "challenger", version.version, reason="test: weak challenger")
     result = dg.materialize([trained.defs.get_assets_def(dg.AssetKey(["assembly", "late_delivery_champion"]))],
-                            resources={"store": FactoryStore(home=str(trained.paths.home))}, instance=trained.instance)
+                            resources={"store": FactoryStore(home=str(trained.paths.home)), "policy": GovernancePolicy()}, instance=trained.instance)
     meta = materialized_metadata(result)["assembly/late_delivery_champion"]
     assert meta["promoted"] is False
     assert trained.registry.aliases("late_delivery")["champion"] == champion

@@ -19,7 +19,7 @@ from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.keys import champion_key, feature_set_key, model_key, product_key, training_set_key
 from factory_assets.lib.contract_checks import evaluate_contract
 from factory_assets.lib.contracts import DataContract
-from factory_assets.resources import FactoryStore
+from factory_assets.resources import FactoryStore, GovernancePolicy
 
 
 def product_versions(conn, products) -> dict[str, dict]:
@@ -183,15 +183,15 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
         check_specs=[dg.AssetCheckSpec("beats_baseline", asset=trained_key, blocking=True,
                                        description=f"Blocking: the model beats the naive baseline on {spec.metric}.")],
     )
-    def _model(context: dg.AssetExecutionContext, config: TrainingConfig, store: FactoryStore) -> dg.MaterializeResult:
+    def _model(context: dg.AssetExecutionContext, config: TrainingConfig, store: FactoryStore,
+               policy: GovernancePolicy) -> dg.MaterializeResult:
         from factory_assets.assembly.lifecycle import train_and_register
-        from factory_assets.governance.facts import current_policy
 
         path, info_path = training_set_paths(store, spec.name)
         frame, info = pl.read_parquet(path), json.loads(info_path.read_text())
         with store.warehouse(read_only=True) as conn:
             outcome = train_and_register(spec, frame, info, builder=builder, registry=store.registry(),
-                                         policy=current_policy(), conn=conn, feature_set_versions=versions,
+                                         policy=policy.current(), conn=conn, feature_set_versions=versions,
                                          device=config.device, reason=f"trained by run {context.run_id}",
                                          log=context.log.info)
         best = outcome.best
@@ -211,11 +211,12 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
             "Blocking: the champion satisfies the policy in force (governance/policy.yaml); "
             "a non-compliant champion stops its scoring."))],
     )
-    def _champion(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
+    def _champion(context: dg.AssetExecutionContext, store: FactoryStore,
+                  policy: GovernancePolicy) -> dg.MaterializeResult:
         from factory_assets.assembly.lifecycle import promotion_gate
-        from factory_assets.governance.facts import approvals_log, current_policy
+        from factory_assets.governance.facts import approvals_log
 
-        policy = current_policy()
+        policy = policy.current()
         frame = pl.read_parquet(training_set_paths(store, spec.name)[0])
         outcome = promotion_gate(spec, frame, registry=store.registry(), approvals=approvals_log(store.paths.artifacts),
                                  policy=policy)

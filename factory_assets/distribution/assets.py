@@ -16,7 +16,7 @@ from factory_assets.keys import champion_key, feature_set_key, predictions_key
 from factory_assets.lib.contracts import ContractError, prediction_contract, prediction_contract_path
 from factory_assets.processing.checks import contract_check, freshness_check
 from factory_assets.raw_material.assets import daily_partitions
-from factory_assets.resources import FactoryStore
+from factory_assets.resources import FactoryStore, GovernancePolicy
 
 
 def snapshot_folder(store: FactoryStore, use_case: str):
@@ -49,7 +49,7 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         "feature snapshot it used. Nothing is written while the use case has no champion.",
         metadata={"contract": contract_file.name if contract_file.is_file() else "generated", "table": f"predictions.{spec.name}"},
     )
-    def _predictions(context: dg.AssetExecutionContext, store: FactoryStore):
+    def _predictions(context: dg.AssetExecutionContext, store: FactoryStore, policy: GovernancePolicy):
         from factory_assets.assembly.registry import RegistryKeyError
 
         registry = store.registry()
@@ -64,10 +64,10 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         except ContractError as exc:
             raise dg.Failure(str(exc)) from exc
         table = contract.physical_name if contract else f"predictions.{spec.name}"
-        from factory_assets.governance.facts import approvals_log, current_policy, model_facts
+        from factory_assets.governance.facts import approvals_log, model_facts
         from factory_assets.governance.policy import scoring_allowed
 
-        allowed = scoring_allowed(current_policy(), model_facts(spec, champion, approvals_log(store.paths.artifacts)))
+        allowed = scoring_allowed(policy.current(), model_facts(spec, champion, approvals_log(store.paths.artifacts)))
         if not allowed.passed:
             raise dg.Failure(
                 description=f"policy forbids scoring with {spec.name} {champion.version}: {allowed.summary()}",

@@ -14,7 +14,7 @@ from factory_assets.assembly.specs import load_use_cases
 from factory_assets.feedback.assets import BREACHES
 from factory_assets.governance.portfolio import Monitoring, compliance_reports, portfolio_rows
 from factory_assets.keys import COMPLIANCE_KEY, PORTFOLIO_KEY, champion_key, monitoring_key
-from factory_assets.resources import FactoryStore
+from factory_assets.resources import FactoryStore, GovernancePolicy
 from factory_assets.settings import RISK_TEAM, WAREHOUSE_WRITER_TAG
 
 GOVERNANCE_OWNER = "team:model-risk"
@@ -58,10 +58,10 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
         description="Every champion re-evaluated against the policy in force (governance/policy.yaml): per model, "
         "which rules pass or fail. Table governance.model_compliance. Re-run automatically when the policy changes.",
     )
-    def model_compliance(context: dg.AssetExecutionContext, store: FactoryStore):
-        from factory_assets.governance.facts import approvals_log, current_policy
+    def model_compliance(context: dg.AssetExecutionContext, store: FactoryStore, policy: GovernancePolicy):
+        from factory_assets.governance.facts import approvals_log
 
-        policy = current_policy()
+        policy = policy.current()
         reports = compliance_reports(specs, store.registry(),
                                      approvals_log(store.paths.artifacts), policy,
                                      _latest_monitoring(context.instance, specs))
@@ -89,12 +89,13 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
         "non-compliant, retraining), value from the spec, last training, current champion and its health. "
         "Table governance.portfolio.",
     )
-    def use_case_portfolio(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
-        from factory_assets.governance.facts import approvals_log, current_policy
+    def use_case_portfolio(context: dg.AssetExecutionContext, store: FactoryStore,
+                           policy: GovernancePolicy) -> dg.MaterializeResult:
+        from factory_assets.governance.facts import approvals_log
 
         registry = store.registry()
         monitoring = _latest_monitoring(context.instance, specs)
-        reports = compliance_reports(specs, registry, approvals_log(store.paths.artifacts), current_policy(), monitoring)
+        reports = compliance_reports(specs, registry, approvals_log(store.paths.artifacts), policy.current(), monitoring)
         in_flight = context.instance.get_runs(filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
             tags={"factory/trigger": "monitoring"}))

@@ -17,7 +17,7 @@ from typing import Any
 
 import dagster as dg
 
-from factory_assets.lib.contracts import product_contract, product_contract_names
+from factory_assets.lib.contracts import DataContract, product_contract, product_contract_names
 from factory_assets.lib.warehouse_lock import warehouse_lock
 from factory_assets.processing.dbt_cli import (
     ORCHESTRATED_BUILD_EXCLUDES,
@@ -48,7 +48,7 @@ from factory_assets.processing.dbt_manifest import (
 )
 from factory_assets.raw_material.ingest import ensure_raw_tables
 from factory_assets.resources import DbtRunner, FactoryStore
-from factory_assets.settings import RAW_SOURCES, dbt_column_metadata, default_paths
+from factory_assets.settings import DBT_PROJECT_DIR, RAW_SOURCES, dbt_column_metadata, default_paths
 
 PLATFORM_OWNER = "team:data-platform"
 OPERATIONS_OWNER = "team:customer-service"
@@ -57,26 +57,37 @@ OPERATIONS_OWNER = "team:customer-service"
 # `dg dev` / `dg check defs` work without set-up.
 os.environ.setdefault("FACTORY_WAREHOUSE_PATH", str(default_paths().warehouse))
 
-__all__ = ["MANIFEST_PATH", "OPERATIONS_FOLDER", "describe_dbt_test", "operations_dbt_models", "processing_dbt_models"]
+__all__ = ["MANIFEST_PATH", "OPERATIONS_FOLDER", "dbt_multi_asset", "describe_dbt_test", "operations_dbt_models",
+           "processing_dbt_models"]
 
 
 def _description(node: Mapping[str, Any]) -> str:
     return node.get("description") or f"dbt {node['resource_type']} {node['name']} ({dbt_folder(node)})."
 
 
-def dbt_asset_spec(manifest: Mapping[str, Any], unique_id: str) -> dg.AssetSpec:
-    """A dbt model as the UI shows it: layer key and group, contract owner, dbt folder tag."""
+def core_product_contracts() -> dict[str, DataContract]:
+    """The core's data products by dbt model name (``data_contracts/products/<model>.odcs.yaml``)."""
+    return {name: product_contract(name) for name in product_contract_names()}
+
+
+def dbt_asset_spec(manifest: Mapping[str, Any], unique_id: str, products: Mapping[str, DataContract] | None = None,
+                   owner: str | None = None) -> dg.AssetSpec:
+    """A dbt model as the UI shows it: layer key and group, contract owner, dbt folder tag.
+
+    ``products``: the data products' contracts by model name (default: the core's); ``owner``: the
+    owner of the project's other models (default: the core's platform and operations teams)."""
     node = manifest["nodes"][unique_id]
     name, group, folder = node["name"], layer_of(node), dbt_folder(node)
-    owners, metadata = [PLATFORM_OWNER], {"dbt_unique_id": unique_id,
-                                          "dagster/table_name": f"{node['database']}.{node['schema']}.{node['alias']}"}
-    if name in product_contract_names():
-        contract = product_contract(name)
+    products = core_product_contracts() if products is None else products
+    owners, metadata = [owner or PLATFORM_OWNER], {
+        "dbt_unique_id": unique_id, "dagster/table_name": f"{node['database']}.{node['schema']}.{node['alias']}"}
+    if name in products:
+        contract = products[name]
         owners = [contract.owner]
         metadata.update(contract=contract.path.name, contract_version=contract.version,
                         data_product=contract.data_product)
     if group == "distribution":
-        owners = [OPERATIONS_OWNER]
+        owners = [owner or OPERATIONS_OWNER]
     deps = [dg.AssetKey(asset_key_path(resource_props(manifest, parent)))
             for parent in dict.fromkeys(node["depends_on"]["nodes"])
             if parent.split(".")[0] in ("model", "seed", "snapshot", "source")]
@@ -130,11 +141,18 @@ def _release_duckdb(invocation) -> None:
 
 @dataclass(frozen=True)
 class DbtStep:
-    """What one dbt multi-asset covers: its dbt selector, and its models and tests by Dagster key."""
+    """What one dbt multi-asset covers: its dbt selector, and its models and tests by Dagster key.
+
+    The core's project by default; a business unit's names its manifest, the raw contracts its
+    sources read (created empty when never landed) and a folder of its own for dbt's saved parse."""
 
     whole: list[str]  # the dbt arguments that select all of it
     model_by_key: Mapping[dg.AssetKey, str]
     check_keys: frozenset
+    manifest_path: Path = MANIFEST_PATH
+    project_dir: Path = DBT_PROJECT_DIR
+    raw_contracts: tuple[DataContract, ...] | None = None  # None: the core's raw sources
+    state_folder: str | None = None  # under FACTORY_HOME/dbt_state; None: dbt_state itself (the core's)
 
 
 def dbt_selection(step: DbtStep, selected_keys, selected_checks) -> list[str]:
@@ -200,10 +218,12 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
     # The dbt profile reads the warehouse path from the environment; the store resource owns it.
     os.environ["FACTORY_WAREHOUSE_PATH"] = str(store.paths.warehouse)
     with store.warehouse() as conn:
-        ensure_raw_tables(conn, list(RAW_SOURCES))  # a source that never landed is an empty table
+        # a source that never landed is an empty table
+        ensure_raw_tables(conn, list(RAW_SOURCES) if step.raw_contracts is None else list(step.raw_contracts))
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
-    manifest = retarget_manifest(load_manifest(), Path(store.paths.warehouse).stem)
-    parsed = partial_parse_file(store.paths.dbt_state, dbt.target)
+    manifest = retarget_manifest(load_manifest(step.manifest_path, step.project_dir), Path(store.paths.warehouse).stem)
+    state = store.paths.dbt_state if step.state_folder is None else store.paths.dbt_state / step.state_folder
+    parsed = partial_parse_file(state, dbt.target)
     args = ["build", *dbt_selection(step, context.selected_asset_keys, context.selected_asset_check_keys),
             *ORCHESTRATED_BUILD_EXCLUDES, *partial_parse_args(parsed)]
     target = dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}")
@@ -284,13 +304,23 @@ def _raise_on_model_errors(errors: list[str], where: str) -> None:
         )
 
 
-def _dbt_multi_asset(name: str, operations: bool, description: str):
-    manifest = load_manifest()
+def dbt_multi_asset(name: str, operations: bool, description: str, *, project_dir: Path = DBT_PROJECT_DIR,
+                    manifest_path: Path = MANIFEST_PATH, products: Mapping[str, DataContract] | None = None,
+                    owner: str | None = None, raw_contracts: tuple[DataContract, ...] | None = None,
+                    state_folder: str | None = None) -> dg.AssetsDefinition | None:
+    """The models of a dbt project (the core's by default) outside, or inside, its operations folder
+    as one subsettable multi-asset run by the ``dbt`` resource (a ``DbtRunner`` on that project);
+    None when there are no such models. See ``DbtStep`` for the other arguments."""
+    manifest = load_manifest(manifest_path, project_dir)
     unique_ids = sorted(model_nodes(manifest, operations=operations))
-    specs, check_specs = [dbt_asset_spec(manifest, uid) for uid in unique_ids], dbt_check_specs(manifest, unique_ids)
+    if not unique_ids:
+        return None
+    specs = [dbt_asset_spec(manifest, uid, products, owner) for uid in unique_ids]
+    check_specs = dbt_check_specs(manifest, unique_ids)
     step = DbtStep(whole=["--select" if operations else "--exclude", f"path:models/{OPERATIONS_FOLDER}"],
                    model_by_key={spec.key: manifest["nodes"][uid]["name"] for spec, uid in zip(specs, unique_ids)},
-                   check_keys=frozenset(check.key for check in check_specs))
+                   check_keys=frozenset(check.key for check in check_specs), manifest_path=manifest_path,
+                   project_dir=project_dir, raw_contracts=raw_contracts, state_folder=state_folder)
 
     @dg.multi_asset(
         name=name,
@@ -307,10 +337,21 @@ def _dbt_multi_asset(name: str, operations: bool, description: str):
     return _dbt_models
 
 
-processing_dbt_models = _dbt_multi_asset(
-    "processing_dbt_models", operations=False,
-    description="dbt build of staging, intermediate and mart models (the data products), with their tests.")
+#: The core's two dbt multi-assets, built from its manifest on first use (``processing/defs.py`` and
+#: ``distribution/defs.py`` import them when the core location loads), so that a business unit's
+#: location, which uses this module for its own dbt project, never reads the core's manifest.
+_CORE_DBT_ASSETS = {
+    "processing_dbt_models": dict(
+        operations=False,
+        description="dbt build of staging, intermediate and mart models (the data products), with their tests."),
+    "operations_dbt_models": dict(
+        operations=True,
+        description="dbt models that read prediction products (e.g. service_priority); they run after scoring."),
+}
 
-operations_dbt_models = _dbt_multi_asset(
-    "operations_dbt_models", operations=True,
-    description="dbt models that read prediction products (e.g. service_priority); they run after scoring.")
+
+def __getattr__(name: str):
+    if name in _CORE_DBT_ASSETS:
+        globals()[name] = dbt_multi_asset(name, **_CORE_DBT_ASSETS[name])
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

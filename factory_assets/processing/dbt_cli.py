@@ -214,6 +214,39 @@ def run_build(args: Sequence[str], target_dir: Path, manifest: Mapping[str, Any]
     return build
 
 
+def prepare_manifest(project_dir: Path, profiles_dir: Path | None = None) -> Path:
+    """``project_dir``'s ``target/manifest.json``, parsed first when it is missing or older than one
+    of the project's files: ``dbt parse`` in this process (no network, no warehouse connection).
+
+    What a business unit's location does on load for its own dbt project (the core's is parsed by
+    ``tasks.py setup`` instead). dbt writes into a folder of its own and the manifest is then moved
+    into place, so a location loading in two processes at once never reads half a file."""
+    from factory_assets.processing.dbt_manifest import newer_dbt_sources
+
+    project_dir = Path(project_dir).resolve()
+    manifest = project_dir / "target" / "manifest.json"
+    if manifest.is_file() and not newer_dbt_sources(manifest, project_dir):
+        return manifest
+    from dbt.cli.main import dbtRunner
+
+    parse_dir = project_dir / "target" / f".parse.{os.getpid()}.{time.monotonic_ns()}"
+    args = build_args(["parse"], project_dir, Path(profiles_dir or project_dir), parse_dir)
+    try:
+        try:
+            result = dbtRunner().invoke([*args, "--quiet", "--no-use-colors"])
+        finally:
+            release_duckdb()
+        parsed = parse_dir / "manifest.json"
+        if not result.success or not parsed.is_file():
+            log = parse_dir / "dbt.log"
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.is_file() else ""
+            raise RuntimeError(f"dbt parse of {project_dir} failed ({result.exception or 'see its log'}):\n{tail}")
+        os.replace(parsed, manifest)
+    finally:
+        shutil.rmtree(parse_dir, ignore_errors=True)
+    return manifest
+
+
 def release_duckdb() -> None:
     """Close the DuckDB database dbt-duckdb keeps open for the whole process.
 

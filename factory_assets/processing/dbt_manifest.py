@@ -27,15 +27,19 @@ OPERATIONS_FOLDER = "operations"
 #: dbt resource types that become Dagster assets (tests become asset checks).
 REFABLE = ("model", "seed", "snapshot")
 
+#: The warehouse schema the ingestion assets land raw tables in (``raw.<source>``).
+RAW_SCHEMA = "raw"
+
 
 @functools.cache
-def load_manifest(path: Path = MANIFEST_PATH) -> Mapping[str, Any]:
+def load_manifest(path: Path = MANIFEST_PATH, project_dir: Path = DBT_PROJECT_DIR) -> Mapping[str, Any]:
+    """``path``'s manifest, parsed from ``project_dir`` (default: the core's); warns when stale."""
     if not path.exists():
         raise FileNotFoundError(
             f"dbt manifest not found at {path}. Run `python3 tasks.py setup` "
             "(it runs `dbt parse`) before loading the code location."
         )
-    stale = newer_dbt_sources(path)
+    stale = newer_dbt_sources(path, project_dir)
     if stale:
         logging.getLogger(__name__).warning(
             "dbt manifest %s is older than %s%s: the assets show the last parsed project. "
@@ -66,10 +70,11 @@ def retarget_manifest(manifest: Mapping[str, Any], database: str) -> dict[str, A
                            for part in ("nodes", "sources")}}
 
 
-def newer_dbt_sources(manifest: Path = MANIFEST_PATH) -> list[Path]:
-    """dbt project files changed after the manifest was parsed (what ``tasks.py setup`` re-parses)."""
+def newer_dbt_sources(manifest: Path = MANIFEST_PATH, project_dir: Path = DBT_PROJECT_DIR) -> list[Path]:
+    """Files of the dbt project ``project_dir`` (default: the core's) changed after ``manifest`` was
+    parsed (what ``tasks.py setup`` re-parses)."""
     parsed, newer = manifest.stat().st_mtime, []
-    for folder, subfolders, files in os.walk(DBT_PROJECT_DIR):
+    for folder, subfolders, files in os.walk(project_dir):
         subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages")]  # run outputs
         newer += [Path(folder, f) for f in files if f.endswith((".sql", ".yml", ".yaml"))
                   and Path(folder, f).stat().st_mtime > parsed]
@@ -88,10 +93,16 @@ def layer_of(props: Mapping[str, Any]) -> str:
 
 def asset_key_path(props: Mapping[str, Any]) -> list[str]:
     """``processing/<model>`` (``distribution/<model>`` for operations models); a source maps to
-    the raw asset named in its ``meta.dagster.asset_key``, so lineage runs from the landing file."""
+    the raw asset named in its ``meta.dagster.asset_key``, so lineage runs from the landing file.
+    A source in schema ``raw`` without one is a landed table: ``raw_material/<table>`` (the
+    ingestion asset's key), so a business unit's dbt sources need no meta."""
     if props["resource_type"] == "source":
         configured = ((props.get("meta") or {}).get("dagster") or {}).get("asset_key")
-        return list(configured) if configured else [props["source_name"], props["name"]]
+        if configured:
+            return list(configured)
+        if props.get("schema") == RAW_SCHEMA:
+            return ["raw_material", props.get("identifier") or props["name"]]
+        return [props["source_name"], props["name"]]
     return [layer_of(props), props["name"]]
 
 
