@@ -32,7 +32,7 @@ from factory_assets.lib.contracts import product_contract
 UC = "churn_demo"
 SPEC = UseCaseSpec(
     name=UC, description='Who leaves <script>alert("x")</script> & why', template="binary_classification",
-    training_set="order_lines", target="y", feature_sets=("customer_activity", "regional_conditions"),
+    training_set="factory_assets.assembly.training_sets:ORDER_LINES", target="y", label_delay_days=7, feature_sets=("customer_activity", "regional_conditions"),
     entity="customer_key", time_column="t", horizon_days=30, metric="auc", risk_tier="high",
     business_unit="marketing", owner="team:marketing-analytics", engine="lightgbm",
 )

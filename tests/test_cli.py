@@ -374,7 +374,11 @@ def test_tables_align_their_columns():
 
 def test_use_cases_list_with_tiers_and_no_models_yet(landed):
     rows = json.loads(ok(factory(landed.home, "use-cases", "--json")).stdout)
-    assert {r["name"]: r["risk_tier"] for r in rows} == {
+    from factory_assets.assembly.specs import load_use_cases
+
+    # every location's use cases, the business units' included
+    assert {r["name"]: r["risk_tier"] for r in rows} == {n: s.risk_tier for n, s in load_use_cases().items()}
+    assert {r["name"]: r["risk_tier"] for r in rows if r["name"] != "complaint_risk"} == {
         "late_delivery": "medium", "demand_forecast": "low", "purchase_propensity": "high"}
     assert all(r["champion"] is None and r["challenger"] is None and r["owner"].startswith("team:") for r in rows)
     table = ok(factory(landed.home, "use-cases")).stdout.splitlines()
