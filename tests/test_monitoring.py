@@ -13,7 +13,7 @@ import pytest
 
 from factory_assets.distribution.scoring import write_partition
 from factory_assets.feedback import monitoring as mon
-from factory_assets.feedback.assets import monitoring_key
+from factory_assets.keys import monitoring_key
 from factory_assets.feedback.sensors import retraining_requests
 
 
@@ -99,3 +99,27 @@ def test_the_sensor_reads_recorded_breaches_and_requests_one_run_per_use_case():
     _record(instance, "late_delivery", "2025-03-26", ["drift share 0.6 > 0.5"])  # same champion, same week
     again, _ = retraining_requests(instance, ["late_delivery"], cursor)
     assert [r.run_key for r in again] == [requests[0].run_key]  # Dagster drops a repeated run key
+
+
+def test_override_feedback_joins_entities_of_any_type():
+    """A use case whose entity ids are integers: operators' overrides (entity ids as text) still
+    line up with its labelled predictions (a string/integer join used to raise a SchemaError)."""
+    from factory_assets.assembly.specs import UseCaseSpec
+    from factory_assets.feedback.outcomes import OVERRIDES, override_feedback
+
+    spec = UseCaseSpec(name="readmission", description="d", template="binary_classification",
+                       training_set={"products": ["visits"], "spine": "visits"}, target="readmitted",
+                       label_delay_days=30, entity="visit_id", time_column="discharged_on", metric="auc",
+                       risk_tier="low", business_unit="clinic", owner="team:clinic", engine="lightgbm")
+    conn = duckdb.connect()
+    schema, table = OVERRIDES.split(".")
+    conn.execute(f"create schema {schema}")
+    conn.execute(f"create table {OVERRIDES} (use_case varchar, entity_id varchar, override_label boolean, "
+                 "created_at timestamp, created_date date)")
+    conn.execute(f"insert into {OVERRIDES} values ('readmission', '7', true, '2019-03-01 10:00', '2019-03-01'), "
+                 "('readmission', '8', false, '2019-03-01 11:00', '2019-03-01'), "
+                 "('other_case', '9', true, '2019-03-01 11:00', '2019-03-01')")
+    labelled = pl.DataFrame({"visit_id": [7, 8, 9], "prediction": [0.9, 0.8, 0.1], "actual": [True, True, False]})
+    feedback = override_feedback(conn, spec, labelled, dt.date(2019, 3, 2))
+    # rows 7 and 8 were overridden (9 belongs to another use case): the operator was right once, the model twice
+    assert feedback == {"rows": 2.0, "operator_accuracy": 0.5, "model_accuracy": 1.0, "disagreement_rate": 0.5}

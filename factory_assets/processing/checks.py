@@ -5,6 +5,8 @@ import json
 
 import dagster as dg
 
+from factory_assets.keys import product_key
+
 from factory_assets.lib.contract_checks import evaluate_contract, evaluate_freshness
 from factory_assets.lib.contracts import DataContract, product_contract, product_contract_names
 from factory_assets.resources import FactoryStore
@@ -67,7 +69,7 @@ def freshness_check(contract: DataContract, asset: dg.AssetKey) -> dg.AssetCheck
 
 
 def _product_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["processing", name])
+    return product_key(name)
 
 
 product_contract_checks = [contract_check(product_contract(n), _product_key(n)) for n in product_contract_names()] + [
