@@ -84,14 +84,15 @@ def dbt_project_definitions(root: Path, name: str) -> dg.Definitions:
 
     The manifest is parsed on load when it is missing or older than the project (``dbt parse``, no
     network); dbt then runs from the unit's folder with its ``profiles.yml`` (the core's profile when
-    it has none) and keeps its saved parse under ``FACTORY_HOME/dbt_state/<location>``."""
+    it has none; FACTORY_DBT_TARGET picks its target too) and keeps its saved parse under
+    ``FACTORY_HOME/dbt_state/<location>``."""
     project = root / "dbt_project"
     if not (project / "dbt_project.yml").is_file():
         return dg.Definitions()
     from factory_assets.keys import product_key
     from factory_assets.lib.contracts import load_contract, load_raw_contracts
     from factory_assets.processing.checks import contract_check, freshness_check
-    from factory_assets.processing.dbt_assets import dbt_multi_asset  # before parsing: defaults the warehouse path
+    from factory_assets.processing.dbt_assets import dbt_multi_asset  # first: defaults FACTORY_WAREHOUSE_PATH
     from factory_assets.processing.dbt_cli import prepare_manifest
     from factory_assets.resources import DbtRunner, dbt_resource
     from factory_assets.settings import DBT_PROJECT_DIR
@@ -103,8 +104,8 @@ def dbt_project_definitions(root: Path, name: str) -> dg.Definitions:
                 for path in sorted((contracts / "products").glob("*.odcs.yaml"))}
     raw = tuple(load_raw_contracts(contracts / "raw").values()) if (contracts / "raw").is_dir() else ()
     owner = next((c.owner for c in [*products.values(), *raw]), None)
-    shared = dict(project_dir=project, manifest_path=manifest, products=products, owner=owner, raw_contracts=raw,
-                  state_folder=name)
+    shared = {"project_dir": project, "manifest_path": manifest, "products": products, "owner": owner,
+              "raw_contracts": raw, "state_folder": name}
     assets = [a for a in (
         dbt_multi_asset(f"{name}_dbt_models", operations=False, **shared,
                         description=f"dbt build of {name}'s own models (its data products), with their tests."),

@@ -42,7 +42,8 @@ def feature_columns(frame: pl.DataFrame, spec: UseCaseSpec, labels, pii_allowed:
     and times, and except PII-derived columns unless the use case's tier allows them."""
     columns = [
         c for c, dtype in frame.schema.items()
-        if c not in spec.entity and c not in IDENTIFIERS and c != spec.target and c != "split_time"
+        if c not in spec.entity and c not in spec.identifiers and c not in IDENTIFIERS and c != spec.target
+        and c != "split_time"
         and c != spec.time_column and c not in labels and not dtype.is_temporal()
     ]
     if pii_allowed:

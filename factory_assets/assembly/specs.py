@@ -120,6 +120,8 @@ class UseCaseSpec(BaseModel):
     label_delay_days: int = Field(ge=0)
     feature_sets: tuple[str, ...] = ()
     entity: tuple[str, ...] = Field(min_length=1)
+    #: Other key columns of the rows (a feature set's join key such as a patient id): never features.
+    identifiers: tuple[str, ...] = ()
     time_column: str = Field(min_length=1)
     horizon_days: int = Field(default=0, ge=0)
     metric: Metric
@@ -149,7 +151,7 @@ class UseCaseSpec(BaseModel):
     def _training_set(cls, v):
         return {"builder": v} if isinstance(v, str) else v
 
-    @field_validator("entity", "drift_exclude", mode="before")
+    @field_validator("entity", "identifiers", "drift_exclude", mode="before")
     @classmethod
     def _one_or_many(cls, v):
         return (v,) if isinstance(v, str) else v

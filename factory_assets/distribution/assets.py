@@ -27,9 +27,27 @@ def snapshot_path(store: FactoryStore, use_case: str, day: date):
     return snapshot_folder(store, use_case) / f"{day.isoformat()}.parquet"
 
 
+def prediction_contract_file(use_case: str):
+    """The hand-written contract of a use case's prediction product, in whichever location keeps it
+    (``data_contracts/predictions/<use case>.odcs.yaml``); the core's path when none does."""
+    from factory_assets.lib.locations import contract_files
+
+    for path in contract_files("predictions"):
+        if path.name == f"{use_case}.odcs.yaml":
+            return path
+    return prediction_contract_path(use_case)
+
+
+def _load_prediction_contract(use_case: str):
+    from factory_assets.lib.contracts import load_contract
+
+    path = prediction_contract_file(use_case)
+    return prediction_contract(use_case) if path == prediction_contract_path(use_case) else load_contract(path)
+
+
 def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.AssetsDefinition:
     key = predictions_key(spec.name)
-    contract_file = prediction_contract_path(spec.name)
+    contract_file = prediction_contract_file(spec.name)
     contract_text = (str(contract_file.relative_to(contract_file.parents[2])) if contract_file.is_file()
                      else "generated from the declaration (artifacts/contracts/predictions)")
 
@@ -58,9 +76,9 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         except RegistryKeyError:
             context.log.warning(f"{spec.name} has no champion yet (run the assembly_training job): nothing scored.")
             return
-        written_by_hand = prediction_contract_path(spec.name).is_file()
+        written_by_hand = contract_file.is_file()
         try:
-            contract = prediction_contract(spec.name) if written_by_hand else None
+            contract = _load_prediction_contract(spec.name) if written_by_hand else None
         except ContractError as exc:
             raise dg.Failure(str(exc)) from exc
         table = contract.physical_name if contract else f"predictions.{spec.name}"
@@ -110,9 +128,9 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
 
 def prediction_checks(spec: UseCaseSpec) -> list[dg.AssetChecksDefinition]:
     """Blocking contract check and freshness warning of a prediction product (if it has a contract)."""
-    if not prediction_contract_path(spec.name).is_file():
+    if not prediction_contract_file(spec.name).is_file():
         return []
-    contract = prediction_contract(spec.name)
+    contract = _load_prediction_contract(spec.name)
     checks = [contract_check(contract, predictions_key(spec.name))]
     if contract.freshness_column:
         checks.append(freshness_check(contract, predictions_key(spec.name)))

@@ -341,13 +341,15 @@ def dbt_multi_asset(name: str, operations: bool, description: str, *, project_di
 #: ``distribution/defs.py`` import them when the core location loads), so that a business unit's
 #: location, which uses this module for its own dbt project, never reads the core's manifest.
 _CORE_DBT_ASSETS = {
-    "processing_dbt_models": dict(
-        operations=False,
-        description="dbt build of staging, intermediate and mart models (the data products), with their tests."),
-    "operations_dbt_models": dict(
-        operations=True,
-        description="dbt models that read prediction products (e.g. service_priority); they run after scoring."),
+    "processing_dbt_models": {
+        "operations": False,
+        "description": "dbt build of staging, intermediate and mart models (the data products), with their tests."},
+    "operations_dbt_models": {
+        "operations": True,
+        "description": "dbt models that read prediction products (e.g. service_priority); they run after scoring."},
 }
+processing_dbt_models: dg.AssetsDefinition
+operations_dbt_models: dg.AssetsDefinition
 
 
 def __getattr__(name: str):

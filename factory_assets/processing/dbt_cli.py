@@ -232,18 +232,15 @@ def prepare_manifest(project_dir: Path, profiles_dir: Path | None = None) -> Pat
     parse_dir = project_dir / "target" / f".parse.{os.getpid()}.{time.monotonic_ns()}"
     args = build_args(["parse"], project_dir, Path(profiles_dir or project_dir), parse_dir)
     try:
-        try:
-            result = dbtRunner().invoke([*args, "--quiet", "--no-use-colors"])
-        finally:
-            release_duckdb()
-        parsed = parse_dir / "manifest.json"
-        if not result.success or not parsed.is_file():
-            log = parse_dir / "dbt.log"
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.is_file() else ""
-            raise RuntimeError(f"dbt parse of {project_dir} failed ({result.exception or 'see its log'}):\n{tail}")
-        os.replace(parsed, manifest)
+        result = dbtRunner().invoke([*args, "--quiet", "--no-use-colors"])
     finally:
-        shutil.rmtree(parse_dir, ignore_errors=True)
+        release_duckdb()
+    parsed = parse_dir / "manifest.json"
+    if not result.success or not parsed.is_file():  # the folder stays, with dbt's log
+        raise RuntimeError(f"dbt parse of {project_dir} failed: {result.exception or 'no manifest written'} "
+                           f"(dbt's log: {parse_dir / 'dbt.log'})")
+    os.replace(parsed, manifest)
+    shutil.rmtree(parse_dir, ignore_errors=True)
     return manifest
 
 
