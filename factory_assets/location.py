@@ -144,23 +144,17 @@ def declarations_definitions(root: Path, defs_folder: Path) -> dg.Definitions:
 
 
 def _component_definitions(path: Path, doc: dict) -> dg.Definitions:
-    from factory_assets.assembly.catalogue import FEATURE_SET_COMPONENT, FeatureSetDecl, feature_set_from_declaration
-    from factory_assets.assembly.specs import UseCaseSpecError, spec_from_attributes
+    from factory_assets.assembly.catalogue import FEATURE_SET_COMPONENT, FeatureSetDecl
+    from factory_assets.assembly.specs import UseCaseSpecError, spec_from_attributes, validation_problems
+    from factory_assets.components.feature_set import feature_set_definitions
     from factory_assets.components.use_case import use_case_definitions
 
     if doc.get("type") == FEATURE_SET_COMPONENT:
         from pydantic import ValidationError
 
-        from factory_assets.assembly.assets import feature_set_asset
-        from factory_assets.assembly.specs import validation_problems
-        from factory_assets.lib.contracts import load_contract
-
         try:
             decl = FeatureSetDecl.model_validate(doc.get("attributes"))
         except ValidationError as exc:
             raise UseCaseSpecError(f"{path}: invalid feature set: {validation_problems(exc)}") from exc
-        contracts = project_root(path) / "data_contracts"
-        feature_set = feature_set_from_declaration(decl, path, contracts)
-        contract = load_contract(contracts / "features" / f"{feature_set.name}.odcs.yaml")
-        return dg.Definitions(assets=[feature_set_asset(feature_set, contract)])
+        return feature_set_definitions(decl, path)
     return use_case_definitions(spec_from_attributes(doc.get("attributes"), path), path)
