@@ -206,6 +206,19 @@ class DeclaredRows:
         return (f"with {', '.join(ctes)}\nselect {', '.join([base, *selects])}\nfrom rows r\n" + "\n".join(joins)
                 + f"\n{filter_label}\norder by r.__day, {', '.join(f'r.{k}' for k in entity)}")
 
+    def labels_sql(self, spec: UseCaseSpec, where: str) -> str:
+        """The entity and the known label of the spine rows ``where`` selects: no feature is computed."""
+        time, target = _q(spec.time_column), _q(spec.target)
+        entity = [_q(c) for c in spec.entity]
+        keys = ", ".join(f"r.{k}" for k in entity)
+        if self.outcome is None:
+            return (f"select {keys}, r.{target} from (select *, cast({time} as date) as __day from ({self.spine})) r "
+                    f"where {where} and r.{target} is not null")
+        on = " and ".join(f"o.{k} = r.{k}" for k in entity)
+        return (f"with outcome as ({self.outcome}) select {keys}, o.{target} "
+                f"from (select *, cast({time} as date) as __day from ({self.spine})) r join outcome o on {on} "
+                f"where {where} and o.{target} is not null")
+
     def data_end(self, conn, spec: UseCaseSpec) -> dt.date | None:
         return conn.execute(f"select max(cast({_q(spec.time_column)} as date)) from ({self.spine})").fetchone()[0]
 
@@ -248,7 +261,7 @@ def declared_builder(spec: UseCaseSpec, relations: Mapping[str, str],
                                           training=False)).pl()
 
     def outcome(spec, table, scored, known_by):
-        labelled = rows.rows_sql(spec, f"__day + {delay} <= {_d(known_by)}", training=True)
+        labelled = rows.labels_sql(spec, f"__day + {delay} <= {_d(known_by)}")
         keys = [_q(c) for c in spec.entity]
         return (f"select p.*, l.{_q(spec.target)} as actual from {table} p join ({labelled}) l on "
                 + " and ".join(f"l.{k} = p.{k}" for k in keys) + f" where p.scored_date = {_d(scored)}")
