@@ -255,8 +255,8 @@ def declaration_files(folder: Path, component: str = USE_CASE_COMPONENT) -> list
     """Every ``defs.yaml`` under ``folder`` that instantiates ``component``, sorted."""
     found = []
     for path in sorted(Path(folder).rglob("defs.y*ml")):
-        text = path.read_text()
-        if f"type: {component}" in text or f"type: '{component}'" in text or f'type: "{component}"' in text:
+        doc = _read(path)
+        if isinstance(doc, dict) and doc.get("type") == component:
             found.append(path)
     return found
 
