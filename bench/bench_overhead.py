@@ -92,17 +92,33 @@ def _rebuild(home: Path, first: dt.date, night: dt.date) -> dict:
 
 #: The two people who approve, in the benchmark, the challengers of tiers that need approvals.
 BENCH_APPROVERS = ("bench.risk-officer", "bench.model-owner")
+#: The approvers file the benchmark declares them in (public keys only), inside the home it builds:
+#: every process of the benchmark reads it through FACTORY_APPROVERS_FILE (see ``child``).
+BENCH_APPROVERS_FILE = "bench_approvers.yaml"
 
 
 def _approve_and_promote(defs, instance, home: Path):
     """What the people of the README's walkthrough do after training: approve the challengers whose
     tier needs approvals (purchase_propensity, high tier) and run their gate, so that the nights
-    score, monitor and serve every use case (the operations models read the high-tier scores)."""
+    score, monitor and serve every use case (the operations models read the high-tier scores).
+    Each bench approver signs with a key generated here (kept in memory, never written)."""
     import dagster as dg
+    import yaml
 
     from factory_assets.assembly.registry import ModelRegistry
     from factory_assets.assembly.specs import USE_CASES_DIR, load_use_cases
-    from factory_assets.governance.facts import approvals_log, current_policy
+    from factory_assets.governance.approvals import (
+        generate_key_pair,
+        load_approvers,
+        now_iso,
+        public_key_line,
+        sign_approval,
+    )
+    from factory_assets.governance.facts import (
+        approvals_log,
+        current_policy,
+        signed_content,
+    )
     from factory_assets.settings import FactoryPaths
 
     paths, policy = FactoryPaths(home), current_policy()
@@ -111,10 +127,23 @@ def _approve_and_promote(defs, instance, home: Path):
              and "challenger" in registry.aliases(spec.name)]
     if not gated:
         return None
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    keys = {name: load_pem_private_key(generate_key_pair()[0], None) for name in BENCH_APPROVERS}
+    declared = home / BENCH_APPROVERS_FILE
+    declared.write_text(yaml.safe_dump({"approvers": [
+        {"name": name, "role": "benchmark reviewer", "tiers": ["low", "medium", "high"],
+         "public_key": public_key_line(key.public_key(), name)} for name, key in keys.items()]}))
+    os.environ["FACTORY_APPROVERS_FILE"] = str(declared)
+    approvers = load_approvers(declared)
     for spec in gated:
-        version = registry.get(spec.name, "challenger").version
+        version = registry.verify(spec.name, "challenger")
         for approver in BENCH_APPROVERS[:policy.tier(spec.risk_tier).required_approvals]:
-            approvals.record(spec.name, version, approver, "approve", "benchmark: approved to run every use case")
+            at, content = now_iso(), signed_content(version)
+            signature = sign_approval(keys[approver], spec.name, version.version, content, "approve", at, approver)
+            approvals.record(spec.name, version.version, approver, "approve", "benchmark: approved to run every use case",
+                             content_sha256=content, at=at, signature=signature, approvers=approvers,
+                             tier=spec.risk_tier)
     return defs.resolve_job_def("assembly_training").execute_in_process(
         instance=instance, run_config=QUIET, raise_on_error=False,
         asset_selection=[dg.AssetKey(["assembly", f"{spec.name}_champion"]) for spec in gated])
@@ -149,6 +178,8 @@ def child(mode: str, home: Path, first: dt.date, night: dt.date) -> None:
     sys.path.insert(0, str(BENCH))
     os.environ.update(FACTORY_HOME=str(home), FACTORY_WAREHOUSE_PATH=str(home / "warehouse.duckdb"),
                       DAGSTER_HOME=str(home / "dagster_home"))
+    if (home / BENCH_APPROVERS_FILE).is_file():  # the nights check the approvals the rebuild signed
+        os.environ["FACTORY_APPROVERS_FILE"] = str(home / BENCH_APPROVERS_FILE)
     run = {"rebuild": lambda: _rebuild(home, first, night), "dagster": lambda: _night_dagster(home, night),
            "plain": lambda: _night_plain(home, night)}[mode]
     print("RESULT " + json.dumps(run()), flush=True)

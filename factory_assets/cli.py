@@ -3,12 +3,14 @@
     factory data generate  write simulated landing files (demo data) under FACTORY_HOME
     factory data drop      delete the demo state under FACTORY_HOME (landing, raw, warehouse, models, runs)
     factory run            run the nightly chain, or one layer, for a day or a range of days
+    factory recover        rebuild a damaged or lost warehouse from the raw store, then its data products
     factory use-cases      list the use cases with their risk tier, owner, champion and challenger
     factory models         list the registered versions of a use case's model (metrics, aliases)
     factory score          score a file against a registered model (distribution layer)
-    factory approve        record an approval or rejection of a model version (append-only)
+    factory approve        record a signed approval or rejection of a model version (append-only)
     factory promote        run a use case's promotion gate (the only way to change a champion)
     factory audit          write the audit bundle (JSON + HTML) of a model version
+    factory keygen         create an approver's Ed25519 key pair and print the public key to declare
     factory ui             open the Dagster UI on the embedded instance
     factory demo           generate demo data and run the whole loop on it: products, training, nightly
                            scoring and monitoring of the last days, retraining where monitoring asks
@@ -35,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -113,17 +116,23 @@ def format_range(first: date, last: date) -> str:
     return f"{first}" if days == 1 else f"{first} .. {last} ({days} days)"
 
 
-def landed_days(paths: FactoryPaths) -> tuple[list[date], list[date]]:
+def landed_days(paths: FactoryPaths, today: date | None = None) -> tuple[list[date], list[date]]:
     """(every day that landed, the days whose files still wait in the landing folder).
 
-    A day has landed when a landing file, an archived file or a raw-store ledger row names it."""
+    A day has landed when a landing file, an archived file or a raw-store ledger row names it. A
+    landing file named for a day after tomorrow (UTC) waits for nothing: any ingestion run
+    quarantines it, so its day is not counted."""
+    from factory_assets.raw_material.ingest import latest_delivery_day
     from factory_assets.raw_material.landing import partition_date_of
 
+    latest = latest_delivery_day(today)
     waiting: set[date] = set()
     if paths.landing.is_dir():
         for folder in paths.landing.iterdir():
             if folder.is_dir():
-                waiting.update(d for f in folder.iterdir() if f.is_file() and (d := partition_date_of(f)))
+                waiting.update(d for f in folder.iterdir()
+                               if f.is_file() and not f.name.startswith(".") and not f.name.endswith(".tmp")
+                               and (d := partition_date_of(f)) and d <= latest)
     seen = set(waiting)
     if paths.archive.is_dir():
         for folder in paths.archive.iterdir():
@@ -146,17 +155,23 @@ def _ledger_days(paths: FactoryPaths) -> set[date]:
 
 def resolve_days(day: date | None, first: date | None, last: date | None, landed: list[date],
                  last_partition: date) -> tuple[date, date]:
-    """The days a run covers: --date, or --from [--to], or the last landed day."""
+    """The days a run covers: --date, or --from [--to], or the last landed day that is over.
+
+    Without --date / --to, days that are not over yet (files of today) are left for a later run."""
     if day is not None and (first or last):
         raise UsageError("give either --date or --from/--to, not both")
     if last is not None and first is None:
         raise UsageError(f"--to {last} needs --from (the first day of the range)")
+    complete = [d for d in landed if d <= last_partition]
     if day is not None:
         first = last = day
     elif first is not None:
-        last = last or (max(landed) if landed else first)
+        last = last or (max(complete) if complete else first)
+    elif not complete:
+        raise UsageError(f"every landed day ({landed[0]} .. {landed[-1]}) is after {last_partition} (yesterday, "
+                         "UTC): run once a day is over, or name an earlier day with --date")
     else:
-        first = last = max(landed)
+        first = last = max(complete)
     if first > last:
         raise UsageError(f"--from {first} is after --to {last}: swap them")
     start = date.fromisoformat(PARTITIONS_START)
@@ -228,16 +243,63 @@ def _setup_instance(paths: FactoryPaths) -> None:
 # --------------------------------------------------------------------------------------
 
 
+#: "No space left on device" (ENOSPC) as Python, DuckDB and dbt write it.
+DISK_FULL = "No space left on device"
+_QUOTED_PATH = re.compile(r"""["'](/[^"']+)["']""")
+_CLASS_PREFIX = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<cls>[A-Za-z_]\w*): ")
+
+
+def disk_full_text(texts, filename: str | None = None) -> str | None:
+    """The disk-full cause among error messages (and dbt's log lines), with the file being written."""
+    for text in texts:
+        for line in str(text or "").splitlines():
+            if DISK_FULL in line or "[Errno 28]" in line:
+                path = filename or next((m for m in _QUOTED_PATH.findall(line)), None)
+                where = f" writing {path}" if path else f" ({line.strip()[:300]})"
+                return (f"{DISK_FULL}{where}: free space on that disk (or set FACTORY_HOME to a folder on a larger "
+                        "one), then run again")
+    return None
+
+
+def _error_chain(error) -> list:
+    """A Dagster SerializableErrorInfo and its causes (or the contexts they were raised in), outermost first."""
+    chain = []
+    while error is not None and len(chain) < 20:
+        chain.append(error)
+        error = getattr(error, "cause", None) or getattr(error, "context", None)
+    return chain
+
+
 def _error_text(error) -> str:
-    """The innermost cause of a Dagster error, one line."""
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    message = (getattr(error, "message", None) or str(error)).strip().splitlines()
-    return message[0] if message else "unknown error"
+    """What went wrong in a step, one line: the error the step's own code raised (the first below
+    Dagster's wrappers), which names the file and the field, not the library error it wraps (a
+    pydantic ValidationError, a YAML parser error); a full disk whatever raised it."""
+    chain = _error_chain(error)
+    if not chain:
+        return "unknown error"
+    full = disk_full_text(getattr(e, "message", None) or str(e) for e in chain)
+    if full:
+        return full
+    error = next((e for e in chain if not str(getattr(e, "cls_name", "") or "").startswith("Dagster")), chain[-1])
+    lines = [line for line in (getattr(error, "message", None) or str(error)).strip().splitlines() if line.strip()]
+    if not lines:
+        return getattr(error, "cls_name", None) or "unknown error"
+    first = lines[0].strip()
+    match = _CLASS_PREFIX.match(first)
+    if match and match["cls"] == getattr(error, "cls_name", None):
+        # the project's errors say what is wrong themselves; other errors keep their short class name
+        module = first[: match.start("cls")]
+        first = first[match.end():] if module.startswith("factory_assets.") else f"{match['cls']}: {first[match.end():]}"
+    return first[:500]
 
 
 def _failure_text(data) -> str:
-    description = getattr(getattr(data, "user_failure_data", None), "description", None)
+    failure = getattr(data, "user_failure_data", None)
+    description = getattr(failure, "description", None)
+    metadata = getattr(failure, "metadata", None) or {}
+    full = disk_full_text([description, *(getattr(v, "value", v) for v in metadata.values())])
+    if full:
+        return full
     return description.strip().splitlines()[0] if description else _error_text(data.error)
 
 
@@ -328,8 +390,10 @@ def _execute(job, progress: Progress | None, **kwargs):
     and the run's events are in the UI."""
     import contextlib
 
-    from factory_assets.execution import executor_name
+    from factory_assets.execution import RUN_HOST_TAG, executor_name, this_host
 
+    # the daemon's run monitoring marks the run failed if this process dies (kill -9, a closed terminal)
+    kwargs["tags"] = {**(kwargs.get("tags") or {}), RUN_HOST_TAG: this_host()}
     if executor_name() != "in_process":
         return _execute_on_configured_executor(job.name, **kwargs)
     if progress is None:
@@ -541,6 +605,90 @@ def cmd_drop(args) -> int:
     return 0
 
 
+def check_warehouse(paths: FactoryPaths) -> None:
+    """Before a run: a damaged warehouse file, or a missing one while the raw store holds ingested
+    files, is a UsageError naming the file and `factory recover` (every step would fail on it, or
+    rebuild the products empty). A file another process holds is left to the steps, which wait."""
+    import duckdb
+
+    from factory_assets.lib import warehouse_lock as wl
+
+    if not paths.warehouse.exists():
+        if wl.raw_store_holds_data(paths.raw):
+            raise UsageError(str(wl.lost(paths.warehouse, paths.raw)))
+        return
+    try:
+        duckdb.connect(str(paths.warehouse), read_only=True).close()
+    except duckdb.Error as exc:
+        if wl.is_damage(exc):
+            raise UsageError(str(wl.damaged(paths.warehouse, exc))) from None
+
+
+def cmd_recover(args) -> int:
+    """`factory recover`: see warehouse_recovery's docstring (and the subcommand's --help)."""
+    from factory_assets.lib import warehouse_recovery as recovery
+    from factory_assets.lib.warehouse_lock import warehouse_lock
+
+    paths = default_paths()
+    plan = recovery.plan_recovery(paths)
+    if not plan.files:
+        raise UsageError(f"nothing to recover from: the raw store {paths.raw} holds no ingested files. A warehouse "
+                         "without them is rebuilt by ingesting the landing files again (`factory run`)")
+    with warehouse_lock(paths.warehouse, exclusive=False):
+        state, why = recovery.warehouse_state(paths, plan)
+    out = sys.stderr if args.json else sys.stdout
+    if state == "healthy" and not args.force:
+        if args.json:
+            _emit_json({"warehouse": str(paths.warehouse), "state": state, "rebuilt": False, "why": why})
+        else:
+            print(f"The warehouse {paths.warehouse} is healthy ({why}): nothing to do. "
+                  "`factory recover --force` rebuilds it anyway.")
+        return 0
+    needed, free = recovery.free_space_needed(plan), recovery.disk_free(paths.home)
+    if free < needed:
+        raise UsageError(f"{DISK_FULL} for the rebuild: it needs about {human_bytes(needed)} beside the warehouse "
+                         f"in {paths.home}, {human_bytes(free)} are free. Free space on that disk, then run again")
+    print(f"The warehouse {paths.warehouse} is {state}: {why}.", file=out)
+    print(f"Rebuilding its raw tables from {paths.raw} ({plural(len(plan.files), 'ingested file')}) ...",
+          file=out, flush=True)
+    started = time.perf_counter()
+    plan, restored, aside = recovery.recover_raw(paths)
+    for source, rows in restored.items():
+        print(f"  raw.{source:<24} {rows:>10} rows", file=out)
+    for parquet, reason in plan.left_out:
+        print(f"  left out {parquet}: {reason}", file=out)
+    if aside:
+        print(f"The old file is kept as {aside} (delete it once the rebuild is checked).", file=out)
+    payload = {"warehouse": str(paths.warehouse), "state": state, "why": why, "rebuilt": True,
+               "kept_as": str(aside) if aside else None, "raw_rows": restored, "files": len(plan.files),
+               "left_out": [{"path": str(p), "reason": r} for p, r in plan.left_out], "products": None}
+    days = sorted({f.partition_date for f in plan.files})
+    ok = True
+    if not args.raw_only:
+        paths.create()
+        _setup_instance(paths)
+        from factory_assets.assembly.features import FEATURE_SETS
+        from factory_assets.definitions import defs
+        from factory_assets.keys import feature_set_key
+
+        selection = _layer_selection(defs, "processing") + [feature_set_key(n) for n in FEATURE_SETS]
+        print("Rebuilding the data products and feature sets (processing layer) ...", file=out, flush=True)
+        # processing is not partitioned: the nightly job still wants a day, any complete landed day serves
+        last = min(date.fromisoformat(days[-1]), datetime.now(timezone.utc).date() - timedelta(days=1))
+        result = run_supply_chain(last, last, asset_selection=selection, progress=Progress(started, stream=out))
+        report = run_report(result, time.perf_counter() - started)
+        ok = report["ok"]
+        payload["products"] = report
+        if not args.json:
+            print_report(report)
+    if args.json:
+        _emit_json(payload)
+    else:
+        print(f"Prediction products are not restored from the raw store: re-score them with `factory run --layer "
+              f"distribution --from {days[0]} --to {days[-1]}` (the current champions score every day again).")
+    return 0 if ok else 1
+
+
 def _layer_selection(defs, layer: str):
     """Asset keys of one layer's group in the nightly job."""
     job = defs.resolve_job_def(NIGHTLY_JOB)
@@ -601,6 +749,7 @@ def cmd_run(args) -> int:
     plan = plan_run(args.layer, args.date, args.date_from, args.date_to, landed, waiting, yesterday, paths.landing)
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
+    check_warehouse(paths)
     paths.create()
     _setup_instance(paths)
     started = time.perf_counter()
@@ -728,8 +877,9 @@ def model_summary(result) -> list[str]:
             use_case = key.removesuffix("_champion")
             lines.append(f"  {use_case:<24} stays challenger: {meta['reason'].value.split(' (gate alone')[0]}")
             if "approval" in meta["reason"].value:
-                lines.append(f"  {'':<24} approve: .venv/bin/factory approve {use_case} challenger --approver NAME "
-                             f"--decision approve; then .venv/bin/factory promote {use_case}")
+                lines.append(f"  {'':<24} approve (two declared approvers, each with their key): .venv/bin/factory "
+                             f"approve {use_case} challenger --approver NAME --key KEY --decision approve; then "
+                             f".venv/bin/factory promote {use_case}")
     return lines
 
 
@@ -856,12 +1006,14 @@ def cmd_ui(args) -> int:
 COMMANDS = {
     "data": "generate or drop demo data (landing files and all state under FACTORY_HOME)",
     "run": "run the nightly chain, or one layer, for a day or a range of days",
+    "recover": "rebuild a damaged or lost warehouse from the raw store, then its data products",
     "use-cases": "list the use cases with their risk tier, owner, champion and challenger",
     "models": "list the registered versions of a use case's model (metrics, aliases)",
     "score": "score a file against a registered model (distribution layer)",
-    "approve": "record an approval or rejection of a model version (append-only)",
+    "approve": "record a signed approval or rejection of a model version (append-only)",
     "promote": "run a use case's promotion gate (the only way to change a champion)",
     "audit": "write the audit bundle (JSON + HTML) of a model version",
+    "keygen": "create an approver's Ed25519 key pair and print the public key to declare",
     "ui": "open the Dagster UI on the embedded instance",
     "demo": "generate demo data and run the whole loop on it (products, training, scoring, monitoring)",
     "generate": "same as `factory data generate`",
@@ -947,6 +1099,20 @@ def build_parser() -> argparse.ArgumentParser:
                    "progress lines go to stderr")
     p.set_defaults(func=cmd_run)
 
+    p = add("recover", epilog="The raw store (FACTORY_HOME/raw) keeps every ingested file as Parquet with its "
+            "provenance, and the archive keeps the landing files: the raw tables are rebuilt from them to the "
+            "same rows (the ingestion ledger and quarantine log too), in a new file that replaces the warehouse "
+            "atomically; the old file is kept as warehouse.duckdb.damaged-<time>. Then the data products and "
+            "feature sets are rebuilt by the processing layer. Prediction products are re-scored by `factory run "
+            "--layer distribution --from FIRST --to LAST`. Exit code 0 when the warehouse was healthy or is rebuilt, "
+            "1 when the product rebuild failed, 2 when there is nothing to recover from.")
+    p.add_argument("--force", action="store_true",
+                   help="rebuild even when the warehouse opens and holds every raw row (default: say so and stop)")
+    p.add_argument("--raw-only", action="store_true",
+                   help="restore the raw tables only; rebuild the products later with `factory run --layer processing`")
+    _json_flag(p, "what was restored")
+    p.set_defaults(func=cmd_recover)
+
     p = add("use-cases")
     _json_flag(p, "the use cases")
     p.set_defaults(func=cmd_use_cases)
@@ -1004,6 +1170,66 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a message, not a traceback (FACTORY_DEBUG=1 shows it)
+        if os.environ.get("FACTORY_DEBUG") == "1":
+            raise
+        code, message = explain_error(exc)
+        print(f"{name}: error: {message}", file=sys.stderr)
+        return code
+
+
+#: The project's errors whose message names the file, the field and the fix (exit code 2), by class
+#: name so that nothing heavy is imported to recognise them.
+MESSAGE_ERRORS = frozenset({
+    "PolicyError", "ContractError", "RawSchemaError", "UseCaseSpecError", "ApproversError", "AuditBundleError",
+    "MonitoringConfigError", "RegistryKeyError", "RegistryIntegrityError", "ModelNotFoundError", "ScoringInputError",
+    "LandingFileError", "WarehouseDamagedError", "WarehouseBusyError",
+})
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        chain.append(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
+def _validation_text(exc) -> str:
+    """A pydantic ValidationError as the fields it names, one clause each."""
+    try:
+        errors = exc.errors()
+    except Exception:  # noqa: BLE001
+        return str(exc).splitlines()[0]
+    fields = "; ".join(f"field '{'.'.join(str(p) for p in e.get('loc', ())) or '(top)'}': {e.get('msg', '')}"
+                       for e in errors[:10])
+    return f"invalid {getattr(exc, 'title', 'input')}: {fields}{' ...' if len(errors) > 10 else ''}"
+
+
+def explain_error(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one-line message) for an error a command let through: a full disk names the file
+    (1); the project's own errors and invalid files say what to fix (2); anything else is one line
+    with how to see the traceback (1)."""
+    import errno
+
+    chain = _exception_chain(exc)
+    for error in chain:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return 1, disk_full_text([DISK_FULL], filename=error.filename) or DISK_FULL
+    full = disk_full_text(str(error) for error in chain)
+    if full:
+        return 1, full
+    for error in chain:
+        if MESSAGE_ERRORS & {cls.__name__ for cls in type(error).__mro__}:
+            text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+            return 2, " ".join(text.split())
+    for error in chain:
+        if type(error).__name__ == "ValidationError" and type(error).__module__.startswith("pydantic"):
+            return 2, _validation_text(error)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    return 1, (f"{type(exc).__name__}: {first} (an unexpected error; run again with FACTORY_DEBUG=1 to see the "
+               "traceback)")
 
 
 if __name__ == "__main__":

@@ -12,15 +12,55 @@
 
 Steps on separate workers take the warehouse's reader/writer lock before opening DuckDB
 (``lib/warehouse_lock``), so they wait for each other rather than collide on its file lock.
+
+Which process runs a run (its "run worker") is watched by the instance's run monitoring through
+``FactoryRunLauncher`` (named in dagster.yaml): a run whose process died is marked failed, so it
+frees the one warehouse-writer slot of the run queue, and the daemon retries it where it can.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import dagster as dg
+from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
 EXECUTORS = ("in_process", "multiprocess", "dask")
+
+
+def settle_skips_after_abandons() -> None:
+    """Make Dagster's plan bookkeeping settle completely after each step (a fix for Dagster 1.13).
+
+    After a step ends, ``ActiveExecution.plan_events_iterator`` first emits every skip (a step whose
+    input was not produced), then every abandon (a step whose input failed), and stops. Abandoning a
+    step can make a third step ready to be *skipped*: one that also reads a skipped step. In the
+    nightly chain, ``feedback/use_case_portfolio`` reads ``operations/service_priority`` (skipped when
+    no use case without champion scored) and every use case's monitoring (abandoned when its
+    prediction step fails); when the last failing prediction step ran after the skip, the portfolio
+    waited in the skip queue that nothing processed again. The in-process executor then found no step
+    to run, nothing in flight and the plan not complete, and looped forever at 100 % CPU in
+    ``ActiveExecution._update`` (issue 19, item 7). Here both phases repeat until neither moves a
+    step, so every skip and abandon is reported and the run ends with its failures.
+    """
+    from dagster._core.execution.plan.active import ActiveExecution
+
+    original = ActiveExecution.plan_events_iterator
+    if getattr(original, "_factory_settles", False):
+        return
+
+    def plan_events_iterator(self, job_context):
+        yield from original(self, job_context)
+        while self._pending_skip or self._pending_abandon:  # queued by the last abandon
+            yield from original(self, job_context)
+
+    plan_events_iterator._factory_settles = True
+    plan_events_iterator._factory_original = original  # what the tests put back to show the hang
+    ActiveExecution.plan_events_iterator = plan_events_iterator
+
+
+settle_skips_after_abandons()
 
 
 def executor_name(environ: dict | None = None) -> str:
@@ -122,3 +162,111 @@ def _submit_steps(executor, plan_context, execution_plan):
         for _future, events in iterate_with_context(raise_execution_interrupts,
                                                     dask.distributed.as_completed(futures, with_results=True)):
             yield from events
+
+
+# --------------------------------------------------------------------------------------
+# Run monitoring: is the process that runs a run still alive?
+# --------------------------------------------------------------------------------------
+
+#: Run tag: the machine whose processes run the run (set by the launcher and by ``factory run``).
+#: Only runs of this machine are health-checked here; a run elsewhere is never judged by its pid.
+RUN_HOST_TAG = "factory/run_host"
+
+
+def this_host() -> str:
+    """This machine's name and, where Linux shows it, its process-id namespace: two containers
+    that share a host name (host networking) do not see each other's pids, so neither judges the
+    other's runs."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()} {namespace}"
+
+
+def _process_start_epoch(pid: int) -> float | None:
+    """When a process started (seconds since the epoch), from /proc; None where /proc is missing."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime "))
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_alive(pid: int, started_by: float | None = None) -> bool:
+    """Whether ``pid`` is a live process of this machine; with ``started_by`` (an epoch time), one
+    that was already running then, so a pid the kernel gave to a new process does not count."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    try:
+        if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+            return False  # killed, not yet reaped by its parent
+    except (OSError, IndexError):
+        pass
+    if started_by is not None:
+        start = _process_start_epoch(pid)
+        if start is not None and start > started_by + 2.0:  # clock ticks and event timestamps differ a little
+            return False
+    return True
+
+
+def run_worker_health(instance, run) -> CheckRunHealthResult:
+    """The health of the process that started ``run`` (its RUN_START event's pid), on this machine."""
+    from dagster._core.events import DagsterEventType
+
+    host = run.tags.get(RUN_HOST_TAG)
+    if host != this_host():
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run of host {host or 'unknown'}: not checked here")
+    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    if not records or records[0].event_log_entry.dagster_event is None:
+        return CheckRunHealthResult(WorkerStatus.RUNNING, "no RUN_START event yet")
+    entry = records[0].event_log_entry
+    pid = entry.dagster_event.pid
+    if pid is None:  # nothing to judge by (run monitoring fails any status but RUNNING and SUCCESS)
+        return CheckRunHealthResult(WorkerStatus.RUNNING, "RUN_START carries no pid: not checked")
+    if process_alive(pid, started_by=entry.timestamp):
+        return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker pid {pid} is alive")
+    return CheckRunHealthResult(
+        WorkerStatus.FAILED,
+        f"the process that ran this run (pid {pid} on {host}) is gone: it was killed or crashed (kill -9, "
+        f"out of memory, a closed terminal); noticed {time.time() - entry.timestamp:.0f} s after the run started")
+
+
+class FactoryRunLauncher(DefaultRunLauncher):
+    """Dagster's default launcher (runs start in a subprocess of the code server), with run worker
+    health checks for run monitoring.
+
+    The default launcher has none, so with it Dagster's run monitoring never looks at a STARTED
+    run: a run whose process was killed (``kill -9``, the OOM killer, a closed terminal running
+    ``factory run``) stayed STARTED for ever, and with one warehouse-writer slot in the run queue every
+    later schedule, sensor and UI launch waited behind it. Here the daemon's run monitoring checks
+    the pid of the run's RUN_START event on this machine and marks the run failed once that process
+    is gone; run retries (dagster.yaml ``run_retries``) then relaunch runs that have a code location
+    origin (schedules, sensors, the UI), and the queue moves on."""
+
+    def launch_run(self, context) -> None:
+        origin = context.dagster_run.remote_job_origin
+        location = origin.repository_origin.code_location_origin.location_name if origin else None
+        client = (getattr(context.workspace.get_code_location(location), "client", None)
+                  if location and context.workspace else None)
+        if _local_address(getattr(client, "host", None)):
+            self._instance.add_run_tags(context.dagster_run.run_id, {RUN_HOST_TAG: this_host()})
+        super().launch_run(context)
+
+    @property
+    def supports_check_run_worker_health(self) -> bool:
+        return True
+
+    def check_run_worker_health(self, run) -> CheckRunHealthResult:
+        return run_worker_health(self._instance, run)
+
+
+def _local_address(host: str | None) -> bool:
+    """A code server on this machine (``dagster dev`` and ``dagster-daemon run -w workspace.yaml``
+    start theirs on loopback or a socket): its run workers are this machine's processes."""
+    return host in (None, "", "localhost", "127.0.0.1", "::1", socket.gethostname())

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+import factory_assets.execution  # noqa: F401 - a unit's runs get the core's executor fixes too
 from factory_assets.assembly.specs import load_use_cases
 from factory_assets.feedback.sensors import build_retraining_sensor
 from factory_assets.keys import training_keys

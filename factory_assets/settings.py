@@ -140,7 +140,9 @@ def default_paths() -> FactoryPaths:
     return FactoryPaths(factory_home())
 
 
-DAGSTER_YAML = """\
+#: What earlier versions wrote as dagster.yaml (no run monitoring, no run retries): an unedited
+#: copy is brought up to date; a file the user changed is kept as it is.
+_EARLIER_DAGSTER_YAML = """\
 # Dagster instance for the embedded defaults (written by factory_assets.settings).
 # SQLite storage under this folder (Dagster's files and schema, with pooled connections:
 # factory_assets/instance_storage.py); runs that write the DuckDB warehouse run one at a time.
@@ -161,6 +163,31 @@ run_queue:
     - key: "{tag}"
       limit: 1
 """
+
+DAGSTER_YAML = _EARLIER_DAGSTER_YAML + """\
+# A run whose process died (kill -9, out of memory, a closed terminal) is marked failed by the
+# daemon's run monitoring within about poll_interval_seconds: the launcher checks the process that
+# started the run (factory_assets/execution.py, FactoryRunLauncher). That frees the warehouse-writer
+# slot above. Runs launched by the daemon or the UI (schedules, sensors) are then retried, at most
+# twice; their steps are idempotent (files ingest once by checksum, partitions are replaced). A run
+# that failed on its own (a failing step or check) is not retried blindly.
+run_launcher:
+  module: factory_assets.execution
+  class: FactoryRunLauncher
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: {poll}
+  start_timeout_seconds: 180
+  cancel_timeout_seconds: 180
+  max_resume_run_attempts: 0
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+"""
+
+#: Seconds between two checks of the running runs' processes (FACTORY_RUN_MONITORING_POLL_S).
+RUN_MONITORING_POLL_S = 5
 
 
 #: Environment for the Dagster processes that create runs (CLI, webserver, daemon). A run over a
@@ -184,9 +211,17 @@ def ensure_dagster_home(paths: FactoryPaths) -> Path:
     """Create DAGSTER_HOME with its dagster.yaml (kept if the user edited it)."""
     paths.dagster_home.mkdir(parents=True, exist_ok=True)
     config = paths.dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML.format(tag=WAREHOUSE_WRITER_TAG))
+    if not config.exists() or config.read_text() == _EARLIER_DAGSTER_YAML.format(tag=WAREHOUSE_WRITER_TAG):
+        config.write_text(dagster_yaml())
     return paths.dagster_home
+
+
+def dagster_yaml() -> str:
+    """The embedded instance's dagster.yaml (see DAGSTER_YAML)."""
+    poll = os.environ.get("FACTORY_RUN_MONITORING_POLL_S", str(RUN_MONITORING_POLL_S)).strip()
+    if not poll.isdigit() or int(poll) < 1:
+        raise ValueError(f"FACTORY_RUN_MONITORING_POLL_S={poll!r}: give whole seconds, at least 1")
+    return DAGSTER_YAML.format(tag=WAREHOUSE_WRITER_TAG, poll=int(poll))
 
 
 def parse_day(value: str) -> date:

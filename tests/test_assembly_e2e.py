@@ -53,12 +53,32 @@ def materialized_metadata(result) -> dict[str, dict]:
             for e in result.get_asset_materialization_events()}
 
 
+#: The two people who approve the high-tier model: their keys are made here, in a temporary folder.
+APPROVERS = ("risk.officer", "marketing.lead")
+
+
+def declare_approvers(folder):
+    """Key pairs for APPROVERS (private keys in ``folder``) and the approvers file declaring them."""
+    import yaml
+
+    from factory_assets.governance.approvals import generate_key_pair, public_key_line
+
+    entries = []
+    for name in APPROVERS:
+        pem, public = generate_key_pair()
+        (folder / f"{name}.pem").write_bytes(pem)
+        entries.append({"name": name, "role": "reviewer", "tiers": ["high"], "public_key": public_key_line(public, name)})
+    (folder / "approvers.yaml").write_text(yaml.safe_dump({"approvers": entries}))
+    return folder / "approvers.yaml"
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     home = tmp_path_factory.mktemp("factory")
     patch = pytest.MonkeyPatch()
     patch.setenv("FACTORY_HOME", str(home))
     patch.setenv("FACTORY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))
+    patch.setenv("FACTORY_APPROVERS_FILE", str(declare_approvers(tmp_path_factory.mktemp("approvers"))))
     paths = FactoryPaths(home).create()
     generate_demo_data(SimulationConfig(start_date=START, days=DAYS, order_lines_per_day=250, seed=5, n_products=60), paths.landing)
     use_cases = home / "use_cases"
@@ -125,23 +145,44 @@ def test_first_models_become_champions_and_the_registry_round_trips(trained):
 
 
 def test_a_high_risk_model_stays_challenger_until_two_people_approve_it(trained, capsys):
-    """purchase_propensity is high tier: the policy asks for two distinct approvals before promotion."""
+    """purchase_propensity is high tier: the policy asks for two signed approvals by declared people."""
+    import json
+    import os
+    from pathlib import Path
+
     from factory_assets.cli import main
 
+    keys = Path(os.environ["FACTORY_APPROVERS_FILE"]).parent
     gate = trained.meta["assembly/purchase_propensity_champion"]
     assert gate["promoted"] is False and "0 distinct approval(s) < required 2" in gate["reason"]
     assert "champion" not in trained.registry.aliases("purchase_propensity")
     champion_asset = trained.defs.get_assets_def(dg.AssetKey(["assembly", "purchase_propensity_champion"]))
-    store = {"store": FactoryStore(home=str(trained.paths.home))}
-    for approver, expected in (("risk.officer", False), ("Risk.Officer", False), ("marketing.lead", True)):
-        assert main(["approve", "purchase_propensity", "challenger", "--approver", approver,
-                     "--decision", "approve", "--note", "reviewed segment metrics"]) == 0
+    store = {"store": FactoryStore(home=str(trained.paths.home)), "policy": GovernancePolicy()}
+    for approver, key, expected in (("risk.officer", "risk.officer", False), ("Risk.Officer", "risk.officer", False),
+                                    ("marketing.lead", "marketing.lead", True)):
+        assert main(["approve", "purchase_propensity", "challenger", "--approver", approver, "--key",
+                     str(keys / f"{key}.pem"), "--decision", "approve", "--note", "reviewed segment metrics"]) == 0
         meta = materialized_metadata(dg.materialize([champion_asset], resources=store, instance=trained.instance))
         assert meta["assembly/purchase_propensity_champion"]["promoted"] is expected, approver
     assert trained.registry.aliases("purchase_propensity")["champion"] == gate["challenger"]
     # a bad approval is refused with the reason, never a traceback
-    assert main(["approve", "purchase_propensity", "challenger", "--approver", " ", "--decision", "approve"]) == 2
+    capsys.readouterr()
+    assert main(["approve", "purchase_propensity", "challenger", "--approver", " ", "--key",
+                 str(keys / "risk.officer.pem"), "--decision", "approve"]) == 2
     assert "approver" in capsys.readouterr().err
+    # a reordered approvals log shows in the audit, with the line and the fix (then it is put back)
+    log = trained.paths.artifacts / "approvals" / "purchase_propensity" / "approvals.jsonl"
+    original = log.read_bytes()
+    lines = original.splitlines(keepends=True)
+    log.write_bytes(lines[1] + lines[0] + b"".join(lines[2:]))
+    try:
+        assert main(["audit", "purchase_propensity"]) == 0
+        captured = capsys.readouterr()
+    finally:
+        log.write_bytes(original)
+    assert "warning: the approvals log is tampered" in captured.err and "approvals.jsonl:1" in captured.err
+    out = json.loads(captured.out.strip().splitlines()[-1])
+    assert out["warnings"] and json.load(open(out["bundle"]))["policy"]["evaluation"]["passed"] is False
 
 
 def test_an_audit_bundle_is_complete_and_valid(trained, capsys):

@@ -146,6 +146,7 @@ def test_bundle_validates_and_carries_the_manifest(factory):
     assert model["manifest_sha256"] == _sha(factory["registry"].get(UC, factory["v1"]).path / "manifest.json")
     assert model["training_as_of"] == "2026-01-01"
     assert model["test_window"] == {"start": extra["test_window"][0], "end": extra["test_window"][1]}
+    assert model["content_sha256"] == manifest["content_sha256"] and model["integrity"]["ok"] is True
 
     feature_sets = {f["name"]: f for f in bundle["inputs"]["feature_sets"]}
     assert {n: f["contract_version"] for n, f in feature_sets.items()} == manifest["feature_contracts"]
@@ -322,3 +323,17 @@ def test_schema_documents_every_property():
 
     walk(schema, "$")
     assert undocumented == []
+
+
+def test_a_version_whose_manifest_was_edited_is_audited_with_the_problem(factory, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(factory["artifacts"], artifacts)
+    path = ModelRegistry(artifacts / "models").get(UC, factory["v1"]).path / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["metrics"]["auc"] = 0.999
+    path.write_text(json.dumps(manifest))
+    bundle = _build(factory, "v1", artifacts=artifacts)
+    validate_bundle(bundle)
+    assert bundle["model"]["integrity"]["ok"] is False
+    assert "edited after registration" in bundle["model"]["integrity"]["detail"] and factory["v1"] in bundle["model"]["integrity"]["detail"]
+    assert "edited after registration" in render_html(bundle)

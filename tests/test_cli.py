@@ -112,9 +112,10 @@ OPTIONS = {
     "use-cases": ["--json"],
     "models": ["USE_CASE", "--json"],
     "score": ["use_case", "INPUT", "--alias", "--model-version", "--out", "--json"],
-    "approve": ["use_case", "version", "--approver", "--decision", "--note", "--json"],
+    "approve": ["use_case", "version", "--approver", "--key", "--decision", "--note", "--sign-only", "--json"],
     "promote": ["use_case", "--json"],
     "audit": ["use_case", "--version", "--out", "--json"],
+    "keygen": ["--approver", "--out", "--json", "approvers.yaml", "ssh-keygen"],
     "ui": ["--host", "--port"],
     "demo": ["--days", "--lines-per-day", "--seed", "--end", "--drift-from", "--no-train", "--live-days"],
     "generate": ["--days", "--lines-per-day", "--seed", "--end", "--drift-from", "--json"],
@@ -191,7 +192,9 @@ def test_unknown_use_cases_and_missing_models_are_named(landed):
     usage_error(factory(landed.home, "models", "nope"), "unknown use case 'nope'", known, "factory use-cases")
     usage_error(factory(landed.home, "promote", "nope"), "unknown use case 'nope'", known)
     usage_error(factory(landed.home, "approve", "late_delivery", "challenger", "--approver", "a.reviewer",
-                        "--decision", "approve"), "late_delivery")
+                        "--key", landed.home / "a.reviewer.pem", "--decision", "approve"), "late_delivery")
+    usage_error(factory(landed.home, "approve", "late_delivery", "challenger", "--approver", "a.reviewer",
+                        "--decision", "approve"), "--key")  # an approval is always signed
     usage_error(factory(landed.home, "audit", "late_delivery"), "late_delivery")
     rows = landed.home / "rows.csv"
     rows.write_text("customer_id\nC1\n")
@@ -394,3 +397,127 @@ def test_models_of_a_use_case_without_training_is_an_empty_list(landed):
     assert json.loads(ok(factory(landed.home, "models", "late_delivery", "--json")).stdout) == []
     text = ok(factory(landed.home, "models", "late_delivery")).stdout
     assert "No models registered for late_delivery yet" in text and "factory run --layer assembly" in text
+
+
+# ---- errors: one message naming the file and the field, never a traceback (issue 19, item 6) ----
+
+#: `factory recover` (issue 19, item 12) and its options; test_top_level_help_... reads OPTIONS.
+OPTIONS["recover"] = ["--force", "--raw-only", "--json"]
+
+BAD_POLICY = "version: 1.0.0\ntiers: {low: {min_lift: high}}\n"
+
+
+def _broken_contract(folder: Path) -> Path:
+    """A copy of a product contract whose first column has a type no contract may have."""
+    from factory_assets.settings import CONTRACTS_DIR
+
+    text = (CONTRACTS_DIR / "products" / "calendar.odcs.yaml").read_text()
+    path = folder / "calendar.odcs.yaml"
+    path.write_text(text.replace("physicalType: DATE", "physicalType: DAYTE", 1))
+    return path
+
+
+def test_recover_documents_its_options(tmp_path):
+    done = ok(factory(tmp_path, "recover", "--help"))
+    assert done.stdout.startswith("usage: factory recover")
+    assert all(option in done.stdout for option in OPTIONS["recover"]) and "raw store" in done.stdout
+
+
+def test_a_bad_policy_file_is_one_message_naming_the_file_and_the_field(tmp_path, monkeypatch):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(BAD_POLICY)
+    monkeypatch.setenv("FACTORY_POLICY_FILE", str(policy))
+    err = usage_error(factory(tmp_path / "home", "promote", "late_delivery"), f"{policy}: invalid policy",
+                      "field 'tiers.low.min_lift'")
+    assert "pydantic" not in err and "ValidationError" not in err
+    policy.write_text("tiers: [\n")  # not even YAML
+    usage_error(factory(tmp_path / "home", "promote", "late_delivery"), f"{policy}: cannot read YAML")
+
+
+def test_a_contract_error_reaching_the_command_line_is_its_message(tmp_path, monkeypatch, capsys):
+    from factory_assets import cli
+    from factory_assets.lib.contracts import load_contract
+
+    contract = _broken_contract(tmp_path)
+    monkeypatch.setattr(cli, "cmd_use_cases", lambda _args: load_contract(contract))
+    assert cli.main(["use-cases"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"factory use-cases: error: {contract}: ") and "physicalType 'DAYTE'" in err
+    assert "Traceback" not in err
+
+
+def test_a_run_step_failing_on_a_policy_or_contract_shows_the_file_and_the_field(tmp_path):
+    """What `factory run` prints for a failed step: the project's error (file and field), not the
+    pydantic ValidationError or YAML error it wraps (before: 'pydantic_core._pydantic_core.ValidationError:
+    14 validation errors for Policy')."""
+    import dagster as dg
+
+    from factory_assets.cli import run_report
+    from factory_assets.governance.policy import load_policy
+    from factory_assets.lib.contracts import load_contract
+
+    policy, contract = tmp_path / "policy.yaml", _broken_contract(tmp_path)
+    policy.write_text(BAD_POLICY)
+
+    @dg.asset
+    def scores():
+        load_policy(policy)
+
+    @dg.asset
+    def reads_contract():
+        load_contract(contract)
+
+    report = run_report(dg.materialize([scores, reads_contract], raise_on_error=False), 1.0)
+    errors = {step["step"]: step["error"] for step in report["failed_steps"]}
+    assert errors["scores"].startswith(f"{policy}: invalid policy: ") and "field 'tiers.low.min_lift'" in errors["scores"]
+    assert errors["reads_contract"].startswith(f"{contract}: ") and "physicalType 'DAYTE'" in errors["reads_contract"]
+    assert not any("pydantic" in e or "ValidationError" in e for e in errors.values())
+
+
+@pytest.fixture(scope="module")
+def one_model(tmp_path_factory):
+    """A FACTORY_HOME whose registry holds one small LightGBM champion (a few seconds)."""
+    import numpy as np
+    import polars as pl
+
+    from factory_assets.assembly.registry import ModelRegistry
+    from factory_assets.assembly.templates import fit_template
+    from factory_assets.distribution.feature_schema import infer_feature_schema
+
+    rng = np.random.default_rng(3)
+    n = 600
+    frame = pl.DataFrame({"split_time": [date(2026, 1, 1) + timedelta(days=i % 30) for i in range(n)],
+                          "spend": rng.gamma(2.0, 50.0, n), "visits": rng.integers(0, 20, n)})
+    frame = frame.with_columns(churned=pl.Series((frame["spend"].to_numpy() < 80) ^ (rng.random(n) < 0.1)).cast(pl.Int8))
+    result = fit_template("binary_classification", frame, target="churned", feature_columns=["spend", "visits"],
+                          time_column="split_time", engine="lightgbm", metric="auc", device="cpu",
+                          params={"num_threads": 1})
+    home = tmp_path_factory.mktemp("scoring") / "home"
+    registry = ModelRegistry(home / "artifacts" / "models")
+    version = registry.register("churn_demo", result.model, metrics=result.metrics,
+                                baseline_metrics=result.baseline_metrics,
+                                extra={"categories": result.categories, "template": "binary_classification",
+                                       "feature_schema": infer_feature_schema(frame, ["spend", "visits"],
+                                                                              result.categories)})
+    registry.set_alias("churn_demo", "champion", version.version, reason="test")
+    rows = home / "rows.csv"
+    frame.head(20).write_csv(rows)
+    return SimpleNamespace(home=home, rows=rows, version=registry.get("churn_demo", "champion"))
+
+
+@pytest.mark.parametrize("damage", ["model file altered", "model file deleted", "manifest not JSON"])
+def test_score_with_a_bad_model_file_exits_2_with_a_message(one_model, tmp_path, damage):
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(one_model.home, home)
+    version = home / "artifacts" / "models" / "churn_demo" / one_model.version.version
+    model = next(p for p in version.iterdir() if p.name.startswith("model."))
+    if damage == "model file altered":
+        model.write_bytes(model.read_bytes() + b"\n")
+    elif damage == "model file deleted":
+        model.unlink()
+    else:
+        (version / "manifest.json").write_text('{"use_case": "churn_demo", ')
+    err = usage_error(factory(home, "score", "churn_demo", home / "rows.csv"), "churn_demo")
+    assert err.startswith("factory score: ") and len(err.strip().splitlines()) <= 3

@@ -16,8 +16,8 @@ HEADER = ("order_id,line_number,ordered_at,customer_id,customer_name,customer_em
           "warehouse_id,supplier_id,quantity,unit_price,discount_pct,promised_date,channel")
 
 
-def order_line(i: int, quantity="3", price="9.50", channel="web") -> str:
-    return (f"O{1000 + i},1,2025-03-01T10:{i % 60:02d}:00,C{i:05d},Jane Doe,jane.doe.{i:05d}@example.com,north,"
+def order_line(i: int, quantity="3", price="9.50", channel="web", day="2025-03-01") -> str:
+    return (f"O{1000 + i},1,{day}T10:{i % 60:02d}:00,C{i:05d},Jane Doe,jane.doe.{i:05d}@example.com,north,"
             f"P0001,W01,S001,{quantity},{price},0.0,2025-03-04,{channel}")
 
 
@@ -57,7 +57,7 @@ def test_valid_file_is_typed_and_ingested_with_provenance(paths, warehouse):
 
 def test_only_requested_days_are_ingested(paths, warehouse):
     write_transactions(paths, "transactions_2025-03-01.csv", [order_line(1)])
-    write_transactions(paths, "transactions_2025-03-02.csv", [order_line(2)])
+    write_transactions(paths, "transactions_2025-03-02.csv", [order_line(2, day="2025-03-02")])
     ingest_partitions(warehouse, paths, "transactions", {date(2025, 3, 2)})
     assert raw_rows(warehouse) == 1
     assert (paths.landing / "transactions" / "transactions_2025-03-01.csv").exists()
@@ -81,7 +81,7 @@ def test_only_requested_days_are_ingested(paths, warehouse):
     ids=["empty", "truncated", "malformed", "missing-column", "retyped-column", "contract-rows", "no-date"],
 )
 def test_bad_files_are_quarantined_with_a_reason_and_nothing_ingested(paths, warehouse, name, rows, kwargs, reason, words):
-    write_transactions(paths, "transactions_2025-02-28.csv", [order_line(9)])
+    write_transactions(paths, "transactions_2025-02-28.csv", [order_line(9, day="2025-02-28")])
     ingest_partitions(warehouse, paths, "transactions", None)
     if rows is None:
         (paths.landing / "transactions").mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def test_bad_files_are_quarantined_with_a_reason_and_nothing_ingested(paths, war
 def test_override_with_an_unknown_reason_or_use_case_is_quarantined(paths, warehouse):
     header = "override_id,created_at,use_case,entity_id,operator_id,override_label,reason"
     good = "OV00000001,2025-03-02T09:15:00,late_delivery,O00001000-1,OP07,true,carrier_reported_delay"
-    write_landing(paths, "overrides", "overrides_2025-03-01.csv", header, [good])
+    write_landing(paths, "overrides", "overrides_2025-03-01.csv", header, [good.replace("2025-03-02T", "2025-03-01T")])
     name = "overrides_2025-03-02.csv"
     write_landing(paths, "overrides", name, header, [
         good.replace("OV00000001", "OV00000002"),
@@ -124,7 +124,7 @@ def test_override_with_an_unknown_reason_or_use_case_is_quarantined(paths, wareh
 def test_duplicate_content_under_another_name_is_quarantined(paths, warehouse):
     write_transactions(paths, "transactions_2025-03-01.csv", [order_line(1), order_line(2)])
     ingest_partitions(warehouse, paths, "transactions", None)
-    write_transactions(paths, "transactions_2025-03-01_resent.csv", [order_line(1), order_line(2)])
+    write_transactions(paths, "transactions_2025-03-01.v2.csv", [order_line(1), order_line(2)])
     [outcome] = ingest_partitions(warehouse, paths, "transactions", None)
     assert outcome.status == "quarantined" and outcome.reason == "duplicate"
     assert "same content as transactions_2025-03-01.csv" in outcome.detail
@@ -178,8 +178,8 @@ def test_a_file_dated_before_the_first_partition_day_is_quarantined_naming_the_s
     first = partitions_start()
     early = first - timedelta(days=1)
     name = f"transactions_{early}.csv"
-    write_transactions(paths, name, [order_line(1)])
-    write_transactions(paths, f"transactions_{first}.csv", [order_line(2)])
+    write_transactions(paths, name, [order_line(1, day=early)])
+    write_transactions(paths, f"transactions_{first}.csv", [order_line(2, day=first)])
     # the run of the first partition (what the landing sensor requests for such a file) refuses it
     outcomes = ingest_partitions(warehouse, paths, "transactions", {first})
     assert sorted((o.file_name, o.status, o.reason) for o in outcomes) == [

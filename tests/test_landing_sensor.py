@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import dagster as dg
 
@@ -44,11 +44,27 @@ def test_same_files_give_the_same_run_key_and_a_changed_file_a_new_one(paths):
     assert third.run_key != first.run_key
 
 
-def test_nothing_to_do_and_undated_files_are_explained(paths):
+def test_nothing_to_do_and_files_of_days_not_over_are_explained(paths):
+    from datetime import datetime
+
     assert isinstance(_evaluate(paths), dg.SkipReason)
-    _drop(paths, "tickets", "tickets_latest.jsonl")
+    today = datetime.now(UTC).date()
+    _drop(paths, "tickets", f"tickets_{today}.jsonl")  # its partition exists tomorrow: it waits
     skip = _evaluate(paths)
-    assert isinstance(skip, dg.SkipReason) and "tickets_latest.jsonl" in skip.skip_message
+    assert isinstance(skip, dg.SkipReason) and f"tickets {today} (waits until the day is over)" in skip.skip_message
+
+
+def test_a_file_no_partition_can_hold_requests_the_newest_partition_whose_run_quarantines_it(paths):
+    """Undated, impossible or far-future names are never left waiting unnoticed (test_raw_faults)."""
+    from factory_assets.raw_material.assets import daily_partitions
+
+    newest = daily_partitions.get_partition_keys()[-1]
+    for name in ("tickets_latest.jsonl", "tickets_2026-11-31.jsonl", "tickets_2099-01-01.jsonl"):
+        path = _drop(paths, "tickets", name)
+        [request] = _evaluate(paths)
+        assert (request.asset_selection[0].to_user_string(), request.partition_key) == ("raw_material/tickets", newest)
+        assert name in request.run_key
+        path.unlink()
 
 
 def test_a_file_dated_before_the_first_partition_day_requests_the_first_partition(paths):

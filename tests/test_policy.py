@@ -175,6 +175,18 @@ def test_low_tier_needs_no_approval(policy):
     assert _rule(evaluate_promotion(policy, facts), "approvals").passed
 
 
+def test_a_broken_approvals_log_blocks_every_tier_and_discounted_decisions_are_named(policy):
+    broken = "approvals.jsonl:2: its 'prev' hash does not match line 1"
+    for tier, uses in (("high", ("retention_campaigns",)), ("low", ("replenishment",))):
+        result = _rule(evaluate_promotion(policy, _facts(risk_tier=tier, uses=uses, approvals=2,
+                                                         approvals_blocked=broken)), "approvals")
+        assert not result.passed and result.detail == f"approvals cannot be trusted: {broken}"
+    assert not scoring_allowed(policy, _facts(approvals=2, approvals_blocked=broken)).passed
+    notes = tuple(f"p{i} approve: unsigned" for i in range(7))
+    result = _rule(evaluate_promotion(policy, _facts(approvals=1, approval_notes=notes)), "approvals")
+    assert not result.passed and "not counted: p0 approve: unsigned" in result.detail and "and 2 more" in result.detail
+
+
 def test_segment_gap_over_the_limit_fails(policy):
     # high tier: 10 %; north 0.90 vs south 0.78 -> gap 13.3 %
     segments = {"region": {"north": {"rows": 500, "auc": 0.90}, "south": {"rows": 400, "auc": 0.78}}}

@@ -7,12 +7,15 @@ import json
 import numpy as np
 import pytest
 
+from factory_assets.assembly import registry as registry_module
 from factory_assets.assembly.registry import (
     GateDecision,
     ModelRegistry,
+    RegistryIntegrityError,
     UnknownAliasError,
     UnknownUseCaseError,
     UnknownVersionError,
+    content_sha256,
     decide_promotion,
 )
 from factory_assets.assembly.training import classification_metrics, train_model
@@ -136,6 +139,136 @@ def test_tampered_model_is_detected(tmp_path, model, data):
     mv.model_path.write_bytes(mv.model_path.read_bytes() + b" ")
     with pytest.raises(RuntimeError):
         reg.load_model("churn", mv.version)
+
+
+# ---- integrity: what was registered is what scores ---------------------------------------
+
+
+def _edit_manifest(mv, change) -> None:
+    manifest = json.loads((mv.path / "manifest.json").read_text())
+    change(manifest)
+    (mv.path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["metrics"].update(auc=0.999),
+    lambda m: m.setdefault("extra", {}).update(categories={"a": ["x", "y"]}),
+    lambda m: m["baseline_metrics"].update(auc=0.1),
+    lambda m: m.update(created_by="someone.else"),
+    lambda m: m["files"].update({"model.txt": "0" * 64, "model.ubj": "0" * 64}),
+])
+def test_an_edited_manifest_is_refused_naming_the_version_the_file_and_the_fix(tmp_path, model, data, edit):
+    reg = ModelRegistry(tmp_path)
+    mv = _register(reg, model, data, extra={"categories": {}, "test_window": ["2025-01-01", "2025-01-31"]})
+    assert mv.content_sha256 == content_sha256(mv.manifest) and reg.verify("churn", mv.version).version == mv.version
+    reg.set_alias("churn", "champion", mv.version, "first model")
+    _edit_manifest(mv, edit)
+    for call in (lambda: reg.verify("churn", "champion"), lambda: reg.load_model("churn", "champion")):
+        with pytest.raises(RegistryIntegrityError) as info:
+            call()
+        message = str(info.value)
+        assert mv.version in message and str(mv.path / "manifest.json") in message
+        assert "edited after registration" in message and "will not score or be promoted" in message
+        assert "Restore" in message and "retrain" in message
+
+
+def test_every_file_of_a_version_is_covered(tmp_path, model, data):
+    reg = ModelRegistry(tmp_path)
+    mv = _register(reg, model, data, files={"reference.parquet": b"PAR1 reference rows"})
+    assert set(mv.manifest["files"]) == {mv.manifest["model_file"], "reference.parquet"}
+    (mv.path / "reference.parquet").write_bytes(b"PAR1 other rows")
+    with pytest.raises(RegistryIntegrityError, match="reference.parquet was changed after registration"):
+        reg.load_model("churn", mv.version)
+    reg.verify("churn", mv.version, deep=False)  # the cheap check reads no file bytes
+
+
+def test_a_deleted_model_file_is_a_clear_error_not_a_bare_file_not_found(tmp_path, model, data):
+    reg = ModelRegistry(tmp_path)
+    mv = _register(reg, model, data)
+    mv.model_path.unlink()
+    for verify in (True, False):
+        with pytest.raises(RegistryIntegrityError) as info:
+            reg.load_model("churn", mv.version, verify=verify)
+        assert not isinstance(info.value, FileNotFoundError)
+        assert str(mv.model_path) in str(info.value) and "missing" in str(info.value) and mv.version in str(info.value)
+    (mv.path / "manifest.json").unlink()  # an alias pointing at a version without manifest says what is missing
+    (tmp_path / "churn" / "promotions.jsonl").write_text(json.dumps({"alias": "champion", "version": mv.version}) + "\n")
+    with pytest.raises(RegistryIntegrityError, match="manifest.json is missing"):
+        reg.get("churn", "champion")
+
+
+def test_versions_registered_before_content_hashes_are_sealed_once_then_a_stripped_hash_is_refused(tmp_path, model, data):
+    reg = ModelRegistry(tmp_path)
+    mv = _register(reg, model, data)
+    for name in (".sealed",):  # as a registry written by the previous code: no content hash, no marker
+        (tmp_path / "churn" / name).unlink()
+    _edit_manifest(mv, lambda m: [m.pop("content_sha256"), m.pop("files")])
+    sealed = reg.verify("churn", mv.version)  # trust on first use: sealed as found
+    assert sealed.content_sha256 == content_sha256(sealed.manifest)
+    assert json.loads((tmp_path / "churn" / ".sealed").read_text())["legacy_versions_sealed"] == [mv.version]
+    _edit_manifest(mv, lambda m: [m.pop("content_sha256"), m["metrics"].update(auc=0.999)])
+    with pytest.raises(RegistryIntegrityError, match="has no content hash"):
+        reg.load_model("churn", mv.version)
+
+
+@pytest.mark.parametrize("crash", ["in the history append", "in the aliases snapshot"])
+def test_an_alias_change_and_its_history_line_are_one_atomic_step(tmp_path, model, data, monkeypatch, crash):
+    """A kill between the two writes never leaves alias and history telling different stories."""
+    reg = ModelRegistry(tmp_path)
+    mv = _register(reg, model, data)
+    reg.set_alias("churn", "challenger", mv.version, "trained")
+    real_open, real_write = open, registry_module._atomic_write
+
+    def killed_open(path, mode="r", *args, **kwargs):
+        if str(path).endswith("promotions.jsonl") and "a" in mode:
+            raise RuntimeError("killed")
+        return real_open(path, mode, *args, **kwargs)
+
+    def killed_write(path, data):
+        if path.name == "aliases.json":
+            raise RuntimeError("killed")
+        return real_write(path, data)
+
+    if crash == "in the history append":
+        monkeypatch.setattr(registry_module, "open", killed_open, raising=False)
+    else:
+        monkeypatch.setattr(registry_module, "_atomic_write", killed_write)
+    with pytest.raises(RuntimeError, match="killed"):
+        reg.set_alias("churn", "champion", mv.version, "promoted")
+    monkeypatch.undo()
+    fresh = ModelRegistry(tmp_path)
+    promoted_in_history = any(h["alias"] == "champion" and h["version"] == mv.version for h in fresh.history("churn"))
+    assert ("champion" in fresh.aliases("churn")) == promoted_in_history
+    assert promoted_in_history == (crash == "in the aliases snapshot")
+    fresh.set_alias("churn", "champion", mv.version, "promoted again")  # the next change also refreshes the snapshot
+    assert json.loads((tmp_path / "churn" / "aliases.json").read_text()) == fresh.aliases("churn")
+
+
+def test_a_torn_history_line_from_a_kill_mid_append_is_ignored_and_cut_off(tmp_path, model, data):
+    reg = ModelRegistry(tmp_path)
+    mv = _register(reg, model, data)
+    reg.set_alias("churn", "challenger", mv.version, "trained")
+    history = tmp_path / "churn" / "promotions.jsonl"
+    with open(history, "a") as fh:
+        fh.write('{"alias": "champion", "version": "' + mv.version[:5])  # killed mid-write: no newline
+    assert reg.aliases("churn") == {"challenger": mv.version} and len(reg.history("churn")) == 1
+    reg.set_alias("churn", "champion", mv.version, "promoted")
+    assert [h["alias"] for h in reg.history("churn")] == ["challenger", "champion"]
+    assert all(json.loads(line) for line in history.read_text().splitlines())
+
+
+def test_orphan_temporary_folders_of_a_crashed_register_are_removed_by_the_next(tmp_path, model, data):
+    reg = ModelRegistry(tmp_path)
+    mv = _register(reg, model, data)
+    # what a registration and an alias change killed mid-write (SIGKILL: no cleanup ran) leave behind
+    orphan = tmp_path / "churn" / ".tmp-0123456789abcdef-deadbeef"
+    orphan.mkdir()
+    (orphan / "model.txt").write_bytes(b"half written")
+    (tmp_path / "churn" / ".aliases.json.x1.tmp").write_text("{}")
+    assert [v.version for v in reg.list_versions("churn")] == [mv.version]
+    assert _register(reg, model, data).version == mv.version  # even a no-op registration cleans up
+    assert [p.name for p in (tmp_path / "churn").iterdir() if p.name.startswith((".tmp-", ".aliases"))] == []
+    assert [v.version for v in reg.list_versions("churn")] == [mv.version]
 
 
 # ---- promotion gate ----------------------------------------------------------------

@@ -315,3 +315,68 @@ def test_http_unexpected_failures_are_a_generic_500_logged_on_the_server(server,
         status, payload, text = call(server, "POST", f"/models/{USE_CASE}/champion/score", rows_json(fresh.head(3)))
     assert status == 500 and "secret" not in text and "Traceback" not in text and "logged" in payload["error"]
     assert "secret internal detail" in caplog.text
+
+
+# ---- a model whose manifest or files changed after registration never scores ---------------
+
+
+def _tamper(home, how: str) -> str:
+    """Change the champion as the issue's reproduction did; returns the file that was changed."""
+    mv = ModelRegistry(home / "artifacts" / "models").get(USE_CASE, "champion")
+    if how == "model file deleted":
+        mv.model_path.unlink()
+        return str(mv.model_path)
+    manifest = json.loads((mv.path / "manifest.json").read_text())
+    manifest["extra"]["categories"]["channel"] = list(reversed(CHANNELS))  # changes every score of the column
+    manifest["metrics"]["auc"] = 0.999
+    (mv.path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return str(mv.path / "manifest.json")
+
+
+@pytest.mark.parametrize("how", ["manifest edited", "model file deleted"])
+def test_a_tampered_champion_is_refused_by_the_service_http_cli_and_the_prediction_asset(home, fresh, tmp_path, how):
+    import shutil
+
+    import dagster as dg
+
+    from factory_assets.assembly.specs import UseCaseSpec
+    from factory_assets.distribution.assets import prediction_asset
+    from factory_assets.distribution.service import ModelRefusedError
+    from factory_assets.resources import FactoryStore, GovernancePolicy
+
+    copy = tmp_path / "home"
+    shutil.copytree(home, copy)
+    version = ModelRegistry(copy / "artifacts" / "models").get(USE_CASE, "champion").version
+    server = make_server(copy / "artifacts" / "models", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert call(server, "POST", f"/models/{USE_CASE}/champion/score", rows_json(fresh.head(3)))[0] == 200
+        changed = _tamper(copy, how)  # while the server holds the model in memory
+        status, payload, text = call(server, "POST", f"/models/{USE_CASE}/champion/score", rows_json(fresh.head(3)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 404 and "Traceback" not in text
+    message = payload["error"]
+    assert version in message and changed in message and "will not score" in message and "Restore" in message
+
+    with pytest.raises(ModelRefusedError, match=version):
+        ScoringService(copy / "artifacts" / "models").score(USE_CASE, fresh.drop("churned"))
+
+    rows = tmp_path / "rows.csv"
+    fresh.drop("churned").write_csv(rows)
+    done = factory(copy, "score", USE_CASE, rows)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert version in done.stderr and changed in done.stderr and "retrain" in done.stderr
+
+    spec = UseCaseSpec(name=USE_CASE, description="churn", template="binary_classification",
+                       training_set="factory_assets.assembly.training_sets:ORDER_LINES", target="churned",
+                       label_delay_days=0, entity=("customer_id",), time_column="split_time", metric="auc",
+                       risk_tier="low", business_unit="marketing", owner="team:marketing", engine="lightgbm",
+                       uses=("replenishment",))
+    result = dg.materialize([prediction_asset(spec, builder=None)], partition_key="2026-02-10", raise_on_error=False,
+                            resources={"store": FactoryStore(home=str(copy)), "policy": GovernancePolicy()})
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message + str(failure.message)
+    assert version in message and changed in message and "will not score" in message

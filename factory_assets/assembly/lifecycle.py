@@ -5,8 +5,10 @@ Pure of Dagster: the component's assets only wire these to the store and record 
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import io
+import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,9 +103,11 @@ class TrainingOutcome:
 
 def train_and_register(spec: UseCaseSpec, frame: pl.DataFrame, info: Mapping, *, builder: TrainingSetBuilder,
                        registry, policy, conn, feature_set_versions: Mapping[str, str], device: str = "auto",
-                       reason: str = "", log=None) -> TrainingOutcome:
+                       reason: str = "", log=None, trained_by: str | None = None) -> TrainingOutcome:
     """Train every engine the use case asks for on ``frame``, keep the best against the naive
-    baseline, register it with its lineage and drift reference, and make it the challenger."""
+    baseline, register it with its lineage and drift reference, and make it the challenger.
+
+    ``trained_by`` (default FACTORY_TRAINER, else the OS user) is recorded: they may not approve it."""
     from factory_assets.assembly.templates import fit_template
     from factory_assets.assembly.training import improvement
     from factory_assets.distribution.feature_schema import infer_feature_schema
@@ -130,6 +134,7 @@ def train_and_register(spec: UseCaseSpec, frame: pl.DataFrame, info: Mapping, *,
         spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
         feature_contracts=dict(feature_set_versions),
         data_versions={"training_set": frame_version(frame), "products": info.get("products", {})}, code_version=code,
+        created_by=trained_by or os.environ.get("FACTORY_TRAINER") or getpass.getuser(),
         extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
                "rows": best.rows, "baseline": best.baseline_name, "training_as_of": as_of.isoformat(),
                "segment_metrics": best.segment_metrics, "pii_features": pii_derived(features),

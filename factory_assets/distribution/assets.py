@@ -68,7 +68,7 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         metadata={"contract": contract_file.name if contract_file.is_file() else "generated", "table": f"predictions.{spec.name}"},
     )
     def _predictions(context: dg.AssetExecutionContext, store: FactoryStore, policy: GovernancePolicy):
-        from factory_assets.assembly.registry import RegistryKeyError
+        from factory_assets.assembly.registry import RegistryIntegrityError, RegistryKeyError
 
         registry = store.registry()
         try:
@@ -76,6 +76,10 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         except RegistryKeyError:
             context.log.warning(f"{spec.name} has no champion yet (run the assembly_training job): nothing scored.")
             return
+        try:  # a champion whose manifest or files changed after registration never scores
+            champion = registry.verify(spec.name, champion.version)
+        except RegistryIntegrityError as exc:
+            raise dg.Failure(description=str(exc), metadata={"model_version": champion.version}) from None
         written_by_hand = contract_file.is_file()
         try:
             contract = _load_prediction_contract(spec.name) if written_by_hand else None

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from factory_assets.assembly.registry import ModelRegistry, ModelVersion, RegistryKeyError
+from factory_assets.assembly.registry import ModelRegistry, ModelVersion, RegistryIntegrityError, RegistryKeyError
 from factory_assets.assembly.templates import encode_features
 from factory_assets.distribution.feature_schema import (
     INPUT,
@@ -33,6 +33,10 @@ INPUT_SUFFIXES = (".csv", ".parquet", ".json", ".jsonl", ".ndjson")
 
 class ModelNotFoundError(LookupError):
     """No such use case, alias or version; the message lists what exists."""
+
+
+class ModelRefusedError(ModelNotFoundError):
+    """The model exists but its manifest or files changed after registration: it does not score."""
 
 
 @dataclass
@@ -63,6 +67,8 @@ class ScoringService:
         """The registered version behind an alias or version id, or ModelNotFoundError saying what exists."""
         try:
             return self.registry.get(use_case, alias_or_version)
+        except RegistryIntegrityError as exc:
+            raise ModelRefusedError(str(exc)) from None
         except RegistryKeyError as exc:
             known = self.registry.use_cases()
             if not known:
@@ -82,9 +88,18 @@ class ScoringService:
             for uc in self.registry.use_cases()
         }
 
+    def verified(self, use_case: str, alias_or_version: str = "champion") -> ModelVersion:
+        """``resolve``, refusing (ModelRefusedError) a version whose manifest or files changed; the files are
+        hashed when the model is first loaded, the manifest on every call."""
+        mv = self.resolve(use_case, alias_or_version)
+        try:
+            return self.registry.verify(use_case, mv.version, deep=(use_case, mv.version) not in self._models)
+        except RegistryIntegrityError as exc:
+            raise ModelRefusedError(str(exc)) from None
+
     def describe(self, use_case: str, alias_or_version: str = "champion") -> dict:
         """What a caller needs to build input for this model, and how good it was on its test window."""
-        mv = self.resolve(use_case, alias_or_version)
+        mv = self.verified(use_case, alias_or_version)
         aliases = self.registry.aliases(use_case)
         return {
             "use_case": use_case,
@@ -105,9 +120,10 @@ class ScoringService:
         """Validate ``data`` against the model's feature contract and append its predictions.
 
         ``data``: polars or pandas DataFrame, list of row dicts, or a .csv/.parquet/.json/.jsonl path.
-        Raises ModelNotFoundError for an unknown model and ScoringInputError for input it cannot read.
+        Raises ModelNotFoundError for an unknown model (ModelRefusedError for one whose files changed) and
+        ScoringInputError for input it cannot read.
         """
-        mv = self.resolve(use_case, version or alias)
+        mv = self.verified(use_case, version or alias)
         frame = to_frame(data)
         checked = validate_features(frame, feature_schema(mv))
         if checked.errors:
@@ -128,7 +144,10 @@ class ScoringService:
         key = (mv.use_case, mv.version)
         with self._lock:
             if key not in self._models:
-                self._models[key] = self.registry.load_model(mv.use_case, mv.version)
+                try:
+                    self._models[key] = self.registry.load_model(mv.use_case, mv.version)
+                except RegistryIntegrityError as exc:
+                    raise ModelRefusedError(str(exc)) from None
             return self._models[key]
 
 

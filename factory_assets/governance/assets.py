@@ -131,19 +131,36 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
         context.update_cursor(digest)
         return dg.RunRequest(run_key=f"policy:{digest}", tags={"factory/policy_hash": digest})
 
-    @dg.op(config_schema={"use_case": str, "version": str, "approver": str, "decision": str, "note": dg.Field(str, default_value="")},
-           description="Records an approval or rejection (append-only, with who and when).")
+    @dg.op(config_schema={"use_case": str, "version": str, "approver": str, "decision": str,
+                          "note": dg.Field(str, default_value=""), "signed_at": str, "signature": str},
+           description="Records a decision signed offline by a declared approver (`factory approve ... --sign-only` "
+           "prints this config); an unsigned, wrongly signed or self-approved decision is refused.")
     def record_approval_op(context: dg.OpExecutionContext, store: FactoryStore) -> None:
-        from factory_assets.governance.facts import approvals_log
+        from factory_assets.assembly.registry import RegistryIntegrityError, RegistryKeyError
+        from factory_assets.governance.facts import approvals_log, current_approvers, signed_content
 
         c = context.op_config
-        version = store.registry().get(c["use_case"], c["version"])
-        record = approvals_log(store.paths.artifacts).record(c["use_case"], version.version, c["approver"],
-                                                             c["decision"], c["note"])
+        spec = specs.get(c["use_case"])
+        if spec is None:
+            raise dg.Failure(f"unknown use case {c['use_case']!r}; known: {', '.join(sorted(specs))}")
+        try:
+            version = store.registry().verify(spec.name, c["version"])
+            approvers = current_approvers()
+            declared = approvers.get(c["approver"])
+            if declared is not None and approvers.is_trainer(declared, version.trained_by):
+                raise ValueError(f"{declared.name} trained {version.version} (trained by {version.trained_by}): "
+                                 "the four-eyes rule needs someone else")
+            record = approvals_log(store.paths.artifacts).record(
+                spec.name, version.version, c["approver"], c["decision"], c["note"],
+                content_sha256=signed_content(version), at=c["signed_at"], signature=c["signature"],
+                approvers=approvers, tier=spec.risk_tier)
+        except (RegistryKeyError, RegistryIntegrityError, ValueError) as exc:
+            raise dg.Failure(str(exc)) from None
         context.log.info(json.dumps(record))
 
-    @dg.job(name="record_approval", owners=[RISK_TEAM], description="Approve or reject a model version: config use_case, version "
-            "(id or alias), approver, decision (approve | reject), note. Then run the use case's gate.")
+    @dg.job(name="record_approval", owners=[RISK_TEAM], description="Record a signed approval or rejection: paste "
+            "the run config printed by `factory approve USE_CASE VERSION --approver NAME --key KEY --decision approve "
+            "--sign-only` (use_case, version, approver, decision, note, signed_at, signature). Then run the gate.")
     def record_approval():
         record_approval_op()
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 
+from factory_assets.lib.files import sha256_file as _sha256_file
 from factory_assets.assembly.registry import ALIASES, ModelRegistry
 from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.training import PRIMARY_METRIC, improvement
@@ -66,12 +67,6 @@ class AuditBundleError(ValueError):
 # --------------------------------------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _jsonable(obj: Any) -> Any:
@@ -201,6 +196,17 @@ def _promotion_section(registry: ModelRegistry, use_case: str, version: str) -> 
     return {"records": records, "currently": currently, "is_champion": currently["champion"] == version}
 
 
+def _integrity(registry: ModelRegistry, use_case: str, version: str) -> dict[str, Any]:
+    """Whether the version's files still match what was registered (the registry's ``verify``)."""
+    from factory_assets.assembly.registry import RegistryIntegrityError
+
+    try:
+        registry.verify(use_case, version)
+    except RegistryIntegrityError as exc:
+        return {"ok": False, "detail": str(exc)}
+    return {"ok": True, "detail": "manifest content hash and every file's sha256 match the registration"}
+
+
 def build_audit_bundle(
     *,
     artifacts: Path,
@@ -220,7 +226,7 @@ def build_audit_bundle(
     ``policy``: the policy module's evaluation of this version; ``policy_file``: the policy file it
     used (its ``version`` and sha256 are recorded). ``product_lineage``: feature set -> data products
     it reads (without it, products are null: unknown). ``approvals``: the approval log's entries for
-    this version (``ApprovalLog.entries(use_case, version)``). Unknown use case or version raises the
+    this version (``ApprovalLog.judge``: each with ``counted`` and ``why_not``). Unknown use case or version raises the
     registry's ``UnknownUseCaseError`` / ``UnknownVersionError``, which name what exists.
     """
     artifacts = Path(artifacts)
@@ -247,6 +253,8 @@ def build_audit_bundle(
             "device": manifest.get("device"),
             "model_sha256": manifest["model_sha256"],
             "manifest_sha256": _sha256_file(mv.path / "manifest.json"),
+            "content_sha256": manifest.get("content_sha256"),
+            "integrity": _integrity(registry, use_case, mv.version),
             "feature_names": list(manifest["feature_names"]),
             "training_as_of": extra.get("training_as_of"),
             "test_window": _window(extra.get("test_window")),
@@ -409,7 +417,7 @@ def render_html(bundle: dict) -> str:
                           f"{_fmt(mon['reference'])}</p>" + _table(["day", "report", "sha256", "bytes"], report_rows)))
 
     approvals = bundle["approvals"]
-    cols = list(dict.fromkeys(k for a in approvals for k in a))
+    cols = [c for c in dict.fromkeys(k for a in approvals for k in a) if c not in ("signature", "prev")]
     parts.append(_section("approvals", _table(cols, [[_fmt(a.get(c)) for c in cols] for a in approvals])))
 
     policy = bundle["policy"]

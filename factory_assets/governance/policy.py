@@ -240,8 +240,9 @@ class ModelFacts:
     ``metrics``, ``baseline_metrics`` and ``champion_metrics`` must come from the same holdout.
     ``segment_metrics``: segment column -> {segment value -> {"rows": int, <metric>: float}}.
     ``pii_features``: the subset of ``features`` derived from personal data.
-    ``approvals``: distinct approvers whose latest decision is approve; ``rejected``: someone's
-    latest decision is reject.
+    ``approvals``: distinct keys whose latest valid signed decision is approve; ``rejected``: one's
+    is reject; ``approvals_blocked``: why no approval can be trusted (a broken log chain);
+    ``approval_notes``: decisions that do not count, with the reason.
     """
 
     use_case: str
@@ -260,6 +261,8 @@ class ModelFacts:
     approvals: int = 0
     rejected: bool = False
     latest_drift_share: float | None = None
+    approvals_blocked: str | None = None
+    approval_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("registered_at", "now"):
@@ -449,14 +452,24 @@ def _pii_features(policy: Policy, facts: ModelFacts) -> RuleResult:
 
 
 def _approvals(policy: Policy, facts: ModelFacts) -> RuleResult:
+    """Signed approvals (one per key, never the trainer's) against the tier's count; a broken log blocks."""
     required = policy.tier(facts.risk_tier).required_approvals
+    if facts.approvals_blocked:
+        return RuleResult("approvals", False, f"approvals cannot be trusted: {facts.approvals_blocked}")
+    notes = ""
+    if facts.approval_notes:
+        shown = facts.approval_notes[:5]
+        more = len(facts.approval_notes) - len(shown)
+        notes = "; not counted: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
     if facts.rejected:
-        return RuleResult("approvals", False, f"rejected: a standing rejection blocks it ({facts.approvals} approval(s))")
+        return RuleResult("approvals", False,
+                          f"rejected: a standing rejection blocks it ({facts.approvals} approval(s)){notes}")
     ok = facts.approvals >= required
     return RuleResult(
         "approvals",
         ok,
-        f"{facts.approvals} distinct approval(s) {'>=' if ok else '<'} required {required} (tier {facts.risk_tier})",
+        f"{facts.approvals} distinct approval(s) {'>=' if ok else '<'} required {required} (tier {facts.risk_tier}) "
+        f"signed by declared approvers, one per key{notes}",
     )
 
 

@@ -147,30 +147,59 @@ class FreshnessReport:
     reference: str | None
     lag_days: float | None
     allowed_days: float
+    oldest_value: str | None = None
+    landed_range: tuple[str, str] | None = None  # DATE columns: the first and last day that landed
+    outside: str | None = None  # why the product's dates leave the landed range
 
     @property
     def passed(self) -> bool:
-        return self.lag_days is not None and self.lag_days <= self.allowed_days
+        return self.outside is None and self.lag_days is not None and self.lag_days <= self.allowed_days
+
+
+def landed_day_range(conn):
+    """(first, last) day the landed data covers: each ingested file's event dates (the delivery
+    window of its contract), or its delivery day where its contract dates no rows."""
+    columns = {r[0] for r in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = 'ingestion_log'"
+    ).fetchall()}
+    first = "coalesce(first_event_date, partition_date)" if "first_event_date" in columns else "partition_date"
+    last = "coalesce(last_event_date, partition_date)" if "last_event_date" in columns else "partition_date"
+    return conn.execute(f"SELECT min(least({first}, partition_date)), max(greatest({last}, partition_date)) "
+                        "FROM raw.ingestion_log").fetchone()
 
 
 def evaluate_freshness(conn, contract: DataContract, relation: str | None = None) -> FreshnessReport | None:
-    """How far the product's SLA column trails what has landed in the raw store.
+    """How far the product's SLA column trails what has landed in the raw store, and whether its
+    dates stay within what landed.
 
     A DATE column is compared with the newest ingested partition day, a TIMESTAMP column with
     the newest ingestion time (both from ``raw.ingestion_log``). Measuring against what has
     landed, not the wall clock, tells "the product is behind its inputs" apart from "the
-    sources stopped sending", which the raw layer reports.
+    sources stopped sending", which the raw layer reports. A DATE column must also stay within
+    the landed day range (``landed_day_range``): a product dated beyond it was fed rows that no
+    delivery window allows (e.g. a file whose rows carry another year).
     """
     if contract.freshness_column is None or contract.freshness_days is None:
         return None
     relation = relation or contract.physical_name
     column = contract.column(contract.freshness_column)
     clock = "max(partition_date)" if column.physical_type == "DATE" else "max(ingested_at)"
-    newest, reference = conn.execute(
-        f"SELECT (SELECT max({_quote(column.name)}) FROM {relation}), (SELECT {clock} FROM raw.ingestion_log)"
+    newest, oldest, reference = conn.execute(
+        f"SELECT (SELECT max({_quote(column.name)}) FROM {relation}), (SELECT min({_quote(column.name)}) FROM {relation}), "
+        f"(SELECT {clock} FROM raw.ingestion_log)"
     ).fetchone()
     lag = None
     if newest is not None and reference is not None:
         lag = max((reference - newest).total_seconds() / 86400, 0.0)
+    landed, outside = None, None
+    if column.physical_type == "DATE" and newest is not None:
+        first, last = landed_day_range(conn)
+        if first is not None:
+            landed = (str(first), str(last))
+            if newest > last or oldest < first:
+                outside = (f"{relation}.{column.name} spans {oldest} .. {newest}, outside the landed days {first} .. "
+                           f"{last}: rows dated beyond what any delivery window allows reached the product. Find the "
+                           f"source (raw.ingestion_log first_event_date / last_event_date), correct its file and rebuild.")
     return FreshnessReport(column.name, str(newest) if newest is not None else None,
-                           str(reference) if reference is not None else None, lag, contract.freshness_days)
+                           str(reference) if reference is not None else None, lag, contract.freshness_days,
+                           str(oldest) if oldest is not None else None, landed, outside)

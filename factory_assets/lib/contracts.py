@@ -31,7 +31,10 @@ RAW_CONTRACT_SUFFIX = ".odcs.yaml"
 
 #: customProperties a raw contract reads: ``sourceKind`` (one of SOURCE_KINDS, the asset's
 #: ``source_kind`` tag), ``landingFormat`` (one of LANDING_FORMATS), ``dbtSource`` (the dbt source
-#: the table belongs to; default: the source's name), ``filePattern`` (shown in error messages).
+#: the table belongs to; default: the source's name), ``filePattern`` (the landing file's name,
+#: ``{date}`` standing for its day; default ``<source>_{date}.<landingFormat>``), and the delivery
+#: window: ``eventDateColumn`` (a DATE or TIMESTAMP column dating each row), ``eventDateLagDays``
+#: and ``eventDateLeadDays`` (how many days before / after the file's day a row may be dated; 0).
 SOURCE_KINDS = ("transactions", "iot", "documents", "external", "feedback")
 LANDING_FORMATS = ("csv", "jsonl")
 
@@ -134,6 +137,21 @@ class DataContract:
     def dbt_source(self) -> str:
         """Raw contracts: the dbt source declaring this table (``customProperties`` dbtSource)."""
         return self.custom.get("dbtSource") or self.table
+
+    @property
+    def file_pattern(self) -> str:
+        """Raw contracts: the landing file's name with ``{date}`` for its day."""
+        return self.custom.get("filePattern") or f"{self.table}_{{date}}.{self.landing_format}"
+
+    @property
+    def event_date_column(self) -> str | None:
+        """Raw contracts: the column dating each row, checked against the file's day."""
+        return self.custom.get("eventDateColumn") or None
+
+    @property
+    def event_date_window(self) -> tuple[int, int]:
+        """Raw contracts: (lag, lead) days a row's date may lie before / after the file's day."""
+        return int(self.custom.get("eventDateLagDays") or 0), int(self.custom.get("eventDateLeadDays") or 0)
 
     @property
     def checksum(self) -> str:
@@ -312,6 +330,24 @@ def check_raw_contract(contract: DataContract) -> DataContract:
     clash = sorted(set(contract.column_names) & set(PROVENANCE_COLUMNS))
     if clash:
         raise ContractError(f"{path}: columns {clash} are reserved for the provenance ingestion adds")
+    pattern = contract.file_pattern
+    if pattern.count("{date}") != 1 or not pattern.endswith(f".{contract.landing_format}") or "/" in pattern:
+        raise ContractError(
+            f"{path}: customProperties filePattern {pattern!r} must hold {{date}} once and end with "
+            f".{contract.landing_format} (the landingFormat), e.g. '{source}_{{date}}.{contract.landing_format}'"
+        )
+    column = contract.event_date_column
+    if column is not None:
+        if column not in contract.column_names:
+            raise ContractError(f"{path}: customProperties eventDateColumn {column!r} is not a column of schema.{source}")
+        if contract.column(column).physical_type not in ("DATE", "TIMESTAMP"):
+            raise ContractError(f"{path}: customProperties eventDateColumn {column!r} must be a DATE or TIMESTAMP column")
+    for key in ("eventDateLagDays", "eventDateLeadDays"):
+        value = contract.custom.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ContractError(f"{path}: customProperties {key} {value!r} must be a whole number of days >= 0")
+        if value is not None and column is None:
+            raise ContractError(f"{path}: customProperties {key} needs eventDateColumn (the column it applies to)")
     return contract
 
 

@@ -2,10 +2,14 @@
 
 Landing files are validated with these before anything is written to the raw store, so the
 contract YAML stays the only place where a column's type, nullability, range, pattern or allowed
-values are stated.
+values are stated. ``rule_failures`` evaluates the same rules with polars and names each broken
+rule in the contract's words (``order_id must match ^O[0-9]+$``) with its row numbers, so messages
+never need to quote a value.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -58,3 +62,61 @@ def pandera_schema(contract: DataContract):
         name=contract.name,
         description=contract.description,
     )
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """One contract rule broken by some rows of a frame (0-based row indices)."""
+
+    rule: str
+    column: str | None
+    rows: list[int]
+    count: int
+
+
+def _join_values(values) -> str:
+    text = ", ".join(str(v) for v in values)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def column_rules(contract: DataContract) -> list[tuple[str, str, pl.Expr]]:
+    """(rule in the contract's words, column, expression TRUE on a violating row) per column rule."""
+    rules = []
+    for col in contract.columns:
+        c = pl.col(col.name)
+        if col.required:
+            rules.append((f"{col.name} is required (no empty values)", col.name, c.is_null()))
+        low, high = (col.minimum, col.maximum) if col.physical_type in ("INTEGER", "BIGINT", "DOUBLE") else (None, None)
+        if low is not None and high is not None:
+            rules.append((f"{col.name} must be between {low:g} and {high:g}", col.name, (c < low) | (c > high)))
+        elif low is not None:
+            rules.append((f"{col.name} must be >= {low:g}", col.name, c < low))
+        elif high is not None:
+            rules.append((f"{col.name} must be <= {high:g}", col.name, c > high))
+        if col.pattern and col.physical_type == "VARCHAR":
+            rules.append((f"{col.name} must match {col.pattern}", col.name,
+                          ~c.str.contains(f"^(?:{col.pattern})$")))
+        if col.valid_values:
+            rules.append((f"{col.name} must be one of {_join_values(col.valid_values)}", col.name,
+                          ~c.is_in(list(col.valid_values))))
+        if col.unique:
+            rules.append((f"{col.name} must be unique within the file", col.name, c.is_duplicated() & c.is_not_null()))
+    for cols in contract.unique_together:
+        rules.append((f"({', '.join(cols)}) must be unique within the file", None,
+                      pl.struct(list(cols)).is_duplicated()))
+    return rules
+
+
+def rule_failures(frame: pl.DataFrame, contract: DataContract, max_rows: int = 5) -> list[RuleFailure]:
+    """Every contract rule some row of ``frame`` (typed as the contract says) breaks, in one pass."""
+    rules = column_rules(contract)
+    if not rules or frame.height == 0:
+        return []
+    flags = frame.select(expr.fill_null(False).alias(f"r{i}") for i, (_, _, expr) in enumerate(rules))
+    counts = flags.sum().row(0)
+    failures = []
+    for i, ((rule, column, _), count) in enumerate(zip(rules, counts)):
+        if count:
+            rows = flags.get_column(f"r{i}").arg_true().head(max_rows).to_list()
+            failures.append(RuleFailure(rule, column, rows, int(count)))
+    return failures

@@ -6,9 +6,12 @@ import json
 import dagster as dg
 
 from factory_assets.keys import product_key
-
 from factory_assets.lib.contract_checks import evaluate_contract, evaluate_freshness
-from factory_assets.lib.contracts import DataContract, product_contract, product_contract_names
+from factory_assets.lib.contracts import (
+    DataContract,
+    product_contract,
+    product_contract_names,
+)
 from factory_assets.resources import FactoryStore
 
 
@@ -47,22 +50,29 @@ def freshness_check(contract: DataContract, asset: dg.AssetKey) -> dg.AssetCheck
         name="freshness",
         description=(
             f"Warns when {contract.freshness_column} trails the newest landed data by more than "
-            f"{contract.freshness_days:g} day(s) (the contract's latency SLA)."
+            f"{contract.freshness_days:g} day(s) (the contract's latency SLA); fails with severity ERROR when "
+            "a date column leaves the range of days that landed."
         ),
     )
     def _check(store: FactoryStore) -> dg.AssetCheckResult:
         with store.warehouse(read_only=True) as conn:
             report = evaluate_freshness(conn, contract)
+        metadata = {
+            "column": report.column,
+            "newest_value": report.newest_value or "none",
+            "newest_landed": report.reference or "none",
+            "lag_days": dg.MetadataValue.float(report.lag_days if report.lag_days is not None else float("nan")),
+            "allowed_days": dg.MetadataValue.float(report.allowed_days),
+        }
+        if report.landed_range:
+            metadata["value_range"] = f"{report.oldest_value} .. {report.newest_value}"
+            metadata["landed_range"] = " .. ".join(report.landed_range)
+        if report.outside:
+            metadata["outside_landed_range"] = report.outside
         return dg.AssetCheckResult(
             passed=report.passed,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "column": report.column,
-                "newest_value": report.newest_value or "none",
-                "newest_landed": report.reference or "none",
-                "lag_days": dg.MetadataValue.float(report.lag_days if report.lag_days is not None else float("nan")),
-                "allowed_days": dg.MetadataValue.float(report.allowed_days),
-            },
+            severity=dg.AssetCheckSeverity.ERROR if report.outside else dg.AssetCheckSeverity.WARN,
+            metadata=metadata,
         )
 
     return _check

@@ -294,11 +294,25 @@ def _build_through_dagster_dbt(context, dbt: DbtRunner, manifest, args, target, 
                            "see the dbt log above")
 
 
+#: ENOSPC as DuckDB and dbt report it (a model's error, a line of dbt's log).
+DISK_FULL = "No space left on device"
+
+
+def _disk_full_cause(errors: list[str]) -> str:
+    """' (No space left on device: ...)' naming the file, for the first error that says so; else ''."""
+    for error in errors:
+        for line in error.splitlines():
+            if DISK_FULL in line:
+                return f" ({' '.join(line.split())[:400]})"
+    return ""
+
+
 def _raise_on_model_errors(errors: list[str], where: str) -> None:
-    """A model's SQL failing is not transient: the step fails at once, without retries."""
+    """A model's SQL failing is not transient: the step fails at once, without retries. A full disk
+    is named in the description itself, with the file DuckDB could not write, not only in the log."""
     if errors:
         raise dg.Failure(
-            description=f"dbt could not build some models; {where}.",
+            description=f"dbt could not build some models{_disk_full_cause(errors)}; {where}.",
             metadata={"errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in errors))},
             allow_retries=False,
         )

@@ -208,7 +208,11 @@ def run_build(args: Sequence[str], target_dir: Path, manifest: Mapping[str, Any]
     build = DbtBuild(returncode, target_dir, time.perf_counter() - started)
     results_path = target_dir / "run_results.json"
     if not results_path.exists():
-        raise RuntimeError(f"dbt ended (exit code {returncode}) without writing run_results.json; "
+        # dbt's exception first: with a full disk, its log may be empty (the first line then says
+        # "No space left on device" and the file, which the CLI shows)
+        cause = f"{type(result.exception).__name__}: {' '.join(str(result.exception).split())[:400]}; " \
+            if result.exception is not None else ""
+        raise RuntimeError(f"dbt ended (exit code {returncode}) without writing run_results.json: {cause}"
                            f"see {build.log_path}:\n{build.log_tail()}")
     build.models, build.tests = parse_run_results(json.loads(results_path.read_text()), manifest)
     return build

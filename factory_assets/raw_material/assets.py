@@ -17,18 +17,34 @@ from factory_assets.lib.contracts import (
     load_raw_contracts,
     raw_contract_dirs,
 )
-from factory_assets.raw_material.ingest import ingest_partitions
+from factory_assets.raw_material.ingest import ensure_raw_tables, ingest_partitions
+from factory_assets.raw_material.landing import bounded
 from factory_assets.resources import FactoryStore
 from factory_assets.settings import partitions_start
 
 daily_partitions = dg.DailyPartitionsDefinition(start_date=partitions_start().isoformat())
 
 
+#: Files listed one by one in metadata; the rest are counted (their reasons are in raw.quarantine_log).
+LISTED_FILES = 10
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/").replace("\n", " ")
+
+
 def _quarantine_table(outcomes) -> str:
     lines = ["| file | reason | detail |", "|---|---|---|"]
-    for o in outcomes:
-        lines.append(f"| {o.file_name} | {o.reason} | {o.detail.replace('|', '/')} |")
+    for o in outcomes[:LISTED_FILES]:
+        lines.append(f"| {_cell(o.file_name)} | {o.reason} | {_cell(bounded(o.detail, 600))} |")
+    if len(outcomes) > LISTED_FILES:
+        lines.append(f"| and {len(outcomes) - LISTED_FILES} more file(s) | | see raw.quarantine_log |")
     return "\n".join(lines)
+
+
+def _listed(texts: list[str]) -> str:
+    shown = "\n".join(f"- {_cell(t)}" for t in texts[:LISTED_FILES])
+    return shown + (f"\n- and {len(texts) - LISTED_FILES} more" if len(texts) > LISTED_FILES else "")
 
 
 def ingestion_asset(contract: DataContract) -> dg.AssetsDefinition:
@@ -65,12 +81,23 @@ def ingestion_asset(contract: DataContract) -> dg.AssetsDefinition:
     def _ingest(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
         days = {date.fromisoformat(k) for k in context.partition_keys}
         with store.warehouse() as conn:
+            migrations = ensure_raw_tables(conn, [contract])
             outcomes = ingest_partitions(conn, store.paths, contract, days)
             total_rows = conn.execute(f"SELECT count(*) FROM raw.{source}").fetchone()[0]
         ingested = [o for o in outcomes if o.status == "ingested"]
         quarantined = [o for o in outcomes if o.status == "quarantined"]
+        migrated = [f"{m['column_name']}: {m['change']} {m['from_type'] or ''} -> {m['to_type']} "
+                    f"({m['contract_file']} v{m['contract_version']})".replace("  ", " ") for m in migrations]
+        for text in migrated:
+            context.log.warning(f"raw.{source} follows its contract: {text} (recorded in raw.schema_migrations)")
         for o in quarantined:
             context.log.error(f"Quarantined {o.file_name} ({o.reason}): {o.detail} -> {o.moved_to}")
+        warnings = [o.warning for o in ingested if o.warning]
+        for text in warnings:
+            context.log.warning(text)
+        corrections = [o.supersedes for o in ingested if o.supersedes]
+        for text in corrections:
+            context.log.info(f"Correction: {text}")
         if not outcomes:
             context.log.warning(f"No landing files for {source} on {', '.join(sorted(context.partition_keys))}.")
         rows = sum(o.rows for o in ingested)
@@ -83,13 +110,22 @@ def ingestion_asset(contract: DataContract) -> dg.AssetsDefinition:
         }
         if quarantined:
             metadata["quarantined"] = dg.MetadataValue.md(_quarantine_table(quarantined))
+        if warnings:
+            metadata["files_without_rows"] = dg.MetadataValue.md(_listed(warnings))
+        if corrections:
+            metadata["corrections"] = dg.MetadataValue.md(_listed(corrections))
+        if migrated:
+            metadata["schema_migrations"] = dg.MetadataValue.md(_listed(migrated))
+        reasons = [f"{o.file_name}: {o.reason}" for o in quarantined]
         check = dg.AssetCheckResult(
             check_name="landing_files_clean",
             passed=not quarantined,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "quarantined_files": len(quarantined),
-                "reasons": ", ".join(f"{o.file_name}: {o.reason}" for o in quarantined) or "none",
+                "reasons": bounded(", ".join(reasons[:LISTED_FILES])
+                                   + (f" and {len(reasons) - LISTED_FILES} more" if len(reasons) > LISTED_FILES else ""))
+                or "none",
             },
         )
         return dg.MaterializeResult(metadata=metadata, check_results=[check])

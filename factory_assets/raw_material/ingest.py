@@ -1,13 +1,22 @@
 """Move landing files into the immutable raw store, exactly once each.
 
-For one file: checksum it, refuse content that was already ingested, parse and validate it
-against its raw contract, then write it as a Parquet file (named by checksum, never rewritten)
+For one file: check its name against the contract's file pattern, checksum it, refuse content
+that was already ingested, parse and validate it against its raw contract (rules and the delivery
+window of its event dates), then write it as a Parquet file (named by checksum, never rewritten)
 and append it to the DuckDB ``raw.<source>`` table together with a ledger row, in one
 transaction. The landing file then moves to ``archive/``. A file that fails any step moves to
-``quarantine/`` with a ``.reason.json`` beside it; nothing it contained reaches the raw store.
+``quarantine/`` whole, with a ``.reason.json`` beside it; nothing it contained reaches the raw store.
 
 Because the ledger is keyed on the checksum, re-running a partition, or dropping the same content
-under another name, never duplicates rows; a corrected file (new content) is ingested once.
+under another name, never duplicates rows. A later delivery for the same source and day (the same
+name with new content, or a correction named ``<source>_<day>.v<N>.<ext>``) is a correction: raw
+keeps every version with its provenance, and staging reads only the newest delivery of each day
+(the greatest ``_ingested_at``; ingestion keeps it strictly increasing per source). A version lower
+than one already ingested for that day is refused, so the newest version always wins.
+
+The raw tables follow their contracts: a new column is added and a widened type (e.g. INTEGER to
+DOUBLE) is migrated in place, each change recorded in ``raw.schema_migrations``; a change that could
+alter stored values (a narrowing) is refused before any row lands.
 """
 
 from __future__ import annotations
@@ -17,16 +26,26 @@ import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from factory_assets.lib.contracts import PROVENANCE_COLUMNS, DataContract, raw_contract
+from factory_assets.lib.contracts import (
+    PROVENANCE_COLUMNS,
+    ContractError,
+    DataContract,
+    raw_contract,
+)
 from factory_assets.raw_material.landing import (
     LandingFileError,
+    LandingName,
+    bounded,
+    check_event_dates,
+    event_dates,
+    example_name,
     file_checksum,
-    partition_date_of,
+    parse_landing_name,
     read_landing_file,
 )
 from factory_assets.settings import FactoryPaths, partitions_start
@@ -43,10 +62,27 @@ class FileOutcome:
     reason: str | None = None
     detail: str | None = None
     moved_to: str | None = None
+    warning: str | None = None  # ingested, but someone should look (a header-only file)
+    supersedes: str | None = None  # a correction: the earlier deliveries of its day it replaces
+
+
+class RawSchemaError(ContractError):
+    """A raw contract changed in a way the raw table cannot follow without changing stored values."""
+
+
+#: (stored type, contract type) changes that keep every stored value (BIGINT -> DOUBLE is checked).
+WIDENINGS = {("INTEGER", "BIGINT"), ("INTEGER", "DOUBLE"), ("BIGINT", "DOUBLE"), ("DATE", "TIMESTAMP")}
+EXACT_DOUBLE = 2 ** 53
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def latest_delivery_day(today: date | None = None) -> date:
+    """The latest day a landing file may be named for: tomorrow (UTC), as a day begins earlier
+    east of UTC. A later date is a mistake in the name (it is quarantined), not a file to wait for."""
+    return (today or datetime.now(UTC).date()) + timedelta(days=1)
 
 
 def _contract_of(source: str | DataContract) -> DataContract:
@@ -54,14 +90,85 @@ def _contract_of(source: str | DataContract) -> DataContract:
     return source if isinstance(source, DataContract) else raw_contract(source)
 
 
-def ensure_raw_tables(conn, sources: Iterable[str | DataContract]) -> None:
-    """Create the raw schema, one append-only table per source, and the ingestion ledgers."""
+def _stored_types(conn, table: str) -> dict[str, str]:
+    return dict(conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = ? "
+        "ORDER BY ordinal_position", [table]).fetchall())
+
+
+def _refusal(contract: DataContract, column: str, stored: str, wanted: str) -> RawSchemaError:
+    return RawSchemaError(
+        f"{contract.path}: column {column} is {wanted} in the contract (v{contract.version}) but raw.{contract.table}."
+        f"{column} stores {stored}; converting the stored values to {wanted} could change them, so nothing was "
+        f"ingested. Keep {column} {stored} in the contract (or widen it: INTEGER -> BIGINT or DOUBLE, DATE -> "
+        f"TIMESTAMP, anything -> VARCHAR), or give the new type a new column name and drop the file again."
+    )
+
+
+def _migrate_raw_table(conn, contract: DataContract) -> list[dict]:
+    """Bring an existing raw table to its contract: add missing columns, widen types, refuse the rest."""
+    stored = _stored_types(conn, contract.table)
+    wanted = {c.name: c.physical_type for c in contract.columns} | PROVENANCE_COLUMNS
+    changes = []
+    for column, want in wanted.items():
+        have = stored.get(column)
+        if have == want:
+            continue
+        if have is None:
+            changes.append((column, "add_column", None, want))
+            continue
+        if want != "VARCHAR" and (have, want) not in WIDENINGS:
+            raise _refusal(contract, column, have, want)
+        if (have, want) == ("BIGINT", "DOUBLE"):
+            biggest = conn.execute(f'SELECT max(abs("{column}")) FROM raw.{contract.table}').fetchone()[0]
+            if biggest is not None and biggest > EXACT_DOUBLE:
+                raise _refusal(contract, column, have, want)
+        changes.append((column, "widen", have, want))
+    if not changes:
+        return []
+    now, records = _utcnow(), []
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for column, change, have, want in changes:
+            if change == "add_column":
+                conn.execute(f'ALTER TABLE raw.{contract.table} ADD COLUMN "{column}" {want}')
+            else:
+                conn.execute(f'ALTER TABLE raw.{contract.table} ALTER COLUMN "{column}" SET DATA TYPE {want}')
+            record = {"source": contract.table, "column_name": column, "change": change, "from_type": have,
+                      "to_type": want, "contract_file": contract.path.name, "contract_version": contract.version,
+                      "migrated_at": now}
+            conn.execute("INSERT INTO raw.schema_migrations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(record.values()))
+            records.append(record)
+        conn.execute("COMMIT")
+    except Exception:
+        conn.execute("ROLLBACK")
+        raise
+    return records
+
+
+def _backfill_event_ranges(conn, contract: DataContract) -> None:
+    """Ledger rows written before the ledger kept event-date ranges get them from the raw rows."""
+    column = contract.event_date_column
+    if column is None or column not in _stored_types(conn, contract.table):
+        return
+    pending = conn.execute("SELECT count(*) FROM raw.ingestion_log WHERE source = ? AND row_count > 0 "
+                           "AND last_event_date IS NULL", [contract.table]).fetchone()[0]
+    if pending:
+        conn.execute(
+            f"""UPDATE raw.ingestion_log SET first_event_date = r.first_day, last_event_date = r.last_day
+                FROM (SELECT _checksum, min(CAST("{column}" AS DATE)) AS first_day, max(CAST("{column}" AS DATE)) AS last_day
+                      FROM raw.{contract.table}
+                      WHERE _checksum IN (SELECT checksum FROM raw.ingestion_log
+                                          WHERE source = $source AND last_event_date IS NULL)
+                      GROUP BY _checksum) AS r
+                WHERE ingestion_log.checksum = r._checksum AND ingestion_log.source = $source
+                  AND ingestion_log.last_event_date IS NULL""", {"source": contract.table})
+
+
+def ensure_raw_tables(conn, sources: Iterable[str | DataContract]) -> list[dict]:
+    """Create the raw schema, one append-only table per source and the ledgers; bring an existing
+    table to its contract (see module docstring). Returns the migrations applied now."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    for source in sources:
-        contract = _contract_of(source)
-        cols = [f'"{c.name}" {c.physical_type}' for c in contract.columns]
-        cols += [f"{name} {typ}" for name, typ in PROVENANCE_COLUMNS.items()]
-        conn.execute(f"CREATE TABLE IF NOT EXISTS raw.{contract.table} ({', '.join(cols)})")
     conn.execute(
         """CREATE TABLE IF NOT EXISTS raw.ingestion_log (
             checksum VARCHAR NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
@@ -69,12 +176,32 @@ def ensure_raw_tables(conn, sources: Iterable[str | DataContract]) -> None:
             contract_version VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL,
             PRIMARY KEY (checksum, file_name))"""
     )
+    # the range of event dates a file held (its contract's eventDateColumn): the landed range
+    conn.execute("ALTER TABLE raw.ingestion_log ADD COLUMN IF NOT EXISTS first_event_date DATE")
+    conn.execute("ALTER TABLE raw.ingestion_log ADD COLUMN IF NOT EXISTS last_event_date DATE")
     conn.execute(
         """CREATE TABLE IF NOT EXISTS raw.quarantine_log (
             source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, checksum VARCHAR,
             partition_date DATE, reason VARCHAR NOT NULL, detail VARCHAR NOT NULL,
             quarantined_path VARCHAR NOT NULL, quarantined_at TIMESTAMP NOT NULL)"""
     )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS raw.schema_migrations (
+            source VARCHAR NOT NULL, column_name VARCHAR NOT NULL, change VARCHAR NOT NULL, from_type VARCHAR,
+            to_type VARCHAR NOT NULL, contract_file VARCHAR NOT NULL, contract_version VARCHAR NOT NULL,
+            migrated_at TIMESTAMP NOT NULL)"""
+    )
+    migrations = []
+    for source in sources:
+        contract = _contract_of(source)
+        if _stored_types(conn, contract.table):
+            migrations += _migrate_raw_table(conn, contract)
+            _backfill_event_ranges(conn, contract)
+            continue
+        cols = [f'"{c.name}" {c.physical_type}' for c in contract.columns]
+        cols += [f"{name} {typ}" for name, typ in PROVENANCE_COLUMNS.items()]
+        conn.execute(f"CREATE TABLE IF NOT EXISTS raw.{contract.table} ({', '.join(cols)})")
+    return migrations
 
 
 def landing_files(paths: FactoryPaths, source: str) -> list[Path]:
@@ -100,6 +227,7 @@ def _move(path: Path, folder: Path) -> Path:
 
 def quarantine_file(conn, paths: FactoryPaths, source: str, path: Path, reason: str, detail: str,
                     checksum: str | None, partition: date | None) -> FileOutcome:
+    detail = bounded(detail)
     target = _move(path, paths.quarantine / source)
     now = _utcnow()
     record = {"source": source, "file_name": path.name, "checksum": checksum,
@@ -134,30 +262,48 @@ def before_start_detail(name: str, day: date, first_day: date) -> str:
     )
 
 
+def future_detail(name: str, day: date, latest: date, contract: DataContract) -> str:
+    """Why a file named for a day that has not begun is refused, and what to do."""
+    return (
+        f"{name}: dated {day}, after {latest} (tomorrow, UTC): no delivery can cover a day that has not begun. "
+        f"If the date is a mistake, rename the file (like {example_name(contract)}) and drop it again; a source "
+        "that publishes ahead (e.g. holidays) names each file by its publication day and declares how far ahead "
+        f"its rows reach with eventDateLeadDays in {contract.path.name}."
+    )
+
+
+def _version_of(file_name: str, contract: DataContract) -> int:
+    try:
+        return parse_landing_name(Path(file_name), contract).version
+    except LandingFileError:  # ingested before names were checked
+        return 1
+
+
 def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: DataContract | None = None,
-                first_day: date | None = None) -> FileOutcome:
+                first_day: date | None = None, today: date | None = None) -> FileOutcome:
     """Ingest one landing file (see module docstring). Never raises for a bad file: quarantines it.
 
-    A file dated before ``first_day`` (default: FACTORY_PARTITIONS_START) is quarantined: no
+    A file whose name breaks the contract's pattern, names no calendar date, a day after tomorrow
+    (UTC) or a day before ``first_day`` (default: FACTORY_PARTITIONS_START) is quarantined: no
     partition would ever pick it up, and waiting in landing it would go unnoticed."""
     contract = contract or raw_contract(source)
     first_day = first_day or partitions_start()
-    partition = partition_date_of(path)
-    if partition is None:
-        return quarantine_file(
-            conn, paths, source, path, "file_name",
-            f"{path.name}: the file name carries no delivery date. Rename it like "
-            f"{contract.custom.get('filePattern', source + '_{date}.csv').format(date='2025-03-01')} and drop it again.",
-            None, None,
-        )
     checksum = file_checksum(path) if path.stat().st_size else None
+    try:
+        name = parse_landing_name(path, contract)
+    except LandingFileError as exc:
+        return quarantine_file(conn, paths, source, path, exc.reason, str(exc), checksum, None)
+    partition = name.day
+    if partition > latest_delivery_day(today):
+        return quarantine_file(conn, paths, source, path, "future_date",
+                               future_detail(path.name, partition, latest_delivery_day(today), contract), checksum, partition)
     if partition < first_day:
         return quarantine_file(conn, paths, source, path, "before_partitions_start",
                                before_start_detail(path.name, partition, first_day), checksum, partition)
     seen = conn.execute(
         "SELECT file_name, ingested_at FROM raw.ingestion_log WHERE checksum = ? ORDER BY ingested_at", [checksum]
     ).fetchall() if checksum else []
-    if any(name == path.name for name, _ in seen):
+    if any(seen_name == path.name for seen_name, _ in seen):
         # Ingested before the landing file could be archived (e.g. a crash in between), or the
         # very same file dropped again: nothing to add.
         target = _move(path, paths.archive / source / partition.isoformat())
@@ -175,8 +321,38 @@ def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: Da
             "Nothing was ingested twice; delete this copy or, if it should differ, re-export it.",
             checksum, partition,
         )
+    try:
+        check_event_dates(path, frame, contract, partition)
+    except LandingFileError as exc:
+        return quarantine_file(conn, paths, source, path, exc.reason, str(exc), checksum, partition)
+    earlier = conn.execute(
+        "SELECT file_name, row_count, ingested_at FROM raw.ingestion_log WHERE source = ? AND partition_date = ? "
+        "ORDER BY ingested_at", [source, partition]).fetchall()
+    versions = [(_version_of(f, contract), f) for f, _, _ in earlier]
+    current_version, current_file = max(versions) if versions else (0, None)
+    if current_version > name.version:
+        return quarantine_file(
+            conn, paths, source, path, "stale_version",
+            f"{path.name}: version {name.version} of {partition}, but version {current_version} ({current_file}) was "
+            f"already ingested for that day and stays the current delivery. A correction needs a higher version: "
+            f"name it like {example_name(contract, partition, current_version + 1)} and drop it again.",
+            checksum, partition,
+        )
+    if frame.height == 0 and any(rows for _, rows, _ in earlier):
+        current = earlier[-1]
+        return quarantine_file(
+            conn, paths, source, path, "empty_redelivery",
+            f"{path.name}: a header without rows, but {current[0]} delivered {current[1]} row(s) for {partition}; "
+            "an empty file cannot replace a day's rows, so they stay current. If the day really has no rows, ask the "
+            f"source's owner ({contract.owner}); otherwise re-export the file with its rows and drop it again.",
+            checksum, partition,
+        )
 
-    now = _utcnow()
+    # strictly increasing per source, so "the newest delivery of a day" is never a tie
+    newest = conn.execute("SELECT max(ingested_at) FROM raw.ingestion_log WHERE source = ?", [source]).fetchone()[0]
+    now = _utcnow() if newest is None else max(_utcnow(), newest + timedelta(microseconds=1))
+    dates = event_dates(frame, contract)
+    first_event, last_event = (dates.min(), dates.max()) if dates is not None and frame.height else (None, None)
     frame = frame.with_columns(
         pl.lit(path.name).alias("_source_file"),
         pl.lit(checksum).alias("_checksum"),
@@ -189,38 +365,54 @@ def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: Da
     conn.execute("BEGIN TRANSACTION")
     try:
         conn.register("incoming_rows", frame.to_arrow())
-        conn.execute(f"INSERT INTO raw.{source} SELECT * FROM incoming_rows")
+        conn.execute(f"INSERT INTO raw.{source} BY NAME SELECT * FROM incoming_rows")
         conn.unregister("incoming_rows")
         conn.execute(
-            "INSERT INTO raw.ingestion_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [checksum, source, path.name, partition, frame.height, str(parquet), contract.version, now],
+            "INSERT INTO raw.ingestion_log (checksum, source, file_name, partition_date, row_count, parquet_path, "
+            "contract_version, ingested_at, first_event_date, last_event_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [checksum, source, path.name, partition, frame.height, str(parquet), contract.version, now,
+             first_event, last_event],
         )
         conn.execute("COMMIT")
     except Exception:
         conn.execute("ROLLBACK")
         raise
     target = _move(path, paths.archive / source / partition.isoformat())
-    return FileOutcome(source, path.name, "ingested", frame.height, checksum, partition.isoformat(), moved_to=str(target))
+    warning = (f"{path.name} has a header but no data rows: nothing landed for {partition}. If the day should have "
+               "rows, re-export it (a later file for the day replaces this one).") if frame.height == 0 else None
+    supersedes = (f"{path.name} replaces {', '.join(f for f, _, _ in earlier)} as the delivery of {partition} "
+                  "(raw keeps every version; products read the newest)") if earlier else None
+    return FileOutcome(source, path.name, "ingested", frame.height, checksum, partition.isoformat(),
+                       moved_to=str(target), warning=warning, supersedes=supersedes)
+
+
+def _landing_name(path: Path, contract: DataContract) -> LandingName | None:
+    try:
+        return parse_landing_name(path, contract)
+    except LandingFileError:
+        return None
 
 
 def ingest_partitions(conn, paths: FactoryPaths, source: str | DataContract, days: set[date] | None,
-                      first_day: date | None = None) -> list[FileOutcome]:
+                      first_day: date | None = None, today: date | None = None) -> list[FileOutcome]:
     """Ingest every landing file of ``source`` whose name falls on one of ``days`` (None: all).
 
     ``source`` is a core source's name or any raw contract (a business unit's). Files whose name
-    carries no date, or a date before ``first_day`` (default: FACTORY_PARTITIONS_START), are
-    quarantined whatever the days, since no partition could ever pick them up.
+    breaks the contract's pattern or names a day no partition can hold (before ``first_day``,
+    default FACTORY_PARTITIONS_START, or after tomorrow) are quarantined whatever the days. Files of
+    one day go in version order, so a correction dropped with its original lands after it.
     """
     contract = _contract_of(source)
     name, first_day = contract.table, first_day or partitions_start()
     ensure_raw_tables(conn, [contract])
-    outcomes = []
+    latest = latest_delivery_day(today)
+    queue = []
     for path in landing_files(paths, name):
-        day = partition_date_of(path)
-        if day is not None and day >= first_day and days is not None and day not in days:
+        parsed = _landing_name(path, contract)
+        if parsed is not None and first_day <= parsed.day <= latest and days is not None and parsed.day not in days:
             continue
-        outcomes.append(ingest_file(conn, paths, name, path, contract, first_day))
-    return outcomes
+        queue.append(((parsed.day, parsed.version) if parsed else (date.min, 0), path.name, path))
+    return [ingest_file(conn, paths, name, path, contract, first_day, today) for *_, path in sorted(queue)]
 
 
 def outcomes_as_records(outcomes: list[FileOutcome]) -> list[dict]:

@@ -8,7 +8,7 @@ from datetime import date
 import dagster as dg
 
 from factory_assets.raw_material.assets import daily_partitions, raw_assets
-from factory_assets.raw_material.ingest import landing_files
+from factory_assets.raw_material.ingest import landing_files, latest_delivery_day
 from factory_assets.raw_material.landing import partition_date_of
 from factory_assets.resources import FactoryStore
 from factory_assets.settings import (
@@ -19,35 +19,42 @@ from factory_assets.settings import (
 
 
 def pending_landing_requests(store: FactoryStore, known_partition_keys: set[str] | None = None,
-                             sources: Iterable[str] | None = None, first_day: date | None = None):
+                             sources: Iterable[str] | None = None, first_day: date | None = None,
+                             today: date | None = None):
     """(source, partition_key, run_key) for every source and day with files waiting in landing.
 
     The run key encodes the files' names, sizes and modification times, so the same files never
-    trigger two runs, while a corrected file dropped later triggers a new one. Files dated before
-    ``first_day`` (default: FACTORY_PARTITIONS_START) go with the first partition, whose run
-    quarantines them with the reason. ``sources`` default: the core's raw sources.
+    trigger two runs, while a corrected file dropped later triggers a new one. A file no partition
+    can hold goes with a partition whose run quarantines it with the reason (ingestion quarantines
+    such files whatever the days): dated before ``first_day`` (default: FACTORY_PARTITIONS_START)
+    with the first partition; no calendar date in the name, or a day after tomorrow (UTC), with the
+    newest partition. Files of today and tomorrow wait for their partition (listed as skipped).
+    ``sources`` default: the core's raw sources.
     """
     if sources is None:
         from factory_assets.settings import raw_sources
 
         sources = raw_sources()
     first_day = first_day or partitions_start()
-    requests, undated = [], []
+    latest = latest_delivery_day(today)
+    newest = max(known_partition_keys) if known_partition_keys else first_day.isoformat()
+    requests, skipped = [], []
     for source in sources:
         by_day: dict[str, list[str]] = defaultdict(list)
         for path in landing_files(store.paths, source):
             day = partition_date_of(path)
-            if day is None:
-                undated.append(path.name)
-                continue
+            if day is None or day > latest:
+                key = newest
+            else:
+                key = max(day, first_day).isoformat()
             stat = path.stat()
-            by_day[max(day, first_day).isoformat()].append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+            by_day[key].append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
         for key, signatures in sorted(by_day.items()):
             if known_partition_keys is not None and key not in known_partition_keys:
-                undated.append(f"{source} {key} (outside the partitions)")
+                skipped.append(f"{source} {key} (waits until the day is over)")
                 continue
             requests.append((source, key, f"{source}|{key}|{'|'.join(sorted(signatures))}"))
-    return requests, undated
+    return requests, skipped
 
 
 def landing_zone_sensor_for(assets: Iterable[dg.AssetsDefinition], name: str = "landing_zone_sensor") -> dg.SensorDefinition:
@@ -71,7 +78,7 @@ def landing_zone_sensor_for(assets: Iterable[dg.AssetsDefinition], name: str = "
         if not requests:
             reason = "No new landing files."
             if skipped:
-                reason += f" Ignored (rename with a YYYY-MM-DD delivery date): {', '.join(skipped[:10])}"
+                reason += f" Waiting: {', '.join(skipped[:10])}" + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
             return dg.SkipReason(reason)
         return [
             dg.RunRequest(

@@ -4,6 +4,16 @@
         unique_key='order_line_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        post_hook="
+            -- a corrected re-delivery that removed a line: the line leaves the product too (only days
+            -- delivered more than once are looked at, so a night without corrections scans no history)
+            delete from {{ this }}
+            where order_date in (
+                select _partition_date from {{ source('erp', 'transactions') }}
+                group by _partition_date having count(distinct _ingested_at) > 1
+            )
+            and order_line_id not in (select order_line_id from {{ ref('stg_erp__order_lines') }})
+        ",
     )
 }}
 

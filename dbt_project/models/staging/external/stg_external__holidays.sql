@@ -2,9 +2,10 @@
 
 with
 
-source as (
+current_rows as (
 
-    select * from {{ source('external', 'holidays') }}
+    -- the newest delivery of each day: a correction supersedes what it corrects (macro newest_delivery)
+    {{ newest_delivery('external', 'holidays') }}
 
 ),
 
@@ -19,7 +20,7 @@ renamed as (
         _row_number as source_row_number,
         _ingested_at as ingested_at
 
-    from source
+    from current_rows
 
 )
 

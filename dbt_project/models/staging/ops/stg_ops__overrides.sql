@@ -2,9 +2,10 @@
 
 with
 
-source as (
+current_rows as (
 
-    select * from {{ source('ops', 'overrides') }}
+    -- the newest delivery of each day: a correction supersedes what it corrects (macro newest_delivery)
+    {{ newest_delivery('ops', 'overrides') }}
 
 ),
 
@@ -23,7 +24,7 @@ renamed as (
         _row_number as source_row_number,
         _ingested_at as ingested_at
 
-    from source
+    from current_rows
 
 )
 
