@@ -14,10 +14,8 @@ checked in-process; the quick tests run without the chain with `-m "not e2e"`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +23,7 @@ from types import SimpleNamespace
 import duckdb
 import pytest
 
-FACTORY = Path(sys.executable).parent / "factory"
+from factory_cli import FACTORY, factory  # noqa: E402,F401 - the shared CLI runner
 FIRST, LAST = date(2025, 1, 1), date(2025, 2, 4)  # the simulated days
 DAYS = (LAST - FIRST).days + 1
 RUN_FROM = LAST - timedelta(days=7)  # the chain runs RUN_FROM .. LAST (the last landed day by default)
@@ -33,16 +31,6 @@ BAD_FILE = f"weather_{LAST - timedelta(days=2)}_resend.csv"  # a second weather 
 RAW_SOURCES = tuple(sorted(__import__("factory_assets.settings", fromlist=["RAW_SOURCES"]).RAW_SOURCES))  # from the raw contracts
 PROGRESS = re.compile(r"^\[\s*\d+ s\] (.+)$")
 
-
-def factory(home: Path, *args, timeout: float = 400) -> subprocess.CompletedProcess:
-    """Run `factory ARGS` as a user would: the console script, a clean cwd, state under ``home``."""
-    env = {**os.environ, "FACTORY_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"),
-           "FACTORY_WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
-           "PATH": f"{FACTORY.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("FACTORY_PARTITIONS_START", None)
-    home.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([str(FACTORY), *map(str, args)], env=env, cwd=home, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -11,9 +11,6 @@ the same row counts. A deleted warehouse is refused and recovered the same way.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,19 +20,10 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-FACTORY = Path(sys.executable).parent / "factory"
+from factory_cli import FACTORY, factory  # noqa: E402,F401 - the shared CLI runner
 FIRST, LAST = date(2025, 1, 1), date(2025, 1, 12)
 BAD_FILE = f"weather_{LAST - timedelta(days=1)}_resend.csv"  # quarantined: breaks its contract
 
-
-def factory(home: Path, *args, timeout: float = 400) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FACTORY_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"),
-           "FACTORY_WAREHOUSE_PATH": str(home / "warehouse.duckdb"),
-           "PATH": f"{FACTORY.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("FACTORY_PARTITIONS_START", None)
-    home.mkdir(parents=True, exist_ok=True)
-    return subprocess.run([str(FACTORY), *map(str, args)], env=env, cwd=home, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 def tables(conn, schema: str) -> list[str]:

@@ -10,7 +10,6 @@ classifies as PII, never echo the parser's own error (it quotes the raw line), a
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from factory_assets.lib.files import sha256_file as file_checksum  # noqa: F401 - re-exported
 from factory_assets.lib.contracts import DataContract
 from factory_assets.lib.schemas import POLARS_TYPES, rule_failures
 
@@ -52,14 +52,6 @@ class LandingFileError(ValueError):
         self.reason = reason
         self.detail = bounded(detail)
         super().__init__(f"{self.path.name}: {self.detail}")
-
-
-def file_checksum(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def partition_date_of(path: Path) -> date | None:
