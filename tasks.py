@@ -3,12 +3,14 @@
 
     python3 tasks.py run      # set up, then run the main job on embedded defaults
     python3 tasks.py test     # set up (and Chromium, PostgreSQL for the tests), then run the whole test suite (CI)
-    python3 tasks.py setup    # only set up: .venv, pinned dependencies, dbt manifest
+    python3 tasks.py setup    # only set up: .venv, pinned dependencies, dbt manifest, .venv-datacontract
     python3 tasks.py ui       # set up, then open the Dagster UI (dagster dev)
     python3 tasks.py bench    # set up, then run the benchmarks and write BENCHMARKS.md (--smoke: tiny)
 
 Set-up is idempotent and quick when nothing changed: the virtual environment is rebuilt only
-when requirements.lock or pyproject.toml change. Package installs need a package registry;
+when requirements.lock or pyproject.toml change. The Data Contract CLI (`datacontract test`, see
+data_contracts/README.md) gets a virtual environment of its own, .venv-datacontract, rebuilt only when
+its pins change: its own pins conflict with the project's. Package installs need a package registry;
 everything after that runs offline. All state goes under FACTORY_HOME (default ./.factory).
 """
 
@@ -27,6 +29,19 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".factory-installed"
+
+# The Data Contract CLI (https://cli.datacontract.com) tests the contracts of the warehouse's tables
+# (data_contracts/{products,features,predictions}) against the warehouse: `datacontract test`, run for
+# every one of them by tests/test_datacontract_cli.py. It lives in a virtual environment of its own
+# because its pins conflict with the project's (datacontract-cli 1.2.8 wants typer<0.28, requirements.lock
+# has typer 0.29.2 through dagster-dbt and dagster-dg-cli), and its ~60 dependencies (ibis, sqlglot,
+# boto3, ...) stay out of the factory's. Its DuckDB is pinned to the project's (requirements.lock): one
+# DuckDB version reads and writes the warehouse file.
+DATACONTRACT_VENV = ROOT / ".venv-datacontract"
+DATACONTRACT_BIN = DATACONTRACT_VENV / ("Scripts" if os.name == "nt" else "bin")
+DATACONTRACT_PY = DATACONTRACT_BIN / "python"
+DATACONTRACT_STAMP = DATACONTRACT_VENV / ".factory-installed"
+DATACONTRACT_CLI = "datacontract-cli[duckdb]==1.2.8"
 
 
 def _say(msg: str) -> None:
@@ -59,6 +74,28 @@ def _requirements_hash() -> str:
     return digest.hexdigest()
 
 
+def _datacontract_requirements() -> list[str]:
+    """The CLI's pin and the project's DuckDB pin (from requirements.lock)."""
+    lock = (ROOT / "requirements.lock").read_text().splitlines()
+    duckdb = [line.split(";")[0].strip() for line in lock if line.startswith("duckdb==")]
+    if len(duckdb) != 1:
+        sys.exit("[tasks] requirements.lock must pin duckdb exactly once (duckdb==X.Y.Z)")
+    return [DATACONTRACT_CLI, duckdb[0]]
+
+
+def setup_datacontract(env: dict) -> None:
+    """.venv-datacontract with the pinned Data Contract CLI; recreated from scratch when the pins change."""
+    requirements = _datacontract_requirements()
+    wanted = "\n".join(requirements)
+    if DATACONTRACT_STAMP.exists() and DATACONTRACT_STAMP.read_text() == wanted and DATACONTRACT_PY.exists():
+        return
+    _say(f"creating {DATACONTRACT_VENV.name} for the Data Contract CLI ({', '.join(requirements)})")
+    venv.EnvBuilder(with_pip=False, clear=True).create(DATACONTRACT_VENV)
+    _run([PY, "-m", "uv", "pip", "install", "--python", DATACONTRACT_PY, "--compile-bytecode",
+          *requirements], env=env)
+    DATACONTRACT_STAMP.write_text(wanted)
+
+
 def setup() -> dict:
     env = _env()
     wanted = _requirements_hash()
@@ -72,6 +109,7 @@ def setup() -> dict:
         _run([*uv, "-r", ROOT / "requirements.lock"], env=env)
         _run([*uv, "--no-deps", "-e", ROOT], env=env)
         STAMP.write_text(wanted)
+    setup_datacontract(env)
     # The raw tables' dbt sources follow from data_contracts/raw (a new raw contract needs no YAML);
     # files are rewritten only when they differ, so an unchanged project is not parsed again.
     _run([PY, "-m", "factory_assets.lib.dbt_contracts", "--sources-only", "--quiet"], env=env, cwd=ROOT)
@@ -137,7 +175,14 @@ def main(argv: list[str]) -> None:
     elif command == "bench":
         _run([PY, ROOT / "bench" / "run_all.py", *rest], env=env, cwd=ROOT)
     elif command == "ui":
-        _run([BIN / "factory", "ui", *rest], env=env, cwd=ROOT)
+        factory = [str(BIN / "factory"), "ui", *rest]
+        if os.name == "posix":
+            # Become `factory ui`: a service manager's SIGTERM to this pid, or a Ctrl-C, reaches it
+            # directly, and it stops the whole UI. (Through subprocess.run, a SIGTERM would end this
+            # process alone, and a Ctrl-C would SIGKILL `factory ui` before it could stop dagster dev.)
+            os.chdir(ROOT)
+            os.execve(factory[0], factory, env)
+        _run(factory, env=env, cwd=ROOT)
 
 
 if __name__ == "__main__":

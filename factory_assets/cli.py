@@ -46,12 +46,15 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from factory_assets.settings import (
-    PARTITIONS_START,
+    PARTITIONS_START_FILE,
     PROJECT_ROOT,
     FactoryPaths,
     apply_dagster_runtime_env,
     default_paths,
     ensure_dagster_home,
+    partitions_start,
+    partitions_start_setting,
+    record_partitions_start,
 )
 
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
@@ -65,7 +68,7 @@ TRAINING_JOB = "assembly_training"
 
 #: What `factory data drop` deletes, relative to FACTORY_HOME (nothing else, nothing outside it).
 DROP_NAMES = ("landing", "raw", "quarantine", "archive", "warehouse.duckdb", "warehouse.duckdb.wal",
-              "artifacts", "dagster_home")
+              "artifacts", "dagster_home", PARTITIONS_START_FILE)
 
 DBT_TARGET = PROJECT_ROOT / "dbt_project" / "target"
 
@@ -174,10 +177,10 @@ def resolve_days(day: date | None, first: date | None, last: date | None, landed
         first = last = max(complete)
     if first > last:
         raise UsageError(f"--from {first} is after --to {last}: swap them")
-    start = date.fromisoformat(PARTITIONS_START)
+    start = partitions_start()
     if first < start:
-        raise UsageError(f"{first} is before the first daily partition {start}: choose a later day or set "
-                         f"FACTORY_PARTITIONS_START={first} in the environment")
+        raise UsageError(f"{first} is before the first daily partition {start} (from {partitions_start_setting()[1]}): "
+                         f"choose a later day or set FACTORY_PARTITIONS_START={first} in the environment")
     if last > last_partition:
         raise UsageError(f"{last} is not a complete day yet: the last daily partition is {last_partition} "
                          "(yesterday, UTC); choose an earlier day")
@@ -431,7 +434,16 @@ def run_supply_chain(first_day: date, last_day: date, asset_selection=None, prog
     instance = dg.DagsterInstance.get()
     job, run_config = _with_progress(defs.resolve_job_def(NIGHTLY_JOB), progress)
     tags = {PARTITION_RANGE_START: first_day.isoformat(), PARTITION_RANGE_END: last_day.isoformat()}
-    return _execute(job, progress, instance=instance, tags=tags, run_config=run_config, asset_selection=asset_selection)
+    result = _execute(job, progress, instance=instance, tags=tags, run_config=run_config, asset_selection=asset_selection)
+    if not result.success and asset_selection is None:
+        # governance was abandoned with the failed steps; build it anyway (the daemon's
+        # governance_after_failed_night sensor does the same for scheduled runs)
+        review, review_config = _with_progress(defs.resolve_job_def("policy_review"), progress)
+        if progress:
+            progress.say("the night failed: building model_compliance and use_case_portfolio anyway (policy_review)")
+        _execute(review, progress, instance=instance, run_config=review_config,
+                 tags={"factory/after_failed_run": result.run_id})
+    return result
 
 
 def run_training(as_of: date | None = None, asset_selection=None, tags=None, progress: Progress | None = None):
@@ -531,18 +543,19 @@ def _simulation_config(args):
     start = end - timedelta(days=args.days - 1)
     drift = DriftScenario(start_date=args.drift_from) if args.drift_from else None
     return SimulationConfig(start_date=start, days=args.days, order_lines_per_day=args.lines_per_day, seed=args.seed,
-                            drift=drift)
+                            n_products=args.products, drift=drift)
 
 
 def cmd_generate(args) -> int:
     from factory_assets.raw_material.simulator import generate_demo_data
 
     config = _simulation_config(args)
-    first_partition = date.fromisoformat(PARTITIONS_START)
-    if config.start_date < first_partition:
+    if os.environ.get("FACTORY_PARTITIONS_START") and config.start_date < partitions_start():
         raise UsageError(f"the simulation would start on {config.start_date}, before the first daily partition "
-                         f"{first_partition}: use fewer --days, a later --end, or set FACTORY_PARTITIONS_START")
+                         f"{partitions_start()} (FACTORY_PARTITIONS_START): use fewer --days, a later --end, or "
+                         "unset FACTORY_PARTITIONS_START so the partitions start with the data")
     paths = default_paths().create()
+    record_partitions_start(config.start_date)  # the partitions start with the data
     as_json = getattr(args, "json", False)
     for note in _generate_notes(config.start_date, config.end_date, landed_days(paths)[0] if args.command != "demo"
                                 else [], datetime.now(timezone.utc).date() - timedelta(days=1)):
@@ -873,13 +886,20 @@ def model_summary(result) -> list[str]:
             baseline = {k.split("/", 1)[1]: v.value for k, v in meta.items() if k.startswith("baseline/")}
             shown = ", ".join(f"{m} {metrics[m]:.3f} (baseline {baseline[m]:.3f})" for m in metrics)
             lines.append(f"  {key.removesuffix('_model'):<24} {meta['engine'].value}: {shown}")
-        elif key.endswith("_champion") and not meta["promoted"].value:
+        elif key.endswith("_champion") and meta["promoted"].value:
+            lines.append(f"  {key.removesuffix('_champion'):<24} {meta['reason'].value.split(': ')[0]}")
+        elif key.endswith("_champion"):
             use_case = key.removesuffix("_champion")
             lines.append(f"  {use_case:<24} stays challenger: {meta['reason'].value.split(' (gate alone')[0]}")
             if "approval" in meta["reason"].value:
                 lines.append(f"  {'':<24} approve (two declared approvers, each with their key): .venv/bin/factory "
                              f"approve {use_case} challenger --approver NAME --key KEY --decision approve; then "
                              f".venv/bin/factory promote {use_case}")
+    for event in result.get_asset_observation_events():  # a use case without enough history yet
+        meta = event.asset_observation_data.asset_observation.metadata
+        if "not_trained" in meta:
+            lines.append(f"  {event.asset_key.path[-1].removesuffix('_model'):<24} skipped: "
+                         f"{meta['not_trained'].value.split(' not trained: ', 1)[-1]}")
     return lines
 
 
@@ -989,12 +1009,91 @@ def cmd_ui(args) -> int:
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     print(f"Starting the Dagster UI on http://{args.host}:{args.port} (FACTORY_HOME={paths.home}); reports on "
           f"http://{args.host}:{args.artifacts_port}/; Ctrl-C stops both.", flush=True)
+    # `dagster dev` alone does not stop in time: on SIGTERM it waits up to 60 s for its webserver
+    # and daemon, and their code servers can outlive it. So it runs in a session of its own (its
+    # whole tree, orphans included, keeps that session id), this process alone takes the
+    # terminal's Ctrl-C, a service manager's SIGTERM or a hang-up, and stops the session: SIGTERM to
+    # each process, stop_grace_s for a clean exit, then SIGKILL to whatever is left (a second
+    # Ctrl-C skips the grace). Everything is gone within about stop_grace_s + 2 s.
+    import signal
+    import threading
+
+    stop_grace_s, posix = 5.0, os.name == "posix"
+    received: list[int] = []
+    handled = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in handled:
+            previous[signum] = signal.signal(signum, lambda signum, _frame: received.append(signum))
+
+    def session_pids(sid: int) -> list[int] | None:
+        """The live (not zombie) processes of session ``sid``, from /proc; None without /proc."""
+        if not os.path.isdir("/proc"):
+            return None
+        pids = []
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                        state, _ppid, _pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
+                except (OSError, ValueError):
+                    continue  # gone meanwhile
+                if int(session) == sid and state != b"Z":
+                    pids.append(int(entry.name))
+        return pids
+
+    def signal_session(sid: int, signum: int) -> bool:
+        """Send ``signum`` to every process of the session; whether any was left to signal."""
+        pids = session_pids(sid)
+        for pid in pids or ():
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+        try:
+            os.killpg(sid, signum)  # where /proc is missing; nothing more elsewhere
+            return True if pids is None else bool(pids)
+        except OSError:
+            return bool(pids)
+
+    def stop(process: subprocess.Popen) -> None:
+        if not posix:
+            process.terminate()
+            try:
+                process.wait(timeout=stop_grace_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            return
+        sid = process.pid  # the session's id: its processes keep it after dagster dev is gone
+        deadline = time.monotonic() + stop_grace_s
+        if signal_session(sid, signal.SIGTERM):
+            while time.monotonic() < deadline and len(received) < 2:  # a second Ctrl-C: no more grace
+                time.sleep(0.1)
+                if not signal_session(sid, 0):
+                    break
+        signal_session(sid, signal.SIGKILL)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and signal_session(sid, 0):
+            time.sleep(0.05)  # SIGKILLed processes vanish once reaped
+        process.wait()
+
+    process = None
     try:
-        return subprocess.call(cmd, env=env, cwd=PROJECT_ROOT)
+        process = subprocess.Popen(cmd, env=env, cwd=PROJECT_ROOT, start_new_session=posix)
+        while process.poll() is None and not received:
+            time.sleep(0.1)
+        return 0 if received else process.returncode
     except KeyboardInterrupt:
         return 0
     finally:
-        reports.shutdown()
+        try:
+            if process is not None:
+                stop(process)  # also when dagster dev exited alone: its code servers may not have
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            reports.shutdown()
+            reports.server_close()
 
 
 # --------------------------------------------------------------------------------------
@@ -1047,6 +1146,8 @@ def _add_simulation_options(p) -> None:
     p.add_argument("--days", type=positive_int, default=90, help="days of history to simulate (default 90; "
                    "purchase propensity needs 28 days of history plus 30-day labels)")
     p.add_argument("--lines-per-day", type=positive_int, default=1500, help="mean order lines per day (default 1500)")
+    p.add_argument("--products", type=positive_int, default=200, help="products in the catalogue (default 200; "
+                   "demand is forecast per product, warehouse and day)")
     p.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     p.add_argument("--end", type=parse_day, metavar="YYYY-MM-DD", help="last simulated day (default: yesterday)")
     p.add_argument("--drift-from", type=parse_day, metavar="YYYY-MM-DD",

@@ -16,21 +16,53 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 CONTRACTS_DIR = PROJECT_ROOT / "data_contracts"
 
-#: First day of the daily partitions (YYYY-MM-DD), read when the code location loads: set
-#: FACTORY_PARTITIONS_START for the code location, the daemon and the CLI alike. Nothing before it
-#: can be ingested: a landing file dated earlier is quarantined with a reason naming this setting.
-PARTITIONS_START = os.environ.get("FACTORY_PARTITIONS_START", "2024-01-01")
+#: The first day of the daily partitions, where nothing says otherwise.
+DEFAULT_PARTITIONS_START = "2024-01-01"
+#: File under FACTORY_HOME holding the first day of the data (``factory data generate`` and the demo
+#: write it), so that the partitions of an embedded home start where its data starts.
+PARTITIONS_START_FILE = "partitions_start"
+
+
+def partitions_start_setting() -> tuple[str, str]:
+    """(first partition day as written, where it comes from): FACTORY_PARTITIONS_START if set, else
+    FACTORY_HOME/partitions_start, else DEFAULT_PARTITIONS_START. Read where the partitions are
+    defined (the code location, the daemon, the CLI), so all of them agree."""
+    if os.environ.get("FACTORY_PARTITIONS_START"):
+        return os.environ["FACTORY_PARTITIONS_START"].strip(), "FACTORY_PARTITIONS_START"
+    recorded = factory_home() / PARTITIONS_START_FILE
+    try:
+        return recorded.read_text().strip(), str(recorded)
+    except (FileNotFoundError, NotADirectoryError):
+        return DEFAULT_PARTITIONS_START, "the default"
 
 
 def partitions_start() -> date:
-    """PARTITIONS_START as a date; a malformed value is an error naming the setting."""
+    """The first partition day; a malformed value is an error naming the setting or file."""
+    value, where = partitions_start_setting()
     try:
-        return date.fromisoformat(PARTITIONS_START)
+        return date.fromisoformat(value)
     except ValueError:
         raise ValueError(
-            f"FACTORY_PARTITIONS_START={PARTITIONS_START!r} is not a day: give the first partition day "
-            "as YYYY-MM-DD, e.g. 2024-01-01"
+            f"the first partition day {value!r} (from {where}) is not a day: give it as YYYY-MM-DD, e.g. "
+            "FACTORY_PARTITIONS_START=2024-01-01"
         ) from None
+
+
+def record_partitions_start(first_day: date) -> date:
+    """Record ``first_day`` as the first partition day of this FACTORY_HOME unless FACTORY_PARTITIONS_START
+    is set or an earlier day is recorded already (data of that day may be there). Returns the day in force."""
+    if os.environ.get("FACTORY_PARTITIONS_START"):
+        return partitions_start()
+    recorded = factory_home() / PARTITIONS_START_FILE
+    if recorded.is_file():
+        try:
+            if date.fromisoformat(recorded.read_text().strip()) <= first_day:
+                return partitions_start()
+        except ValueError:
+            pass  # a damaged record is replaced
+    recorded.parent.mkdir(parents=True, exist_ok=True)
+    recorded.write_text(first_day.isoformat() + "\n")
+    return first_day
 
 
 def raw_sources() -> dict[str, str]:
@@ -69,8 +101,8 @@ RISK_TEAM = "team:model-risk"
 
 
 def dbt_column_metadata() -> bool:
-    """Record each dbt model's column schema and column-level lineage (the UI's Column lineage tab)?
-    On by default; FACTORY_DBT_COLUMN_METADATA=0 skips it (row counts are always recorded)."""
+    """Record each dbt model's column schema and column-level lineage (the UI's column table and its
+    ``column_lineage`` entry)? On by default; FACTORY_DBT_COLUMN_METADATA=0 skips it (row counts are always recorded)."""
     return os.environ.get("FACTORY_DBT_COLUMN_METADATA", "1") != "0"
 
 

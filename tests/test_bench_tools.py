@@ -28,7 +28,7 @@ def test_every_step_maps_to_the_layer_of_its_assets():
             steps += 1
             keys = assets_def.keys or {check.asset_key for check in assets_def.check_keys}  # check-only steps
             groups = {graph.get(key).group_name for key in keys}
-            assert groups == {layers.layer_of_step(assets_def.op.name)}, (assets_def.op.name, groups)
+            assert groups == {layers.layer_of_step(assets_def.node_def.name)}, (assets_def.node_def.name, groups)
     assert steps > 30
 
 

@@ -94,7 +94,7 @@ def landed_on(world, source: str, first: date, last: date) -> int:
 #: Every subcommand and the options its --help must document.
 OPTIONS = {
     "data": ["generate", "drop"],
-    "data generate": ["--days", "--lines-per-day", "--seed", "--end", "--drift-from", "--json"],
+    "data generate": ["--days", "--lines-per-day", "--products", "--seed", "--end", "--drift-from", "--json"],
     "data drop": ["--yes", "--json"],
     "run": ["--layer", "--date", "--from", "--to", "--json", "raw_material", "assembly", "feedback"],
     "use-cases": ["--json"],
@@ -105,7 +105,7 @@ OPTIONS = {
     "audit": ["use_case", "--version", "--out", "--json"],
     "keygen": ["--approver", "--out", "--json", "approvers.yaml", "ssh-keygen"],
     "ui": ["--host", "--port"],
-    "demo": ["--days", "--lines-per-day", "--seed", "--end", "--drift-from", "--no-train", "--live-days"],
+    "demo": ["--days", "--lines-per-day", "--products", "--seed", "--end", "--drift-from", "--no-train", "--live-days"],
     "generate": ["--days", "--lines-per-day", "--seed", "--end", "--drift-from", "--json"],
     "serve": ["--host", "--port", "--max-body-mb"],
 }
@@ -168,7 +168,8 @@ def test_bad_dates_layers_and_ranges_are_refused(landed):
     usage_error(factory(home, "run", "--date", LAST, "--from", FIRST), "either --date or --from/--to")
     usage_error(factory(home, "run", "--to", LAST), "--to", "needs --from")
     usage_error(factory(home, "run", "--from", LAST, "--to", FIRST), f"--from {LAST} is after --to {FIRST}", "swap")
-    usage_error(factory(home, "run", "--date", "2023-06-01"), "before the first daily partition 2024-01-01")
+    usage_error(factory(home, "run", "--date", "2024-12-31"), f"before the first daily partition {FIRST}",
+                "FACTORY_PARTITIONS_START=2024-12-31")
     usage_error(factory(home, "run", "--date", "2999-01-01"), "not a complete day yet", "choose an earlier day")
     usage_error(factory(home, "data", "generate", "--days", "0"), "--days", "must be at least 1")
     usage_error(factory(home, "data", "generate", "--end", "yesterday"), "--end", "YYYY-MM-DD")
@@ -201,6 +202,31 @@ def test_generate_writes_the_landing_files_it_reports(landed):
     assert report["landing"] == str(landed.home / "landing")
 
 
+def test_the_partitions_start_with_the_generated_data(landed, tmp_path):
+    """The code location and the CLI read FACTORY_HOME/partitions_start: the first generated day, so
+    the UI's partition ranges start with the data; an earlier generation lowers it, a later one not."""
+    import os
+    import sys
+
+    assert (landed.home / "partitions_start").read_text().strip() == str(FIRST)
+    probe = ("from factory_assets.raw_material.assets import daily_partitions as d; "
+             "print(d.get_first_partition_key(), len(d.get_partition_keys()))")
+    env = {k: v for k, v in os.environ.items() if k != "FACTORY_PARTITIONS_START"}
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "FACTORY_HOME": str(landed.home)},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == str(FIRST) and int(out[1]) >= DAYS
+    home = tmp_path / "lowered"
+    ok(factory(home, "data", "generate", "--days", 2, "--lines-per-day", 10, "--end", LAST))
+    ok(factory(home, "data", "generate", "--days", 5, "--lines-per-day", 10, "--end", LAST))
+    ok(factory(home, "data", "generate", "--days", 1, "--lines-per-day", 10, "--end", LAST))
+    assert (home / "partitions_start").read_text().strip() == str(LAST - timedelta(days=4))
+    env_start = str(LAST - timedelta(days=2))
+    refused = subprocess.run([str(Path(sys.executable).parent / "factory"), "data", "generate", "--days", "9", "--end",
+                              str(LAST)], env={**env, "FACTORY_HOME": str(home), "FACTORY_PARTITIONS_START": env_start},
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and f"before the first daily partition {env_start} (FACTORY_PARTITIONS_START)" in refused.stderr
+
+
 def test_generate_stays_an_alias_of_data_generate(tmp_path):
     home = tmp_path / "alias"
     done = ok(factory(home, "generate", "--days", 2, "--lines-per-day", 10, "--end", LAST))
@@ -229,7 +255,8 @@ def test_drop_refuses_without_yes_and_then_removes_only_the_demo_state(tmp_path)
     report = json.loads(done.stdout)
     assert report["home"] == str(home)
     removed = {Path(r["path"]).name: r for r in report["removed"]}
-    assert set(removed) == {"landing", "raw", "quarantine", "archive", "warehouse.duckdb", "artifacts", "dagster_home"}
+    assert set(removed) == {"landing", "raw", "quarantine", "archive", "warehouse.duckdb", "artifacts", "dagster_home",
+                            "partitions_start"}
     assert removed["landing"]["files"] == files
     assert sorted(p.name for p in home.iterdir()) == ["notes.txt"]
     assert (outside / "keep.csv").read_text() == "a\n1\n"
@@ -283,7 +310,8 @@ def test_run_shows_progress_as_it_goes(world):
     assert progress.index(f"raw_material/transactions materialized ({span})") \
         < progress.index("processing/fct_order_lines materialized") \
         < progress.index("assembly/customer_activity materialized")
-    assert "  warning: late_delivery has no champion yet (run the assembly_training job): nothing scored." in progress
+    assert ("  warning: late_delivery has no champion: no model has been through its promotion gate "
+            "(run the assembly_training job): nothing scored.") in progress
     assert "raw_material/weather check landing_files_clean FAILED" in progress
     assert any(line.startswith(f"  error: Quarantined {BAD_FILE} (") for line in progress)
     seconds = [int(line[1:5]) for line in err if PROGRESS.match(line)]

@@ -80,7 +80,7 @@ def test_every_check_sensor_schedule_and_job_says_what_it_does_and_who_owns_it()
     for check in checks:
         description = graph.get_check_spec(check).description
         assert description and "\n" not in description.strip(), check
-    dbt_check = next(c for c in checks if c.name.startswith("accepted_range_calendar_day_of_week"))
+    dbt_check = next(c for c in checks if c.name == "accepted_range__day_of_week" and c.asset_key.path[-1] == "calendar")
     assert "column day_of_week" in graph.get_check_spec(dbt_check).description  # dbt tests read as sentences
     definitions = [*defs.sensors, *defs.schedules, *defs.resolve_all_job_defs()]
     assert len(definitions) >= 9

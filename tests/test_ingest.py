@@ -173,7 +173,7 @@ def test_header_only_files_on_different_days_are_not_duplicates(paths, warehouse
 
 
 def test_a_file_dated_before_the_first_partition_day_is_quarantined_naming_the_setting(paths, warehouse):
-    from factory_assets.settings import PARTITIONS_START, partitions_start
+    from factory_assets.settings import partitions_start
 
     first = partitions_start()
     early = first - timedelta(days=1)
@@ -185,7 +185,7 @@ def test_a_file_dated_before_the_first_partition_day_is_quarantined_naming_the_s
     assert sorted((o.file_name, o.status, o.reason) for o in outcomes) == [
         (name, "quarantined", "before_partitions_start"), (f"transactions_{first}.csv", "ingested", None)]
     detail = reason_of(paths, name)["detail"]
-    for words in (name, f"FACTORY_PARTITIONS_START={PARTITIONS_START}", f"set FACTORY_PARTITIONS_START={early} or earlier",
+    for words in (name, f"FACTORY_PARTITIONS_START={first}", f"set FACTORY_PARTITIONS_START={early} or earlier",
                   "drop the file again"):
         assert words in detail, detail
     assert not (paths.landing / "transactions" / name).exists()

@@ -123,3 +123,120 @@ def test_override_feedback_joins_entities_of_any_type():
     feedback = override_feedback(conn, spec, labelled, dt.date(2019, 3, 2))
     # rows 7 and 8 were overridden (9 belongs to another use case): the operator was right once, the model twice
     assert feedback == {"rows": 2.0, "operator_accuracy": 0.5, "model_accuracy": 1.0, "disagreement_rate": 0.5}
+
+
+# ---- every saved report says what it is, for which day, against what, within which limits ----
+
+
+class _Page:
+    """The text a reader sees in a saved report (outside scripts and styles), and its <title>."""
+
+    def __init__(self, path):
+        from html.parser import HTMLParser
+
+        page = self
+
+        class Parser(HTMLParser):
+            def __init__(self):
+                super().__init__(convert_charrefs=True)
+                self.stack: list[str] = []
+
+            def handle_starttag(self, tag, attrs):
+                self.stack.append(tag)
+
+            def handle_endtag(self, tag):
+                while self.stack and self.stack.pop() != tag:
+                    pass
+
+            def handle_data(self, data):
+                where = self.stack[-1] if self.stack else ""
+                if where == "title":
+                    page.title += data
+                elif where not in ("script", "style"):
+                    page.text += " " + data
+
+        self.title, self.text = "", ""
+        self.raw = path.read_text()
+        Parser().feed(self.raw)
+        self.text = " ".join(self.text.split())
+
+
+def _context(reference: str, use_case="late_delivery", tier="medium"):
+    return mon.ReportContext(use_case=use_case, day="2025-02-10", risk_tier=tier,
+                             limits=mon.monitoring_config().tiers[tier], model_version="v0003", reference=reference)
+
+
+EXTRA = {"training_as_of": "2025-02-01", "test_window": ["2025-01-18", "2025-01-31"],
+         "reference": {"file": "reference.parquet", "rows": 900, "sampling": "uniform without replacement, at most "
+                       "5000 rows, seed 0", "days": [f"2025-01-{d:02d}" for d in (20, 22, 24, 26, 28, 30)] + ["2025-02-01"]}}
+
+
+def test_a_drift_report_is_headed_with_its_use_case_day_reference_and_limits(tmp_path):
+    reference, current = frames(400, shift=0.5)
+    reference = reference.with_columns(prediction=pl.Series(np.linspace(0, 1, 400)))
+    current = current.with_columns(prediction=pl.Series(np.linspace(0.2, 1, 400)))
+    context = _context(mon.drift_reference_text("v0003", EXTRA))
+    config = mon.monitoring_config()
+    limits = config.tiers["medium"]
+    mon.data_drift(reference, current, ["stable", "moving", "channel", "order_ref"], config=config,
+                   report_path=tmp_path / "data_drift.html", context=context)
+    mon.data_drift(reference, current, ["prediction"], config=config, report_path=tmp_path / "prediction_drift.html",
+                   context=context, kind="prediction drift")
+
+    data = _Page(tmp_path / "data_drift.html")
+    assert data.raw.lstrip().lower().startswith("<!doctype html")
+    assert data.title == "late_delivery: data drift on 2025-02-10"
+    assert data.text.startswith("late_delivery: data drift on 2025-02-10 Monitors data drift of 3 column(s): "
+                                "stable, moving, channel; left out: order_ref (400 categories")
+    for fragment in ("Day 2025-02-10: the day's scoring batch, 400 rows",
+                     "Reference model v0003's drift reference: the scoring sets of 7 days from 2025-01-20 to "
+                     "2025-02-01, scored by the model (up to its training as-of date 2025-02-01); "
+                     "uniform without replacement, at most 5000 rows, seed 0; 400 rows",
+                     f"Limits max_drift_share {limits.max_drift_share:g} (share of drifted feature columns",
+                     "medium tier of governance/policy.yaml",
+                     f"a column drifts when its distance exceeds {config.column_threshold:g}",
+                     "Method wasserstein (numbers) / jensenshannon (categories)",
+                     "Count of Drifted Columns"):  # Evidently's own widgets still follow (rendered in the page)
+        assert fragment in (data.text if fragment != "Count of Drifted Columns" else data.raw), fragment
+    assert "Drift in column 'moving'" in data.raw  # what the UI test opens: each column's own section
+
+    prediction = _Page(tmp_path / "prediction_drift.html")
+    assert prediction.title == "late_delivery: prediction drift on 2025-02-10"
+    assert "Monitors drift of the predictions (column prediction) of model v0003" in prediction.text
+    assert f"Limits max_prediction_drift {limits.max_prediction_drift:g} (drift score of the predictions; above it " \
+        "retraining is recommended), medium tier of governance/policy.yaml Method" in prediction.text
+    assert "Reference model v0003's drift reference" in prediction.text
+
+
+def test_a_quality_report_is_headed_with_the_expected_metric_and_its_limits(tmp_path):
+    rng = np.random.default_rng(1)
+    p = rng.uniform(size=300)
+    labelled = pl.DataFrame({"prediction": p, "actual": (rng.uniform(size=300) < p).astype(np.int8),
+                             "model_version": ["v0003"] * 300})
+    reference = mon.quality_reference_text("auc", 0.8123, {"v0003": EXTRA})
+    limits = mon.monitoring_config().tiers["medium"]
+    result = mon.model_quality(labelled, "binary", report_path=tmp_path / "quality.html", context=_context(reference),
+                               metric="auc", scored="2025-02-03")
+    assert result.report_path == tmp_path / "quality.html"
+    page = _Page(tmp_path / "quality.html")
+    assert page.title == "late_delivery: live quality (auc) on 2025-02-10"
+    for fragment in ("Monitors auc of the predictions of v0003 scored on 2025-02-03 against their outcomes, "
+                     "300 labelled rows (binary classification: ClassificationPreset)",
+                     "Day 2025-02-10: outcomes known by the end of the day, for the predictions scored on 2025-02-03",
+                     "Reference expected auc 0.8123: the test auc recorded when the scoring model was trained "
+                     "(v0003 tested on 2025-01-18 to 2025-01-31)",
+                     f"Limits max_quality_drop {limits.max_quality_drop:g} (relative loss against the expected metric",
+                     f"at least {limits.min_labelled_rows} labelled rows (min_labelled_rows), medium tier"):
+        assert fragment in page.text, fragment
+
+
+def test_the_heading_is_escaped(tmp_path):
+    reference, current = frames(200, shift=0.0)
+    hostile = '<script>alert("x")</script> & <b>bold</b>'
+    mon.data_drift(reference, current, ["stable"], report_path=tmp_path / "r.html",
+                   context=_context(hostile, use_case='uc"<i>'))
+    page = _Page(tmp_path / "r.html")
+    assert hostile in page.text and page.title.startswith('uc"<i>: data drift')  # shown as text...
+    heading = page.raw[page.raw.index('<header id="factory-report-heading"'):page.raw.index("</header>")]
+    assert "<script>" not in heading and "<b>" not in heading and "<i>" not in heading  # ...never as markup
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;" in heading

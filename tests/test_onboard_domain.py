@@ -658,7 +658,7 @@ def test_onboarding_a_second_domain_touches_only_its_folder_and_the_workspace(tm
     assert report["groups"][f"processing/{PRODUCT}"] == "processing"
     assert report["owners"][f"processing/{PRODUCT}"] == ["clinic-data@clinic.example"]  # from the product contract
     assert {f"processing/{PRODUCT}:contract", f"processing/{PRODUCT}:freshness",
-            f"processing/{PRODUCT}:unique_{PRODUCT}_visit_id"} <= set(report["check_names"])
+            f"processing/{PRODUCT}:unique__visit_id"} <= set(report["check_names"])
     assert {f"{UNIT}_nightly", f"{UNIT}_training"} <= set(report["jobs"])
 
     # -- the first 90 nights: raw -> products -> feature set ---------------------------------------
@@ -667,7 +667,7 @@ def test_onboarding_a_second_domain_touches_only_its_folder_and_the_workspace(tm
     history_rows = sum(n for day, n in per_day.items() if day < SCORED)
     assert history["materialized"][f"processing/{PRODUCT}"]["dagster/row_count"] == history_rows
     assert history["checks"][f"processing/{PRODUCT}:contract"] is True
-    assert history["checks"][f"processing/{PRODUCT}:unique_{PRODUCT}_visit_id"] is True  # the unit's dbt test
+    assert history["checks"][f"processing/{PRODUCT}:unique__visit_id"] is True  # the unit's dbt test
     assert history["checks"][f"assembly/{FEATURE_SET}:contract"] is True
     patients_seen = len({v[1] for v in visits if v[2] < SCORED})
     assert history["materialized"][f"assembly/{FEATURE_SET}"]["dagster/row_count"] == patients_seen

@@ -194,7 +194,7 @@ def test_segment_gap_over_the_limit_fails(policy):
     assert not result.passed
     assert "gap 13.3% > max_segment_gap" in result.detail and "10%" in result.detail
     assert "(north)" in result.detail and "(south)" in result.detail
-    assert "channel: not measured" in result.detail
+    assert "channel: not measured (no such column in the training set)" in result.detail
 
 
 def test_segment_gap_under_the_limit_passes_and_small_segments_are_ignored(policy):
@@ -226,6 +226,46 @@ def test_segment_gap_is_direction_aware(policy):
     assert "best 0.7 (south)" in _rule(
         evaluate_promotion(policy, _facts(**{**facts, "higher_is_better": True}, segment_metrics=bad)), "segment_gap"
     ).detail
+
+
+def _demand_facts(segments):
+    return _facts(use_case="demand_forecast", risk_tier="low", uses=("replenishment",), metric="wape",
+                  higher_is_better=False, metrics={"wape": 0.70}, baseline_metrics={"wape": 1.0},
+                  champion_metrics=None, segment_metrics=segments)
+
+
+def test_sparse_segments_are_compared_on_their_error_relative_to_the_baseline(policy):
+    """The demo's regions: one warehouse in west, two in east, so east's daily counts are half as
+    big and its WAPE a third higher for the same model; relative to the seasonal-naive baseline on
+    the same rows the model serves both alike. A model that is worse in one region still fails."""
+    fair = {"region": {"west": {"rows": 11200, "wape": 0.62, "relative_mae": 0.78},
+                       "east": {"rows": 22400, "wape": 0.83, "relative_mae": 0.77}}}
+    result = _rule(evaluate_promotion(policy, _demand_facts(fair)), "segment_gap")
+    assert result.passed, result.detail
+    assert "region: relative_mae best 0.77 (east) worst 0.78 (west), gap 1.3% <= max_segment_gap" in result.detail
+    worse_in_east = {"region": {"west": {"rows": 11200, "wape": 0.62, "relative_mae": 0.70},
+                                "east": {"rows": 22400, "wape": 0.70, "relative_mae": 0.98}}}
+    result = _rule(evaluate_promotion(policy, _demand_facts(worse_in_east)), "segment_gap")
+    assert not result.passed and "worst 0.98 (east), gap 40.0% > max_segment_gap" in result.detail
+
+
+def test_relative_error_is_the_models_error_over_the_baselines_on_each_segments_rows():
+    """Poisson counts: one region at rate 2, one at rate 8. Knowing each region's rate, the model's
+    WAPE differs ~2x between them (noise), its error relative to a naive draw hardly at all."""
+    import numpy as np
+    import polars as pl
+
+    from factory_assets.assembly.templates import segment_metrics
+
+    rng = np.random.default_rng(3)
+    region = np.repeat(["sparse", "dense"], 20_000)
+    rate = np.where(region == "sparse", 2.0, 8.0)
+    y, naive = rng.poisson(rate).astype(float), rng.poisson(rate).astype(float)  # naive: last week's count
+    out = segment_metrics(pl.DataFrame({"region": region}), y, np.floor(rate), "regression", ("region",), baseline=naive)
+    sparse, dense = out["region"]["sparse"], out["region"]["dense"]
+    assert sparse["wape"] / dense["wape"] > 1.6
+    assert abs(sparse["relative_mae"] / dense["relative_mae"] - 1) < 0.1
+    assert "relative_mae" not in segment_metrics(pl.DataFrame({"region": region}), y, rate, "regression", ("region",))["region"]["sparse"]
 
 
 def test_pii_features_fail_for_low_tier_and_pass_for_high(policy):

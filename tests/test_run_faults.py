@@ -391,7 +391,7 @@ def test_the_nightly_run_fails_at_once_when_both_scored_use_cases_cannot_score(c
         champion = champions.registry.get(use_case, "champion")
         with open(champion.model_path, "ab") as model:
             model.write(b"\n# edited by hand\n")
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     result = champions.defs.resolve_job_def("supply_chain_nightly").execute_in_process(
         instance=champions.instance, run_config=QUIET, partition_key=END.isoformat(), raise_on_error=False)
     seconds = time.monotonic() - started
@@ -402,7 +402,18 @@ def test_the_nightly_run_fails_at_once_when_both_scored_use_cases_cannot_score(c
     for use_case in SCORED:
         assert use_case in failed[f"distribution__{use_case}_predictions"]
     # nothing downstream waits for ever: what reads the failed or empty products is skipped
-    assert {"operations_dbt_models", "feedback__use_case_portfolio"} <= set(report["skipped_steps"])
+    assert "operations_dbt_models" in report["skipped_steps"]
+    # governance is abandoned with the failed steps; the failure sensor builds it after the night
+    sensor = champions.defs.get_sensor_def("governance_after_failed_night")
+    [request] = sensor(dg.build_sensor_context(instance=champions.instance, cursor=str(started_at)))
+    assert request.run_key == f"after:{result.run_id}"
+    review = champions.defs.resolve_job_def("policy_review").execute_in_process(
+        instance=champions.instance, run_config=QUIET, tags=request.tags)
+    assert review.success
+    portfolio = [e.materialization for e in review.get_asset_materialization_events()
+                 if e.asset_key.path[-1] == "use_case_portfolio"]
+    statuses = portfolio[-1].metadata["statuses"].value
+    assert set(SCORED) <= set(statuses)
     assert report["materialized"]  # raw, products and feature sets still ran
     print_report(report)
     out = capsys.readouterr().out

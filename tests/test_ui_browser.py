@@ -28,7 +28,7 @@ import pytest
 from factory_assets.definitions import build_definitions
 from factory_assets.raw_material.simulator import SimulationConfig, generate_demo_data
 from factory_assets.resources import FactoryStore
-from factory_assets.settings import PROJECT_ROOT, FactoryPaths, ensure_dagster_home
+from factory_assets.settings import PROJECT_ROOT, FactoryPaths, ensure_dagster_home, record_partitions_start
 
 START, DAYS = date(2025, 1, 6), 42
 UI_NIGHT = START + timedelta(days=DAYS - 1)  # the last night: launched from the UI
@@ -100,9 +100,14 @@ def ui(tmp_path_factory):
                FACTORY_WAREHOUSE_PATH=str(home / "warehouse.duckdb"),
                FACTORY_ARTIFACTS_URL=f"http://127.0.0.1:{artifacts_port}",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env["FACTORY_DBT_COLUMN_METADATA"] = "1"  # the column schema and lineage the README points analysts to
+    env.pop("FACTORY_PARTITIONS_START", None)
     patch = pytest.MonkeyPatch()
-    for key in ("FACTORY_HOME", "DAGSTER_HOME", "FACTORY_WAREHOUSE_PATH", "FACTORY_ARTIFACTS_URL"):
+    for key in ("FACTORY_HOME", "DAGSTER_HOME", "FACTORY_WAREHOUSE_PATH", "FACTORY_ARTIFACTS_URL",
+                "FACTORY_DBT_COLUMN_METADATA"):
         patch.setenv(key, env[key])
+    patch.delenv("FACTORY_PARTITIONS_START", raising=False)
+    record_partitions_start(START)  # as `factory data generate` does: the UI's partitions start with the data
     _build_world(home)
     log = open(home / "factory_ui.log", "w")
     server = subprocess.Popen(
@@ -118,6 +123,7 @@ def ui(tmp_path_factory):
             yield SimpleNamespace(url=f"http://127.0.0.1:{port}", port=port, page=page, shots=shots, home=home,
                                   client=DagsterGraphQLClient("127.0.0.1", port_number=port), log=home / "factory_ui.log")
             browser.close()
+        _publish_pictures(shots)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -126,6 +132,20 @@ def ui(tmp_path_factory):
             os.killpg(server.pid, signal.SIGKILL)
         log.close()
         patch.undo()
+
+
+#: The README's pictures, retaken by these tests: FACTORY_UPDATE_SCREENSHOTS=1 copies them into docs/.
+README_PICTURES = {"lineage.png": "lineage.png", "processing_lineage.png": "lineage-processing.png",
+                   "cross_location_lineage.png": "cross-location-lineage.png", "drift_report.png": "drift-report.png",
+                   "column_lineage.png": "column-lineage.png", "product_columns.png": "product-columns.png",
+                   "portfolio.png": "portfolio.png"}
+
+
+def _publish_pictures(shots: Path) -> None:
+    if os.environ.get("FACTORY_UPDATE_SCREENSHOTS") == "1":
+        for shot, picture in README_PICTURES.items():
+            if (shots / shot).is_file():
+                shutil.copyfile(shots / shot, PROJECT_ROOT / "docs" / picture)
 
 
 def _wait_for_run(ui, run_id: str) -> dg.DagsterRunStatus:
@@ -159,6 +179,10 @@ def test_the_lineage_shows_the_five_layers_and_crosses_into_the_business_unit_lo
     page.wait_for_timeout(1500)  # let the graph settle before the picture
     page.screenshot(path=str(ui.shots / "lineage.png"))
     assert all(layer in page.inner_text("body") for layer in LAYERS)
+    page.goto(f"{ui.url}/locations/ai_factory/asset-groups/processing/lineage", wait_until="networkidle")
+    page.get_by_text("fct_order_lines").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(ui.shots / "processing_lineage.png"))
     # the business unit's training set (location customer_care) reads the core's feature set
     page.goto(f"{ui.url}/assets/assembly/complaint_risk_training_set?view=lineage&lineageScope=upstream",
               wait_until="networkidle")
@@ -218,5 +242,68 @@ def test_a_drift_report_opens_from_the_monitors_metadata(ui):
     report.wait_for_load_state("load")
     report.get_by_text("Count of Drifted Columns").first.wait_for(timeout=60_000)
     assert "Drift in column 'net_amount'" in report.content()  # a monitored feature's own section
+    title = f"late_delivery: data drift on {UI_NIGHT.isoformat()}"  # what, for which day, against what, which limits
+    assert report.title().startswith(title) and report.get_by_text(title).first.is_visible()
+    head = report.inner_text("body")
+    assert "drift reference" in head and "max_drift_share 0.5" in head and "medium tier" in head
     report.screenshot(path=str(ui.shots / "drift_report.png"))
     report.close()
+
+
+def _show_markdown(page, label: str) -> str:
+    """The markdown value of metadata entry ``label`` on the current page: the UI draws a short one
+    in its row and a long one behind *Show Markdown*, in a dialog."""
+    first_cell = page.locator("td:first-child", has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+    row = page.locator("tr").filter(has=first_cell).first
+    try:
+        row.wait_for(timeout=60_000)
+    except Exception:
+        page.screenshot(path=str(Path(os.environ.get("FACTORY_TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts"))
+                                 / "ui" / f"missing_{label}.png"), full_page=True)
+        raise
+    button = row.get_by_text("Show Markdown")
+    if not button.count():
+        return row.inner_text()
+    button.first.click()
+    dialog = page.get_by_role("dialog").first
+    dialog.wait_for(timeout=30_000)
+    return dialog.inner_text()
+
+
+def test_a_data_product_shows_its_contract_columns_and_their_lineage(ui):
+    """The README: each column's contract description, type and classification on the asset's
+    overview, and its column lineage as a table in the latest materialization's metadata."""
+    page = ui.page
+    page.goto(f"{ui.url}/assets/processing/fct_order_lines", wait_until="networkidle")
+    page.get_by_text("Order line key, order_id || '-' || line_number.").first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "Pseudonymised customer" in body and "VARCHAR" in body and "character varying" not in body
+    assert "classification: internal" in body and "classification: pseudonymised" in body  # customer_key
+    page.screenshot(path=str(ui.shots / "product_columns.png"))
+    page.goto(f"{ui.url}/assets/processing/fct_order_lines?view=events", wait_until="networkidle")
+    lineage = _show_markdown(page, "column_lineage")
+    assert re.search(r"days_late\s.*raw_material/deliveries\.delivered_date.*raw_material/transactions\.promised_date",
+                     lineage), lineage
+    assert re.search(r"customer_key\s.*raw_material/transactions\.customer_id", lineage), lineage
+    page.screenshot(path=str(ui.shots / "column_lineage.png"))
+    page.keyboard.press("Escape")
+
+
+def test_the_portfolio_is_built_every_night(ui):
+    page = ui.page
+    page.goto(f"{ui.url}/assets/feedback/use_case_portfolio?view=events", wait_until="networkidle")
+    table = _show_markdown(page, "portfolio")
+    for use_case in ("late_delivery", "demand_forecast", "purchase_propensity", "complaint_risk"):
+        assert use_case in table, table
+    assert "Never materialized" not in page.inner_text("body")
+    page.screenshot(path=str(ui.shots / "portfolio.png"))
+    page.keyboard.press("Escape")
+
+
+def test_the_partitions_start_with_the_data(ui):
+    page = ui.page
+    page.goto(f"{ui.url}/assets/raw_material/transactions?view=partitions", wait_until="networkidle")
+    page.get_by_text(START.isoformat()).first.wait_for(timeout=60_000)
+    body = page.inner_text("body")
+    assert "2024-01-01" not in body and (START - timedelta(days=1)).isoformat() not in body
+    page.screenshot(path=str(ui.shots / "raw_partitions.png"))

@@ -19,7 +19,11 @@ from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.keys import champion_key, feature_set_key, model_key, product_key, training_set_key
 from factory_assets.lib.contract_checks import evaluate_contract
 from factory_assets.lib.contracts import DataContract
+from factory_assets.lib.metadata import round_metadata
 from factory_assets.resources import FactoryStore, GovernancePolicy
+
+#: Metadata key of the observation a model asset records when its training set is too short to train on.
+NOT_TRAINED = "not_trained"
 
 
 def product_versions(conn, products) -> dict[str, dict]:
@@ -123,7 +127,7 @@ def _model_metadata(outcome) -> dict:
     metadata.update({f"baseline/{k}": dg.MetadataValue.float(float(v)) for k, v in best.baseline_metrics.items()})
     top = sorted(best.model.feature_importance().items(), key=lambda kv: -kv[1])[:10]
     metadata.update({f"importance/{k}": dg.MetadataValue.float(float(v)) for k, v in top})
-    return metadata
+    return round_metadata(metadata)
 
 
 def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
@@ -162,7 +166,7 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
         data_version = frame_version(frame)
         info_path.write_text(json.dumps({"as_of": as_of.isoformat(), "data_version": data_version, "products": lineage}))
         return dg.MaterializeResult(
-            metadata={
+            metadata=round_metadata({
                 "dagster/row_count": dg.MetadataValue.int(frame.height),
                 "as_of": as_of.isoformat(),
                 "path": str(path),
@@ -171,7 +175,7 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
                 "feature_set_versions": json.dumps(versions),
                 "max_training_rows": spec.max_training_rows or "no limit",
                 "first_split_day": str(frame["split_time"].min()) if "split_time" in frame.columns and frame.height else "none",
-            },
+            }),
             data_version=dg.DataVersion(data_version),
         )
 
@@ -182,13 +186,27 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
         "early stopping, compares it with the naive baseline on the same test window, and registers it as challenger.",
         check_specs=[dg.AssetCheckSpec("beats_baseline", asset=trained_key, blocking=True,
                                        description=f"Blocking: the model beats the naive baseline on {spec.metric}.")],
+        output_required=False,
     )
     def _model(context: dg.AssetExecutionContext, config: TrainingConfig, store: FactoryStore,
-               policy: GovernancePolicy) -> dg.MaterializeResult:
+               policy: GovernancePolicy):
         from factory_assets.assembly.lifecycle import train_and_register
+        from factory_assets.assembly.training import MIN_SPLIT_TIMES
 
         path, info_path = training_set_paths(store, spec.name)
         frame, info = pl.read_parquet(path), json.loads(info_path.read_text())
+        times = frame["split_time"].n_unique() if "split_time" in frame.columns else 0
+        if times < MIN_SPLIT_TIMES:  # too little history yet: not an error of the run, a state of the use case
+            reason = (f"{spec.name} not trained: its training set as of {info['as_of']} has {frame.height} rows over "
+                      f"{times} distinct time(s); a time split into train, validation and test needs at least "
+                      f"{MIN_SPLIT_TIMES} ({builder.description or 'see its training-set builder'}). Land more history, "
+                      "then run assembly_training again")
+            context.log.warning(reason)
+            yield dg.AssetObservation(asset_key=trained_key, metadata={NOT_TRAINED: reason})
+            # nothing was trained, so nothing beats the baseline: a warning (the use case waits), not an error
+            yield dg.AssetCheckResult(check_name="beats_baseline", passed=False, severity=dg.AssetCheckSeverity.WARN,
+                                      metadata={NOT_TRAINED: reason})
+            return
         with store.warehouse(read_only=True) as conn:
             outcome = train_and_register(spec, frame, info, builder=builder, registry=store.registry(),
                                          policy=policy.current(), conn=conn, feature_set_versions=versions,
@@ -197,10 +215,11 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
         best = outcome.best
         check = dg.AssetCheckResult(
             check_name="beats_baseline", passed=outcome.beats_baseline, severity=dg.AssetCheckSeverity.ERROR,
-            metadata={"metric": spec.metric, "model": float(best.metrics[spec.metric]),
-                      "baseline": float(best.baseline_metrics[spec.metric]), "baseline_kind": best.baseline_name},
+            metadata=round_metadata({"metric": spec.metric, "model": float(best.metrics[spec.metric]),
+                                     "baseline": float(best.baseline_metrics[spec.metric]),
+                                     "baseline_kind": best.baseline_name}),
         )
-        return dg.MaterializeResult(metadata=_model_metadata(outcome), check_results=[check])
+        yield dg.MaterializeResult(metadata=_model_metadata(outcome), check_results=[check])
 
     @dg.asset(
         key=gate_key, group_name="assembly", owners=owners, tags=tags, deps=[trained_key], kinds={"python"},
@@ -237,6 +256,6 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
         else:
             check = dg.AssetCheckResult(check_name="policy", passed=True,
                                         metadata={"summary": "no champion yet: nothing scores"})
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+        return dg.MaterializeResult(metadata=round_metadata(metadata), check_results=[check])
 
     return [_training_set, _model, _champion]

@@ -7,6 +7,7 @@ and go to the engines as one float32 numpy matrix: no pandas copy of the whole t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,8 +43,14 @@ class TemplateResult:
 
 
 def segment_metrics(frame: pl.DataFrame, y: np.ndarray, prediction: np.ndarray, task: str,
-                    columns: tuple[str, ...]) -> dict[str, dict[str, dict[str, float]]]:
-    """Metrics of ``prediction`` per value of each segment column present in ``frame`` (test rows)."""
+                    columns: tuple[str, ...], baseline: np.ndarray | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Metrics of ``prediction`` per value of each segment column present in ``frame`` (test rows).
+
+    With a naive forecast as ``baseline``, each segment also gets ``relative_mae``: the model's MAE
+    over the naive forecast's on the same rows (a scaled error, as MASE). Raw errors grow with a
+    series' noise (sparse daily counts have a larger WAPE however good the forecast), the naive
+    forecast's alike, so forecasts' segments are compared on this ratio instead. (A training-mean
+    baseline's error measures the target's spread, not noise: other regressions keep WAPE.)"""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for column in columns:
         if column not in frame.columns:
@@ -56,6 +63,9 @@ def segment_metrics(frame: pl.DataFrame, y: np.ndarray, prediction: np.ndarray, 
                 metrics = classification_metrics(y[mask], prediction[mask]) if len(np.unique(y[mask])) == 2 else {}
             else:
                 metrics = regression_metrics(y[mask], prediction[mask])
+                if baseline is not None:
+                    naive = regression_metrics(y[mask], baseline[mask])["mae"]
+                    metrics["relative_mae"] = metrics["mae"] / naive if naive > 0 else math.nan
             out[column][str(value)] = {"rows": int(mask.sum()), **{k: float(v) for k, v in metrics.items()}}
     return out
 
@@ -153,7 +163,8 @@ def fit_template(
             baseline, baseline_name = mean_baseline(y[train_idx], len(test_idx)), "training mean"
         baseline_metrics = regression_metrics(y_test, baseline)
     test_times = times[test_idx]
-    segments = segment_metrics(frame[test_idx], y_test, prediction, task, segment_columns)
+    segments = segment_metrics(frame[test_idx], y_test, prediction, task, segment_columns,
+                               baseline=baseline if template == "forecasting" else None)
     return TemplateResult(
         model=model,
         metrics=metrics,

@@ -488,6 +488,10 @@ def seasonal_naive(values_lag_season: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
+#: Distinct time values a training set needs: one each for training, validation and test.
+MIN_SPLIT_TIMES = 3
+
+
 def time_split(
     times: np.ndarray, valid_fraction: float = 0.15, test_fraction: float = 0.15
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -508,7 +512,7 @@ def time_split(
     n_valid = max(1, int(round(n * valid_fraction)))
     n_train = n - n_valid - n_test
     if n_train < 1:
-        raise ValueError(f"need at least 3 distinct times for a train/valid/test split, got {n}")
+        raise ValueError(f"need at least {MIN_SPLIT_TIMES} distinct times for a train/valid/test split, got {n}")
     train = np.flatnonzero(inverse < n_train)
     valid = np.flatnonzero((inverse >= n_train) & (inverse < n_train + n_valid))
     test = np.flatnonzero(inverse >= n_train + n_valid)

@@ -14,9 +14,24 @@ from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.distribution import scoring
 from factory_assets.keys import champion_key, feature_set_key, predictions_key
 from factory_assets.lib.contracts import ContractError, prediction_contract, prediction_contract_path
+from factory_assets.lib.metadata import round_metadata
 from factory_assets.processing.checks import contract_check, freshness_check
 from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.resources import FactoryStore, GovernancePolicy
+
+
+def no_champion_reason(instance: dg.DagsterInstance, use_case: str) -> str:
+    """Why ``use_case`` has no champion, in words: never through its gate, or what its last gate said
+    (a failed rule, approvals still missing), read from the champion asset's last materialization."""
+    event = instance.get_latest_materialization_event(champion_key(use_case))
+    if event is None or event.asset_materialization is None:
+        return f"{use_case} has no champion: no model has been through its promotion gate (run the assembly_training job)"
+    meta = event.asset_materialization.metadata
+    if "promoted" in meta and meta["promoted"].value:
+        return (f"{use_case} has no champion: the one its last gate promoted (run {event.run_id[:8]}) was withdrawn "
+                f"since (`factory models {use_case}` shows the alias history)")
+    said = meta["reason"].value if "reason" in meta else "no reason recorded"
+    return f"{use_case} has no champion: its last promotion gate (run {event.run_id[:8]}) kept the challenger, {said}"
 
 
 def snapshot_folder(store: FactoryStore, use_case: str):
@@ -74,7 +89,7 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         try:
             champion = registry.get(spec.name, "champion")
         except RegistryKeyError:
-            context.log.warning(f"{spec.name} has no champion yet (run the assembly_training job): nothing scored.")
+            context.log.warning(f"{no_champion_reason(context.instance, spec.name)}: nothing scored.")
             return
         try:  # a champion whose manifest or files changed after registration never scores
             champion = registry.verify(spec.name, champion.version)
@@ -116,7 +131,7 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         rows_by_day = {day: rows.height for day, rows in written.items()}
         means = [float(rows["prediction"].mean()) for rows in written.values() if rows.height]
         context.log.info(f"Scored {sum(rows_by_day.values())} rows over {len(days)} day(s) with {champion.version}.")
-        yield dg.MaterializeResult(metadata={
+        yield dg.MaterializeResult(metadata=round_metadata({
             "dagster/row_count": dg.MetadataValue.int(sum(rows_by_day.values())),
             "rows_per_day": dg.MetadataValue.json({str(d): n for d, n in rows_by_day.items()}),
             "model_version": champion.version,
@@ -125,7 +140,7 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
             "contract_version": contract.version if contract else "none (nothing scored)",
             "contract": str(contract.path) if contract else "none",
             "table": table,
-        })
+        }))
 
     return _predictions
 

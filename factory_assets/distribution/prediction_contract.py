@@ -13,7 +13,8 @@ import polars as pl
 import yaml
 
 from factory_assets.assembly.specs import UseCaseSpec
-from factory_assets.lib.contracts import DataContract, parse_contract
+from factory_assets.lib.contracts import (WAREHOUSE_SERVER, WAREHOUSE_SERVER_DATABASE, WAREHOUSE_SERVER_DESCRIPTION,
+                                          DataContract, parse_contract)
 
 _TYPES = {pl.Date: ("date", "DATE"), pl.Boolean: ("boolean", "BOOLEAN"), pl.String: ("string", "VARCHAR"),
           pl.Float64: ("number", "DOUBLE"), pl.Float32: ("number", "FLOAT"), pl.Int64: ("integer", "BIGINT"),
@@ -30,7 +31,8 @@ def _types(dtype: pl.DataType) -> tuple[str, str]:
 
 
 def prediction_contract_document(spec: UseCaseSpec, rows_schema: dict[str, pl.DataType]) -> dict:
-    """The ODCS document of ``predictions.<use case>`` for rows with ``rows_schema``."""
+    """The ODCS document of ``predictions.<use case>`` for rows with ``rows_schema`` (table ``<use case>``
+    on the warehouse server, schema ``predictions``)."""
     team = spec.owner.removeprefix("team:").split("@")[0]
     keys = [c for c in rows_schema if c not in ("prediction", "model_version", "feature_snapshot_id",
                                                 "features_as_of", "scored_at")]
@@ -46,7 +48,7 @@ def prediction_contract_document(spec: UseCaseSpec, rows_schema: dict[str, pl.Da
         properties.append(prop)
     return {
         "apiVersion": "v3.1.0", "kind": "DataContract", "id": f"urn:ai-factory:prediction:{spec.name}",
-        "name": f"{spec.name}_predictions", "version": "1.0.0", "status": "active", "domain": spec.business_unit,
+        "name": f"{spec.name}_predictions", "version": "1.1.0", "status": "active", "domain": spec.business_unit,
         "dataProduct": f"{spec.name}_predictions",
         "description": {"purpose": f"Nightly predictions of use case {spec.name} by its champion: "
                                    f"{spec.description.strip()}",
@@ -59,7 +61,10 @@ def prediction_contract_document(spec: UseCaseSpec, rows_schema: dict[str, pl.Da
                            "element": f"{spec.name}_predictions.scored_date"}],
         "customProperties": [{"property": "useCase", "value": spec.name},
                              {"property": "generatedFrom", "value": "use-case declaration"}],
-        "schema": [{"name": f"{spec.name}_predictions", "physicalName": f"predictions.{spec.name}",
+        # the warehouse as an ODCS duckdb server, so `datacontract test` can check the product too
+        "servers": [{"server": WAREHOUSE_SERVER, "type": "duckdb", "description": WAREHOUSE_SERVER_DESCRIPTION,
+                     "database": WAREHOUSE_SERVER_DATABASE, "schema": "predictions"}],
+        "schema": [{"name": f"{spec.name}_predictions", "physicalName": spec.name,
                     "physicalType": "table", "properties": properties,
                     "quality": [{"metric": "duplicateValues", "mustBe": 0, "arguments": {"properties": keys}}]}],
     }

@@ -17,10 +17,11 @@ from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.training import higher_is_better
 from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.assembly.templates import TEMPLATE_TASK
-from factory_assets.distribution.assets import snapshot_path
+from factory_assets.distribution.assets import no_champion_reason, snapshot_path
 from factory_assets.feedback import monitoring as mon
 from factory_assets.feedback.outcomes import labelled_predictions, override_feedback
 from factory_assets.keys import monitoring_key, predictions_key, product_key
+from factory_assets.lib.metadata import round_metadata
 from factory_assets.lib.warehouse_sql import table_exists
 from factory_assets.raw_material.assets import daily_partitions
 from factory_assets.resources import FactoryStore
@@ -68,11 +69,15 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, builder: TrainingS
         reference = pl.read_parquet(version.path / version.manifest["extra"]["reference"]["file"])
         current = pl.read_parquet(snapshot)
         features = [f for f in version.feature_names if f not in spec.drift_exclude]
-        drift = mon.data_drift(reference, current, features, config=config, report_path=reports / "data_drift.html")
+        heading = mon.ReportContext(spec.name, day.isoformat(), spec.risk_tier, limits, model_version=model_version,
+                                    reference=mon.drift_reference_text(model_version, version.manifest.get("extra", {})))
+        drift = mon.data_drift(reference, current, features, config=config, report_path=reports / "data_drift.html",
+                               context=heading)
         drift.excluded.update({f: "calendar position of the batch (use case's drift_exclude)"
                                for f in version.feature_names if f in spec.drift_exclude})
         prediction = mon.data_drift(reference, current, ["prediction"], config=config,
-                                    report_path=reports / "prediction_drift.html")
+                                    report_path=reports / "prediction_drift.html", context=heading,
+                                    kind="prediction drift")
         prediction_score = prediction.scores.get("prediction", 0.0)
         metadata.update({
             "model_version": model_version,
@@ -101,11 +106,17 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, builder: TrainingS
     metadata["labelled_rows"] = dg.MetadataValue.int(labelled.height)
     metadata["labels_for_scored_date"] = scored.isoformat()
     if labelled.height >= limits.min_labelled_rows:
-        quality = mon.model_quality(labelled, TEMPLATE_TASK[spec.template], report_path=reports / "quality.html")
-        live = quality.metrics.get(spec.metric)
-        labelled_versions = labelled["model_version"].unique().to_list()
-        expected = [registry.get(spec.name, v).metrics.get(spec.metric) for v in labelled_versions]
+        scorers = {v: registry.get(spec.name, v) for v in labelled["model_version"].unique().to_list()}
+        expected = [m.metrics.get(spec.metric) for m in scorers.values()]
         expected = [e for e in expected if e is not None]
+        against = (mon.quality_reference_text(spec.metric, sum(expected) / len(expected),
+                                              {v: m.manifest.get("extra", {}) for v, m in scorers.items()})
+                   if expected else f"no test {spec.metric} recorded for {', '.join(sorted(scorers))}")
+        quality = mon.model_quality(labelled, TEMPLATE_TASK[spec.template], report_path=reports / "quality.html",
+                                    context=mon.ReportContext(spec.name, day.isoformat(), spec.risk_tier, limits,
+                                                              reference=against),
+                                    metric=spec.metric, scored=scored.isoformat())
+        live = quality.metrics.get(spec.metric)
         if live is not None and expected:
             reference_metric = sum(expected) / len(expected)
             drop = mon.relative_drop(higher_is_better(spec.metric), reference_metric, live)
@@ -164,13 +175,15 @@ def monitoring_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         with store.warehouse(read_only=True) as conn:
             for day in sorted(date.fromisoformat(k) for k in context.partition_keys):
                 if not _scored(conn, spec, day):
-                    context.log.info(f"{spec.name} {day}: no scores (no champion yet): nothing to monitor.")
+                    context.log.info(f"{spec.name} {day}: no scores, nothing to monitor "
+                                     f"({no_champion_reason(context.instance, spec.name)}).")
                     continue
                 metadata = monitor_day(conn, store, spec, builder, day, registry, config)
                 if metadata[BREACHES].value:
                     breached[day.isoformat()] = metadata[BREACHES].value
                     context.log.warning(f"{spec.name} {day}: {'; '.join(metadata[BREACHES].value)}")
-                yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(), metadata=metadata,
+                yield dg.AssetMaterialization(asset_key=key, partition=day.isoformat(),
+                                              metadata=round_metadata(metadata),
                                               tags={DATA_VERSION_TAG: _metadata_version(metadata)})
         yield dg.AssetCheckResult(
             check_name="within_thresholds", passed=not breached, severity=dg.AssetCheckSeverity.WARN,

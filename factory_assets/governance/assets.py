@@ -3,6 +3,16 @@ and the sensor that re-evaluates every use case when the policy file changes.
 
 The two assets sit in the ``feedback`` group (they report on the models in production); their
 tables live in the warehouse schema ``governance``.
+
+Both are built on every run that includes them, whatever the state of each use case. Dagster skips
+a step when an upstream step of the same run produced no output, and a monitoring asset never does
+(it records its partitions as ``AssetMaterialization`` events; with no champion it records
+nothing): an asset with the monitors as plain ``deps`` was skipped every night. So each is a
+graph-backed asset (:func:`_after_upstream`) whose one working op waits for all its upstream steps
+through a single fan-in input that also reads an always-present start op: Dagster skips a fan-in
+input only when *all* its sources produced nothing, so the op runs after the monitors (and reads
+their results of the night from the instance) but is never skipped by them. A failed upstream step
+still abandons it, as for any Dagster step.
 """
 
 import json
@@ -18,6 +28,7 @@ from factory_assets.resources import FactoryStore, GovernancePolicy
 from factory_assets.settings import RISK_TEAM, WAREHOUSE_WRITER_TAG
 
 GOVERNANCE_OWNER = "team:model-risk"
+NIGHTLY_JOB = "supply_chain_nightly"
 
 
 def _latest_monitoring(instance: dg.DagsterInstance, use_cases) -> dict[str, Monitoring]:
@@ -42,6 +53,42 @@ def _write(store: FactoryStore, table: str, rows: list[dict]) -> None:
         conn.unregister("_rows")
 
 
+def _after_upstream(key: dg.AssetKey, upstream: list[dg.AssetKey], compute, *, description: str,
+                    check_specs: tuple[dg.AssetCheckSpec, ...] = (), kinds: tuple[str, ...] = ("duckdb", "python"),
+                    ) -> dg.AssetsDefinition:
+    """The asset ``key`` computed by ``compute`` (an op function yielding the ``result`` output and
+    its checks' results) after every step of ``upstream`` in the same run, even those that produced
+    nothing (see the module docstring). Its lineage is ``upstream``. Steps:
+    ``<graph>.<name>_start`` (does nothing) and ``<graph>.<name>``."""
+    graph_name = key.to_python_identifier()
+    name = key.path[-1] if key.path[-1] != graph_name else f"{graph_name}_op"  # a node's name is unique in a job
+
+    @dg.op(name=f"{name}_start", out=dg.Out(dg.Nothing),
+           description=f"Starts {key.to_user_string()}: the source of its fan-in that is always produced, so the "
+           "asset is built even when no upstream step produced anything.")
+    def start():
+        return None
+
+    checks = {spec.get_python_identifier(): spec for spec in check_specs}
+    work = dg.op(name=name, description=description, ins={"upstream": dg.In(dg.Nothing)},
+                 out={"result": dg.Out(dg.Nothing), **{n: dg.Out(dagster_type=None) for n in checks}})(compute)
+    inputs = {k.to_python_identifier(): k for k in upstream}
+
+    def compose(**upstream_steps):
+        outs = work(upstream=[start(), *upstream_steps.values()])
+        return outs._asdict() if checks else {"result": outs}
+
+    graph = dg.graph(name=graph_name, description=description,
+                     ins={n: dg.GraphIn() for n in inputs},
+                     out={"result": dg.GraphOut(), **{n: dg.GraphOut() for n in checks}})(compose)
+    return dg.AssetsDefinition.from_graph(
+        graph, keys_by_input_name=inputs, keys_by_output_name={"result": key}, check_specs=list(check_specs),
+        group_name="feedback", descriptions_by_output_name={"result": description},
+        owners_by_output_name={"result": [GOVERNANCE_OWNER]},
+        tags_by_output_name={"result": {"layer": "governance", **{f"dagster/kind/{k}": "" for k in kinds}}},
+    )
+
+
 def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
     """Governance over every use case of every location (``use_cases_folder``: only those). The
     assets depend on this location's use cases (``own``; default: all): another location's assets
@@ -49,16 +96,9 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
     specs = load_use_cases(use_cases_folder) if use_cases_folder else load_use_cases()
     own = sorted(specs if own is None else own)
     champions = [champion_key(n) for n in own]
+    monitors = [monitoring_key(n) for n in own]
 
-    @dg.asset(
-        key=COMPLIANCE_KEY, group_name="feedback", deps=champions, owners=[GOVERNANCE_OWNER],
-        kinds={"duckdb", "python"}, tags={"layer": "governance"},
-        check_specs=[dg.AssetCheckSpec("champions_compliant", asset=COMPLIANCE_KEY, description=(
-            "Fails (flagged red in the UI) when a champion breaks the policy in force; lists the rules."))],
-        description="Every champion re-evaluated against the policy in force (governance/policy.yaml): per model, "
-        "which rules pass or fail. Table governance.model_compliance. Re-run automatically when the policy changes.",
-    )
-    def model_compliance(context: dg.AssetExecutionContext, store: FactoryStore, policy: GovernancePolicy):
+    def model_compliance(context: dg.OpExecutionContext, store: FactoryStore, policy: GovernancePolicy):
         from factory_assets.governance.facts import approvals_log
 
         policy = policy.current()
@@ -72,25 +112,26 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
         failing = {n: [f"{r.rule}: {r.detail}" for r in report.failed] for n, report in reports.items() if not report.passed}
         table = "\n".join(f"| {n} | {'yes' if report.passed else 'NO'} | {', '.join(r.rule for r in report.failed) or '-'} |"
                           for n, report in reports.items())
-        yield dg.MaterializeResult(metadata={
+        yield dg.Output(None, output_name="result", metadata={
             "policy_version": policy.version,
             "champions": dg.MetadataValue.int(len(reports)),
             "non_compliant": dg.MetadataValue.int(len(failing)),
             "review": dg.MetadataValue.md("| use case | compliant | failing rules |\n|---|---|---|\n" + table),
         })
-        yield dg.AssetCheckResult(check_name="champions_compliant", passed=not failing,
+        yield dg.AssetCheckResult(asset_key=COMPLIANCE_KEY, check_name="champions_compliant", passed=not failing,
                                   severity=dg.AssetCheckSeverity.ERROR,
                                   metadata={"non_compliant": dg.MetadataValue.json(failing)})
 
-    @dg.asset(
-        key=PORTFOLIO_KEY, group_name="feedback", deps=[COMPLIANCE_KEY, *[monitoring_key(n) for n in own]],
-        owners=[GOVERNANCE_OWNER], kinds={"duckdb", "python"}, tags={"layer": "governance"},
-        description="The use-case portfolio: owner business unit, risk tier, status (challenger only, champion, "
-        "non-compliant, retraining), value from the spec, last training, current champion and its health. "
-        "Table governance.portfolio.",
+    compliance = _after_upstream(
+        COMPLIANCE_KEY, [*champions, *monitors], model_compliance,
+        check_specs=(dg.AssetCheckSpec("champions_compliant", asset=COMPLIANCE_KEY, description=(
+            "Fails (flagged red in the UI) when a champion breaks the policy in force; lists the rules.")),),
+        description="Every champion re-evaluated against the policy in force (governance/policy.yaml): per model, "
+        "which rules pass or fail (drift: tonight's monitoring, when it ran). Table governance.model_compliance. "
+        "Re-run automatically when the policy changes; built every night, whatever the state of each use case.",
     )
-    def use_case_portfolio(context: dg.AssetExecutionContext, store: FactoryStore,
-                           policy: GovernancePolicy) -> dg.MaterializeResult:
+
+    def use_case_portfolio(context: dg.OpExecutionContext, store: FactoryStore, policy: GovernancePolicy):
         from factory_assets.governance.facts import approvals_log
 
         registry = store.registry()
@@ -104,12 +145,20 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
         _write(store, "portfolio", rows)
         lines = [f"| {r['use_case']} | {r['business_unit']} | {r['risk_tier']} | {r['status']} | "
                  f"{r['estimated_hours_saved_per_week']:g} | {r['champion_version'] or '-'} | {r['health']} |" for r in rows]
-        return dg.MaterializeResult(metadata={
+        yield dg.Output(None, output_name="result", metadata={
             "dagster/row_count": dg.MetadataValue.int(len(rows)),
             "portfolio": dg.MetadataValue.md("| use case | business unit | tier | status | hours saved / week | "
                                              "champion | health |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines)),
             "statuses": dg.MetadataValue.json({r["use_case"]: r["status"] for r in rows}),
         })
+
+    portfolio = _after_upstream(
+        PORTFOLIO_KEY, [COMPLIANCE_KEY, *monitors], use_case_portfolio,
+        description="The use-case portfolio: owner business unit, risk tier, status (challenger only, champion, "
+        "non-compliant, retraining, not trained), value from the spec, last training, current champion and its "
+        "health (tonight's monitoring, when it ran). Table governance.portfolio. Built every night, whatever the "
+        "state of each use case.",
+    )
 
     review_job = dg.define_asset_job(
         "policy_review", selection=dg.AssetSelection.assets(COMPLIANCE_KEY, PORTFOLIO_KEY), owners=[RISK_TEAM],
@@ -164,8 +213,30 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
     def record_approval():
         record_approval_op()
 
-    return dg.Definitions(assets=[model_compliance, use_case_portfolio], jobs=[review_job, record_approval],
-                          sensors=[policy_change])
+    @dg.sensor(name="governance_after_failed_night", job=review_job, minimum_interval_seconds=60, owners=[RISK_TEAM],
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="When a nightly run fails, its compliance review and portfolio are abandoned with the "
+               "failed steps; this runs policy_review after it, so governance's view is built every night.")
+    def governance_after_failed_night(context: dg.SensorEvaluationContext):
+        """A failed scoring step is often what governance must show (a tampered or non-compliant
+        champion). The cursor is the last failure seen; the first tick only sets it."""
+        import datetime as dt
+
+        now = dt.datetime.now(dt.timezone.utc).timestamp()
+        if context.cursor is None:
+            context.update_cursor(str(now))
+            return dg.SkipReason("watching nightly runs that fail from now on")
+        since = dt.datetime.fromtimestamp(float(context.cursor), dt.timezone.utc)
+        records = context.instance.get_run_records(
+            filters=dg.RunsFilter(job_name=NIGHTLY_JOB, statuses=[dg.DagsterRunStatus.FAILURE], updated_after=since))
+        if not records:
+            return dg.SkipReason(f"no nightly run failed since {since.isoformat(timespec='seconds')}")
+        context.update_cursor(str(max(r.update_timestamp.timestamp() for r in records)))
+        return [dg.RunRequest(run_key=f"after:{r.dagster_run.run_id}",
+                              tags={"factory/after_failed_run": r.dagster_run.run_id}) for r in records]
+
+    return dg.Definitions(assets=[compliance, portfolio], jobs=[review_job, record_approval],
+                          sensors=[policy_change, governance_after_failed_night])
 
 
 def _champion_version(store: FactoryStore, use_case: str) -> str:

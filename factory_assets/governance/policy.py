@@ -392,6 +392,10 @@ def _promotion_margin(policy: Policy, facts: ModelFacts) -> RuleResult:
 
 #: Metrics whose size follows the target's scale; segments are compared on WAPE instead.
 SCALE_DEPENDENT = {"mae", "rmse"}
+#: Error metrics of a regression; where the training recorded each segment's error relative to the
+#: naive baseline on the same rows (``relative_mae``), segments are compared on that.
+ERROR_METRICS = SCALE_DEPENDENT | {"wape"}
+RELATIVE_ERROR = "relative_mae"
 
 
 def _column_gap(
@@ -400,9 +404,13 @@ def _column_gap(
     """(gap, text) for one segment column, or (None, text) when fewer than two segments qualify.
 
     Segments below ``min_rows`` or without a finite metric are left out: their metric is noise.
-    Scale-dependent errors (MAE, RMSE) are compared as WAPE: a segment of bigger orders has bigger
-    absolute errors without being served worse."""
+    Regression errors are compared relative to the naive baseline on each segment's own rows
+    (``relative_mae``): a segment of sparser or bigger counts has a bigger raw error (MAE, even WAPE)
+    without being served worse, and the baseline suffers the same. Models registered without it
+    fall back to WAPE for MAE and RMSE."""
     m = "wape" if facts.metric in SCALE_DEPENDENT else facts.metric
+    if facts.metric in ERROR_METRICS and any(RELATIVE_ERROR in values for values in segments.values()):
+        m = RELATIVE_ERROR
     qualified = {
         str(name): float(values[m])
         for name, values in segments.items()
@@ -424,7 +432,7 @@ def _segment_gap(policy: Policy, facts: ModelFacts) -> RuleResult:
     for column in policy.segments:
         segments = facts.segment_metrics.get(column)
         if not segments:
-            parts.append(f"{column}: not measured")
+            parts.append(f"{column}: not measured (no such column in the training set)")
             continue
         gap, text = _column_gap(facts, column, segments, limits.min_segment_rows)
         if gap is not None:

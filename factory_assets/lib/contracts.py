@@ -8,6 +8,13 @@ in one YAML file changes every enforcement point at once.
 Only the subset of ODCS v3 that the factory enforces is modelled; unknown top-level keys are
 kept in ``extra`` so contracts can carry more than we read. Mistakes in the keys we *do* read
 raise ``ContractError`` naming the file and the offending field.
+
+Where a table lives: a contract of a warehouse table (data product, feature set, prediction product)
+declares the warehouse as an ODCS ``servers`` entry of type ``duckdb`` (``database``: the DuckDB
+file, ``schema``: the table's schema) and its ``physicalName`` is the table's name alone, as the
+Data Contract CLI (``datacontract test``) expects. ``DataContract.physical_name`` is always the
+relation the factory queries, ``<schema>.<table>``. A contract without a duckdb server may still
+write the schema into ``physicalName`` (``raw.weather``; the raw landing contracts do).
 """
 
 from __future__ import annotations
@@ -57,7 +64,19 @@ PHYSICAL_TO_LOGICAL = {
     "TIMESTAMP": "timestamp",
     "BOOLEAN": "boolean",
 }
-CLASSIFICATIONS = {"public", "internal", "pii"}
+#: ``pseudonymised``: a key derived from personal data (a salted hash of a customer number), not
+#: personal data itself, but never to be joined back to it.
+CLASSIFICATIONS = {"public", "internal", "pseudonymised", "pii"}
+
+#: The ODCS server of the factory's warehouse in a contract of a warehouse table: the DuckDB file
+#: relative to the project root (FACTORY_HOME's default, ``.factory``). The file is per installation:
+#: ``datacontract test`` reads another one from DATACONTRACT_DUCKDB_DATABASE (data_contracts/README.md).
+WAREHOUSE_SERVER = "warehouse"
+WAREHOUSE_SERVER_DATABASE = ".factory/warehouse.duckdb"
+WAREHOUSE_SERVER_DESCRIPTION = (
+    "The factory's DuckDB warehouse; the path is relative to the project root (FACTORY_HOME defaults to .factory). "
+    "Another installation's warehouse (its FACTORY_WAREHOUSE_PATH) is given to `datacontract test` as "
+    "DATACONTRACT_DUCKDB_DATABASE (data_contracts/README.md).")
 
 
 class ContractError(ValueError):
@@ -90,6 +109,17 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Server:
+    """One entry of the contract's ODCS ``servers``: where the data can be read."""
+
+    name: str
+    type: str
+    database: str | None = None
+    schema: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class DataContract:
     path: Path
     id: str
@@ -102,6 +132,8 @@ class DataContract:
     owner: str
     team: str
     table: str
+    #: The relation in the warehouse, ``<schema>.<table>``: the ODCS physicalName (the table's name)
+    #: qualified by the schema of the contract's duckdb server.
     physical_name: str
     columns: tuple[Column, ...]
     table_description: str = ""
@@ -109,6 +141,7 @@ class DataContract:
     freshness_days: float | None = None
     freshness_column: str | None = None
     custom: dict[str, Any] = field(default_factory=dict)
+    servers: tuple[Server, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -214,6 +247,45 @@ def _parse_column(prop: dict, where: str, path: Path) -> Column:
     )
 
 
+def _parse_servers(doc: dict, path: Path) -> tuple[Server, ...]:
+    servers = doc.get("servers")
+    if servers is None:
+        return ()
+    if not isinstance(servers, list):
+        raise ContractError(f"{path}: 'servers' must be a list of servers (ODCS v3), each with 'server' and 'type'")
+    parsed = []
+    for index, entry in enumerate(servers):
+        where = f"servers[{index}]."
+        if not isinstance(entry, dict):
+            raise ContractError(f"{path}: {where.rstrip('.')} must be a mapping with 'server' and 'type'")
+        server = Server(name=str(_require(entry, "server", where, path)), type=str(_require(entry, "type", where, path)),
+                        database=entry.get("database"), schema=entry.get("schema"),
+                        description=str(entry.get("description") or "").strip())
+        if server.type == "duckdb":
+            _require(entry, "database", where, path)  # ODCS: the path of the DuckDB file
+        parsed.append(server)
+    names = [s.name for s in parsed]
+    if len(set(names)) != len(names):
+        raise ContractError(f"{path}: servers name the same server twice ({names})")
+    return tuple(parsed)
+
+
+def _relation(table: dict, table_name: str, servers: tuple[Server, ...], path: Path) -> str:
+    """``<schema>.<table>``: physicalName qualified by the duckdb server's schema (see the module doc)."""
+    physical = str(table.get("physicalName") or table_name)
+    schemas = sorted({s.schema for s in servers if s.type == "duckdb" and s.schema})
+    if not schemas:
+        return physical
+    if len(schemas) > 1:
+        raise ContractError(f"{path}: the duckdb servers name different schemas {schemas}; the table lives in one")
+    if "." in physical:
+        raise ContractError(
+            f"{path}: schema.{table_name}.physicalName {physical!r} must be the table's name alone: its schema is "
+            f"the duckdb server's ({schemas[0]!r}), and `datacontract test` reads physicalName as one table name"
+        )
+    return f"{schemas[0]}.{physical}"
+
+
 def parse_contract(doc: Any, path: Path) -> DataContract:
     if not isinstance(doc, dict):
         raise ContractError(f"{path}: a contract must be a YAML mapping")
@@ -255,6 +327,7 @@ def parse_contract(doc: Any, path: Path) -> DataContract:
                 raise ContractError(f"{path}: slaProperties {sla['property']} element names unknown column {element!r}")
             freshness_column = element or None
     description = doc.get("description") or {}
+    servers = _parse_servers(doc, path)
     return DataContract(
         path=path,
         id=_require(doc, "id", "", path),
@@ -267,13 +340,14 @@ def parse_contract(doc: Any, path: Path) -> DataContract:
         owner=owners[0],
         team=team.get("name", ""),
         table=table_name,
-        physical_name=table.get("physicalName", table_name),
+        physical_name=_relation(table, table_name, servers, path),
         columns=columns,
         table_description=str(table.get("description") or "").strip(),
         unique_together=tuple(unique_together),
         freshness_days=freshness,
         freshness_column=freshness_column,
         custom={p["property"]: p.get("value") for p in doc.get("customProperties") or []},
+        servers=servers,
     )
 
 

@@ -169,7 +169,8 @@ def _check_contract(contract: DataContract) -> None:
         )
     if contract.physical_name != f"marts.{contract.name}":
         raise ContractError(
-            f"{contract.path}: physicalName {contract.physical_name!r} must be 'marts.{contract.name}'"
+            f"{contract.path}: the product's table is {contract.physical_name!r} but must be 'marts.{contract.name}' "
+            f"(physicalName {contract.name!r}, and a duckdb server with schema 'marts')"
         )
     if contract.pii_columns:
         raise ContractError(

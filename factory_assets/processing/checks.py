@@ -12,6 +12,7 @@ from factory_assets.lib.contracts import (
     product_contract,
     product_contract_names,
 )
+from factory_assets.lib.metadata import FAILING_ROWS, round_metadata
 from factory_assets.resources import FactoryStore
 
 
@@ -31,6 +32,8 @@ def contract_check(contract: DataContract, asset: dg.AssetKey) -> dg.AssetChecks
             "rows_checked": dg.MetadataValue.int(report.row_count),
             "rules_checked": len(report.rules),
             "rules_failed": len(report.failed_rules),
+            # one name per quantity: the dbt tests' checks record theirs as failing_rows too
+            FAILING_ROWS: dg.MetadataValue.int(sum(rule.failing_rows for rule in report.failed_rules)),
             "summary": report.summary(),
         }
         if report.schema_problems:
@@ -39,7 +42,8 @@ def contract_check(contract: DataContract, asset: dg.AssetKey) -> dg.AssetChecks
             metadata[f"failing: {rule.rule}"] = dg.MetadataValue.json(
                 {"failing_rows": rule.failing_rows, "sample": json.loads(json.dumps(rule.sample, default=str))}
             )
-        return dg.AssetCheckResult(passed=report.passed, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+        return dg.AssetCheckResult(passed=report.passed, severity=dg.AssetCheckSeverity.ERROR,
+                                   metadata=round_metadata(metadata))
 
     return _check
 
@@ -72,7 +76,7 @@ def freshness_check(contract: DataContract, asset: dg.AssetKey) -> dg.AssetCheck
         return dg.AssetCheckResult(
             passed=report.passed,
             severity=dg.AssetCheckSeverity.ERROR if report.outside else dg.AssetCheckSeverity.WARN,
-            metadata=metadata,
+            metadata=round_metadata(metadata),
         )
 
     return _check

@@ -11,13 +11,14 @@ landing file to data product.
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from factory_assets.lib.contracts import DataContract, product_contract, product_contract_names
+from factory_assets.lib.contracts import DataContract, core_raw_contracts, product_contract, product_contract_names
+from factory_assets.lib.metadata import DBT_STATUS, EXECUTION_DURATION, FAILING_ROWS, round_metadata, unify_names
 from factory_assets.lib.warehouse_lock import warehouse_lock
 from factory_assets.processing.dbt_cli import (
     ORCHESTRATED_BUILD_EXCLUDES,
@@ -44,7 +45,16 @@ from factory_assets.processing.dbt_manifest import (
     retarget_manifest,
     model_nodes,
     resource_props,
-    tests_by_node,
+)
+from factory_assets.processing.dbt_metadata import (
+    LINEAGE_TABLE,
+    ColumnDoc,
+    LineageTracer,
+    column_docs,
+    dbt_check_names,
+    definition_schema,
+    enrich_schema,
+    lineage_markdown,
 )
 from factory_assets.raw_material.ingest import ensure_raw_tables
 from factory_assets.resources import DbtRunner, FactoryStore
@@ -72,7 +82,9 @@ def core_product_contracts() -> dict[str, DataContract]:
 
 def dbt_asset_spec(manifest: Mapping[str, Any], unique_id: str, products: Mapping[str, DataContract] | None = None,
                    owner: str | None = None) -> dg.AssetSpec:
-    """A dbt model as the UI shows it: layer key and group, contract owner, dbt folder tag.
+    """A dbt model as the UI shows it: layer key and group, contract owner, dbt folder tag, and its
+    columns (``dagster/column_schema``: the contract's descriptions, classifications and types, else
+    the dbt YAML's; see ``dbt_metadata``).
 
     ``products``: the data products' contracts by model name (default: the core's); ``owner``: the
     owner of the project's other models (default: the core's platform and operations teams)."""
@@ -86,6 +98,9 @@ def dbt_asset_spec(manifest: Mapping[str, Any], unique_id: str, products: Mappin
         owners = [contract.owner]
         metadata.update(contract=contract.path.name, contract_version=contract.version,
                         data_product=contract.data_product)
+    schema = definition_schema(column_docs(node, products.get(name)))
+    if schema is not None:
+        metadata["dagster/column_schema"] = schema
     if group == "distribution":
         owners = [owner or OPERATIONS_OWNER]
     deps = [dg.AssetKey(asset_key_path(resource_props(manifest, parent)))
@@ -105,18 +120,22 @@ def dbt_asset_spec(manifest: Mapping[str, Any], unique_id: str, products: Mappin
     )
 
 
-def dbt_check_specs(manifest: Mapping[str, Any], unique_ids: list[str]) -> list[dg.AssetCheckSpec]:
+def dbt_check_specs(manifest: Mapping[str, Any], unique_ids: list[str],
+                    names: Mapping[str, dg.AssetCheckKey] | None = None) -> list[dg.AssetCheckSpec]:
     """dbt tests stay visible as checks, but are not Dagster-blocking.
 
     dbt itself skips models downstream of a failing test inside ``dbt build``; the Dagster-level
     gate is each product's ``contract`` check, which must run after a failure to show the failing
     rows. If dbt tests were blocking, the dbt step would fail first and that check would never run.
+    Checks are named ``<test>__<column(s)>`` (``dbt_metadata.dbt_check_names``; ``names``: those,
+    by test unique_id), not by dbt's long test names, which the UI cuts in the middle.
     """
-    tests = tests_by_node(manifest)
+    names = dbt_check_names(manifest, unique_ids) if names is None else names
+    tests = manifest["nodes"]
     return [
-        dg.AssetCheckSpec(name=test["name"], asset=dg.AssetKey(asset_key_path(manifest["nodes"][uid])),
-                          description=describe_dbt_test(test), blocking=False)
-        for uid in unique_ids for test in tests.get(uid, [])
+        dg.AssetCheckSpec(name=key.name, asset=key.asset_key, description=describe_dbt_test(tests[test_uid]),
+                          blocking=False, metadata={"dbt_test": tests[test_uid]["name"]})
+        for test_uid, key in names.items()
     ]
 
 
@@ -153,6 +172,16 @@ class DbtStep:
     project_dir: Path = DBT_PROJECT_DIR
     raw_contracts: tuple[DataContract, ...] | None = None  # None: the core's raw sources
     state_folder: str | None = None  # under FACTORY_HOME/dbt_state; None: dbt_state itself (the core's)
+    #: the checks' dbt tests: check key -> dbt test name (what ``--select`` takes), and test unique_id -> check key
+    dbt_tests: Mapping[dg.AssetCheckKey, str] = field(default_factory=dict)
+    check_by_test: Mapping[str, dg.AssetCheckKey] = field(default_factory=dict)
+    #: each model's documented columns (contract or dbt YAML), for the materializations' column schema
+    column_docs: Mapping[dg.AssetKey, Mapping[str, ColumnDoc]] = field(default_factory=dict)
+
+    def raw_pii(self) -> set[tuple[dg.AssetKey, str]]:
+        """Raw columns their contracts classify as personal data, as (raw asset key, column)."""
+        contracts = core_raw_contracts().values() if self.raw_contracts is None else self.raw_contracts
+        return {(dg.AssetKey(["raw_material", c.table]), column) for c in contracts for column in c.pii_columns}
 
 
 def dbt_selection(step: DbtStep, selected_keys, selected_checks) -> list[str]:
@@ -164,8 +193,11 @@ def dbt_selection(step: DbtStep, selected_keys, selected_checks) -> list[str]:
     if set(selected_keys) == set(step.model_by_key) and set(selected_checks) == set(step.check_keys):
         return step.whole
     names = sorted(step.model_by_key[key] for key in selected_keys)
-    names += sorted(check.name for check in selected_checks if check.asset_key not in set(selected_keys))
-    return ["--select", *names]
+    names += sorted(step.dbt_tests.get(check, check.name) for check in selected_checks
+                    if check.asset_key not in set(selected_keys))
+    # one value, names separated by spaces (a union, to dbt): dagster-dbt reads one value after
+    # --select, so further names would reach dbt as stray arguments ("unexpected extra arguments")
+    return ["--select", " ".join(names)]
 
 
 COLUMN_METADATA = ("dagster/column_schema", "dagster/column_lineage")
@@ -197,17 +229,58 @@ def recorded_column_metadata(context: dg.AssetExecutionContext) -> dict[dg.Asset
     return carried
 
 
-def _as_asset_results(events, selected_checks, carried: Mapping[dg.AssetKey, dict]) -> Iterator[Any]:
+def _recorded_lineage(instance: dg.DagsterInstance):
+    """An asset's column lineage as its latest materialization recorded it (None: none recorded)."""
+    def lookup(key: dg.AssetKey) -> dg.TableColumnLineage | None:
+        event = instance.get_latest_materialization_event(key)
+        value = event.asset_materialization.metadata.get("dagster/column_lineage") \
+            if event and event.asset_materialization else None
+        return getattr(value, "value", value)
+    return lookup
+
+
+def model_metadata(key: dg.AssetKey, metadata: Mapping[str, Any], step: DbtStep, tracer: LineageTracer) -> dict:
+    """A model's materialization metadata as the UI shows it: dagster-dbt's keys under the factory's
+    names, floats rounded, the column schema with the definition's descriptions, classifications and
+    contract types, and the column lineage as a table (``column_lineage``) next to
+    ``dagster/column_lineage`` (which only Dagster+ draws)."""
+    out = unify_names(metadata)
+    schema = getattr(out.get("dagster/column_schema"), "value", out.get("dagster/column_schema"))
+    if schema is not None:
+        schema = enrich_schema(schema, step.column_docs.get(key, {}))
+        out["dagster/column_schema"] = dg.MetadataValue.table_schema(schema)
+    lineage = getattr(out.get("dagster/column_lineage"), "value", out.get("dagster/column_lineage"))
+    if lineage is not None:
+        columns = [c.name for c in schema.columns] if schema is not None else []
+        out[LINEAGE_TABLE] = dg.MetadataValue.md(lineage_markdown(key, lineage, columns, tracer))
+    return round_metadata(out)
+
+
+def _record_carried(tracer: LineageTracer, carried: Mapping[dg.AssetKey, dict]) -> None:
+    """The lineage carried onto tonight's materializations, known before any of them is shown."""
+    for key, recorded in carried.items():
+        lineage = recorded.get("dagster/column_lineage")
+        tracer.record(key, getattr(lineage, "value", lineage))
+
+
+def _check_key(step: DbtStep, test_unique_id: str | None, asset_key: dg.AssetKey, dbt_name: str) -> dg.AssetCheckKey:
+    return step.check_by_test.get(test_unique_id or "") or dg.AssetCheckKey(asset_key, dbt_name)
+
+
+def _as_asset_results(events, selected_checks, carried: Mapping[dg.AssetKey, dict], step: DbtStep,
+                      tracer: LineageTracer) -> Iterator[Any]:
     """dagster-dbt's op-style events (run without a Dagster context) as this multi-asset's results."""
     for event in events:
         if isinstance(event, dg.AssetMaterialization):
-            yield dg.MaterializeResult(asset_key=event.asset_key,
-                                       metadata={**carried.get(event.asset_key, {}), **event.metadata})
+            yield dg.MaterializeResult(asset_key=event.asset_key, metadata=model_metadata(
+                event.asset_key, {**carried.get(event.asset_key, {}), **event.metadata}, step, tracer))
         elif isinstance(event, dg.AssetCheckEvaluation):
-            key = dg.AssetCheckKey(event.asset_key, event.check_name)
+            uid = getattr(event.metadata.get("unique_id"), "value", None)
+            key = _check_key(step, uid, event.asset_key, event.check_name)
             if key in selected_checks:  # eager selection also runs tests of neighbouring models
-                yield dg.AssetCheckResult(asset_key=event.asset_key, check_name=event.check_name, passed=event.passed,
-                                          severity=event.severity, metadata=event.metadata)
+                yield dg.AssetCheckResult(asset_key=key.asset_key, check_name=key.name, passed=event.passed,
+                                          severity=event.severity,
+                                          metadata=round_metadata(unify_names(event.metadata)))
         else:
             yield event
 
@@ -229,6 +302,7 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
     target = dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}")
     context.log.info(f"dbt {' '.join(args)} (artifacts and dbt's log in {Path(dbt.project_dir) / target})")
     carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
+    tracer = LineageTracer(_recorded_lineage(context.instance), step.raw_pii())
     # dbt writes the warehouse: hold the write lock (other processes wait) for all of it.
     with warehouse_lock(store.paths.warehouse, exclusive=True, holder=f"dbt step of run {context.run.run_id}"):
         try:
@@ -236,14 +310,15 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
                 # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
                 # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
                 seed_partial_parse(Path(dbt.project_dir) / target, parsed)
-                yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried)
+                yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried, step, tracer)
             else:
-                yield from _build_in_process(context, dbt, store, manifest, args, target, carried)
+                yield from _build_in_process(context, dbt, store, manifest, args, target, carried, step, tracer)
         finally:
             keep_partial_parse(Path(dbt.project_dir) / target, parsed)
 
 
-def _build_in_process(context, dbt: DbtRunner, store: FactoryStore, manifest, args, target, carried):
+def _build_in_process(context, dbt: DbtRunner, store: FactoryStore, manifest, args, target, carried, step: DbtStep,
+                      tracer: LineageTracer):
     """The nightly path: dbt alone on the machine, results from run_results.json (``dbt_cli``)."""
     target_dir = Path(dbt.project_dir) / target
     build = run_build(build_args(args, Path(dbt.project_dir), Path(dbt.profiles_dir), target_dir, dbt.target),
@@ -254,30 +329,33 @@ def _build_in_process(context, dbt: DbtRunner, store: FactoryStore, manifest, ar
     if carried:
         context.log.info("column schema and lineage: carried from the last materialization (no model's SQL changed)")
     selected, selected_checks = set(context.selected_asset_keys), set(context.selected_asset_check_keys)
+    _record_carried(tracer, carried)
     for model in build.models:
         key = dg.AssetKey(asset_key_path(manifest["nodes"][model.unique_id]))
         if model.status != "success" or key not in selected:
             continue  # skipped by dbt (an upstream failure) or built by eager selection only
-        metadata = {**carried.get(key, {}), "unique_id": model.unique_id,
-                    "execution_duration": dg.MetadataValue.float(round(model.seconds, 3))}
+        metadata = {**carried.get(key, {}), "unique_id": model.unique_id, DBT_STATUS: model.status,
+                    EXECUTION_DURATION: dg.MetadataValue.float(model.seconds)}
         if model.unique_id in rows:
             metadata["dagster/row_count"] = dg.MetadataValue.int(rows[model.unique_id])
-        yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+        yield dg.MaterializeResult(asset_key=key, metadata=model_metadata(key, metadata, step, tracer))
     for test in build.tests:
         if test.status == "skipped" or test.tested_unique_id is None:
             continue
-        key = dg.AssetCheckKey(dg.AssetKey(asset_key_path(manifest["nodes"][test.tested_unique_id])), test.name)
+        key = _check_key(step, test.unique_id, dg.AssetKey(asset_key_path(manifest["nodes"][test.tested_unique_id])),
+                         test.name)
         if key not in selected_checks:  # eager selection also runs tests of neighbouring models
             continue
         yield dg.AssetCheckResult(
-            asset_key=key.asset_key, check_name=test.name, passed=test.passed,
+            asset_key=key.asset_key, check_name=key.name, passed=test.passed,
             severity=dg.AssetCheckSeverity.WARN if test.status in TEST_WARNED else dg.AssetCheckSeverity.ERROR,
-            metadata={"dbt_status": test.status, "failing_rows": dg.MetadataValue.int(test.failures or 0),
+            metadata={DBT_STATUS: test.status, FAILING_ROWS: dg.MetadataValue.int(test.failures or 0),
                       "unique_id": test.unique_id, **({"message": test.message} if test.message else {})})
     _raise_on_model_errors(build.model_errors(), f"see dbt's log {build.log_path}")
 
 
-def _build_through_dagster_dbt(context, dbt: DbtRunner, manifest, args, target, carried):
+def _build_through_dagster_dbt(context, dbt: DbtRunner, manifest, args, target, carried, step: DbtStep,
+                               tracer: LineageTracer):
     invocation = dbt.cli_resource().cli(
         args, manifest=manifest, dagster_dbt_translator=_runtime_translator(), raise_on_error=False, target_path=target)
     # Row counts, column schema and column-level lineage (sqlglot over the compiled SQL) for the UI.
@@ -286,8 +364,9 @@ def _build_through_dagster_dbt(context, dbt: DbtRunner, manifest, args, target, 
     if carried is None:
         context.log.info("column schema and lineage: fetched (first run, or a model's SQL changed)")
         events, carried = events.fetch_column_metadata(with_column_lineage=True), {}
+    _record_carried(tracer, carried)
     try:
-        yield from _as_asset_results(events, set(context.selected_asset_check_keys), carried)
+        yield from _as_asset_results(events, set(context.selected_asset_check_keys), carried, step, tracer)
     finally:
         _release_duckdb(invocation)
     _raise_on_model_errors(model_errors(parse_run_results(invocation.get_artifact("run_results.json"), manifest)[0]),
@@ -329,12 +408,18 @@ def dbt_multi_asset(name: str, operations: bool, description: str, *, project_di
     unique_ids = sorted(model_nodes(manifest, operations=operations))
     if not unique_ids:
         return None
+    products = core_product_contracts() if products is None else products
     specs = [dbt_asset_spec(manifest, uid, products, owner) for uid in unique_ids]
-    check_specs = dbt_check_specs(manifest, unique_ids)
+    check_names = dbt_check_names(manifest, unique_ids)
+    check_specs = dbt_check_specs(manifest, unique_ids, check_names)
     step = DbtStep(whole=["--select" if operations else "--exclude", f"path:models/{OPERATIONS_FOLDER}"],
                    model_by_key={spec.key: manifest["nodes"][uid]["name"] for spec, uid in zip(specs, unique_ids)},
                    check_keys=frozenset(check.key for check in check_specs), manifest_path=manifest_path,
-                   project_dir=project_dir, raw_contracts=raw_contracts, state_folder=state_folder)
+                   project_dir=project_dir, raw_contracts=raw_contracts, state_folder=state_folder,
+                   dbt_tests={key: manifest["nodes"][uid]["name"] for uid, key in check_names.items()},
+                   check_by_test=check_names,
+                   column_docs={spec.key: column_docs(node, products.get(node["name"]))
+                                for spec, node in zip(specs, (manifest["nodes"][uid] for uid in unique_ids))})
 
     @dg.multi_asset(
         name=name,

@@ -142,9 +142,11 @@ def describe_dbt_test(node: Mapping[str, Any]) -> str:
     if node.get("description"):
         return node["description"]
     meta = node.get("test_metadata") or {}
-    kwargs = {k: v for k, v in (meta.get("kwargs") or {}).items() if k not in ("model", "column_name")}
+    kwargs = {k: v for k, v in (meta.get("kwargs") or {}).items() if k not in ("model", "column_name", "combination_of_columns")}
     test = f"{meta['namespace']}.{meta['name']}" if meta.get("namespace") else meta.get("name", node.get("name", "test"))
     column = (meta.get("kwargs") or {}).get("column_name")
     args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-    return (f"dbt test {test}" + (f" on column {column}" if column else "") + (f" ({args})" if args else "")
-            + "; reported, not blocking (the contract check blocks).")
+    columns = (meta.get("kwargs") or {}).get("combination_of_columns")
+    on = f" on column {column}" if column else (f" on columns {', '.join(columns)}" if columns else "")
+    return (f"dbt test {test}{on}" + (f" ({args})" if args else "")
+            + f"; reported, not blocking (the contract check blocks). dbt's name for it: {node.get('name')}.")

@@ -17,6 +17,7 @@ from factory_assets.lib.contracts import (
     load_raw_contracts,
     raw_contract_dirs,
 )
+from factory_assets.lib.metadata import round_metadata
 from factory_assets.raw_material.ingest import ensure_raw_tables, ingest_partitions
 from factory_assets.raw_material.landing import bounded
 from factory_assets.resources import FactoryStore
@@ -102,10 +103,12 @@ def ingestion_asset(contract: DataContract) -> dg.AssetsDefinition:
             context.log.warning(f"No landing files for {source} on {', '.join(sorted(context.partition_keys))}.")
         rows = sum(o.rows for o in ingested)
         metadata = {
-            "dagster/row_count": dg.MetadataValue.int(rows),
+            # "Row count" in the UI: what raw.<source> holds (the table is append-only), not this run's
+            # rows, which were 0 after a quarantine while the table held every earlier day's rows
+            "dagster/row_count": dg.MetadataValue.int(int(total_rows)),
+            "rows_appended": dg.MetadataValue.int(rows),
             "files_ingested": len(ingested),
             "files_quarantined": len(quarantined),
-            "raw_table_rows": dg.MetadataValue.int(int(total_rows)),
             "checksums": ", ".join(o.checksum[:12] for o in ingested) or "none",
         }
         if quarantined:
@@ -128,7 +131,7 @@ def ingestion_asset(contract: DataContract) -> dg.AssetsDefinition:
                 or "none",
             },
         )
-        return dg.MaterializeResult(metadata=metadata, check_results=[check])
+        return dg.MaterializeResult(metadata=round_metadata(metadata), check_results=[check])
 
     return _ingest
 
