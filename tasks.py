@@ -67,11 +67,39 @@ def _env() -> dict:
     return env
 
 
-def _requirements_hash() -> str:
+def _requirements_hash(gpu: bool = False) -> str:
     digest = hashlib.sha256()
     for name in ("requirements.lock", "pyproject.toml"):
         digest.update((ROOT / name).read_bytes())
-    return digest.hexdigest()
+    return digest.hexdigest() + ("+cuda" if gpu else "")
+
+
+def nvidia_gpu(env: dict | None = None) -> tuple[bool, str]:
+    """(install the CUDA xgboost wheel?, why). FACTORY_GPU=1 or 0 decides; otherwise an NVIDIA GPU
+    that `nvidia-smi -L` lists does."""
+    env = os.environ if env is None else env
+    choice = env.get("FACTORY_GPU", "auto").strip().lower()
+    if choice in ("0", "1"):
+        return choice == "1", f"FACTORY_GPU={choice}"
+    nvidia = shutil.which("nvidia-smi", path=env.get("PATH"))
+    if nvidia is None:
+        return False, "no nvidia-smi"
+    try:
+        listed = subprocess.run([nvidia, "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"nvidia-smi -L failed ({exc})"
+    gpus = [line for line in listed.stdout.splitlines() if line.startswith("GPU ")]
+    if listed.returncode != 0 or not gpus:
+        return False, "nvidia-smi lists no GPU"
+    return True, gpus[0]
+
+
+def cuda_xgboost_requirement(lock: str) -> str:
+    """The full (CUDA) xgboost wheel at the version the lock pins xgboost-cpu to: same import name."""
+    pins = [line.split(";")[0].strip() for line in lock.splitlines() if line.startswith("xgboost-cpu==")]
+    if len(pins) != 1:
+        sys.exit("[tasks] requirements.lock must pin xgboost-cpu exactly once (xgboost-cpu==X.Y.Z)")
+    return "xgboost==" + pins[0].split("==", 1)[1]
 
 
 def _datacontract_requirements() -> list[str]:
@@ -98,7 +126,8 @@ def setup_datacontract(env: dict) -> None:
 
 def setup() -> dict:
     env = _env()
-    wanted = _requirements_hash()
+    gpu, why = nvidia_gpu(env)
+    wanted = _requirements_hash(gpu)
     if not (STAMP.exists() and STAMP.read_text() == wanted and PY.exists()):
         if not PY.exists():
             _say(f"creating virtual environment in {VENV}")
@@ -108,6 +137,11 @@ def setup() -> dict:
         uv = [PY, "-m", "uv", "pip", "install", "--python", PY, "--compile-bytecode"]
         _run([*uv, "-r", ROOT / "requirements.lock"], env=env)
         _run([*uv, "--no-deps", "-e", ROOT], env=env)
+        if gpu:  # XGBoost's CUDA learner; LightGBM's wheel has its OpenCL learner already (README: Device)
+            wheel = cuda_xgboost_requirement((ROOT / "requirements.lock").read_text())
+            _say(f"NVIDIA GPU ({why}): replacing xgboost-cpu by {wheel}, which carries CUDA")
+            _run([PY, "-m", "uv", "pip", "uninstall", "--python", PY, "xgboost-cpu"], env=env)
+            _run([*uv, "--no-deps", wheel], env=env)
         STAMP.write_text(wanted)
     setup_datacontract(env)
     # The raw tables' dbt sources follow from data_contracts/raw (a new raw contract needs no YAML);
