@@ -1,0 +1,169 @@
+"""DuckLake, offline: the extension binaries from their Python packages, a lake attached to a DuckDB
+connection, and writes retried on a snapshot conflict.
+
+DuckLake keeps its catalog in a SQL database (SQLite under FACTORY_HOME for the embedded default,
+where several local processes may write; PostgreSQL in production) and its data as Parquet files.
+``INSTALL ducklake`` would download the extension; the ``duckdb-extension-*`` packages ship the
+binaries matching the pinned duckdb instead, and :func:`extension_repository` lays them out as a
+local extension repository, so ``INSTALL <name> FROM '<repository>'`` works without a network. The
+installed extensions live under FACTORY_HOME too (DuckDB's ``extension_directory``), not in the
+user's home.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+
+#: DuckDB extension -> its package; an extension's file is named after its entry point
+#: (the SQLite extension's is ``sqlite_scanner``).
+EXTENSIONS = {"ducklake": "duckdb_extension_ducklake", "sqlite_scanner": "duckdb_extension_sqlite",
+              "postgres_scanner": "duckdb_extension_postgres"}
+_PACKAGE_FILE = {"ducklake": "ducklake", "sqlite_scanner": "sqlite", "postgres_scanner": "postgres"}
+#: The catalog kinds a lake can have, and the extension each needs.
+CATALOG_EXTENSION = {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}
+
+T = TypeVar("T")
+
+
+def duckdb_platform() -> str:
+    machine = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine().lower()]
+    system = {"Linux": "linux", "Darwin": "osx", "Windows": "windows"}[platform.system()]
+    return f"{system}_{machine}"
+
+
+def extension_repository(root: Path) -> Path:
+    """``root`` laid out as a DuckDB extension repository (``<root>/<version>/<platform>/<name>.duckdb_extension``)
+    holding the binaries of the installed ``duckdb-extension-*`` packages; copied once per version."""
+    version = f"v{duckdb.__version__}"
+    target = root / version / duckdb_platform()
+    target.mkdir(parents=True, exist_ok=True)
+    for name, package in EXTENSIONS.items():
+        wanted = target / f"{name}.duckdb_extension"
+        if wanted.is_file():
+            continue
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(f"the package {package.replace('_', '-')} is not installed: run `python3 tasks.py setup`")
+        source = Path(next(iter(spec.submodule_search_locations))) / "extensions" / version / f"{_PACKAGE_FILE[name]}.duckdb_extension"
+        if not source.is_file():
+            raise RuntimeError(f"{source} is missing: the {package} package must match duckdb {duckdb.__version__}")
+        partial = wanted.with_suffix(".partial")
+        shutil.copyfile(source, partial)
+        partial.replace(wanted)  # another process copying at the same time writes the same bytes
+    return root
+
+
+@dataclass(frozen=True)
+class Lake:
+    """Where a lake's catalog and data files are, and where its extensions are kept.
+
+    ``catalog``: ``sqlite:<file>`` or ``postgres:<libpq connection string>``; ``data_path``: a
+    folder (or an object-store URL) for the Parquet files; ``extensions``: a folder under
+    FACTORY_HOME (the local repository and DuckDB's extension_directory)."""
+
+    catalog: str
+    data_path: str
+    extensions: Path
+    alias: str = "lake"
+
+    @classmethod
+    def embedded(cls, home: Path, alias: str = "lake") -> Lake:
+        """The embedded default: a SQLite catalog and the data files under ``home``."""
+        return cls(catalog=f"sqlite:{home / 'lake' / 'catalog.sqlite'}", data_path=str(home / "lake" / "data"),
+                   extensions=home / "duckdb_extensions", alias=alias)
+
+    @property
+    def catalog_kind(self) -> str:
+        kind = self.catalog.split(":", 1)[0]
+        if kind not in CATALOG_EXTENSION:
+            raise ValueError(f"lake catalog {self.catalog!r}: give sqlite:<file> or postgres:<connection string>")
+        return kind
+
+    def attach(self, conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+        """Install (from the local repository) and load the extensions, then attach the lake as
+        ``alias``; returns ``conn``."""
+        repository = extension_repository(self.extensions / "repository")
+        conn.execute("SET extension_directory = ?", [str(self.extensions / "installed")])
+        for name in ("ducklake", CATALOG_EXTENSION[self.catalog_kind]):
+            conn.execute(f"INSTALL {name} FROM '{_quoted(str(repository))}'")
+            conn.execute(f"LOAD {name}")
+        if self.catalog_kind == "sqlite":
+            Path(self.catalog.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+        if "://" not in self.data_path:
+            Path(self.data_path).mkdir(parents=True, exist_ok=True)
+        conn.execute(f"ATTACH 'ducklake:{_quoted(self.catalog)}' AS {self.alias} "
+                     f"(DATA_PATH '{_quoted(self.data_path.rstrip('/') + '/')}')")
+        return conn
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB connection with the lake attached (each process or thread its own)."""
+        return self.attach(duckdb.connect())
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A write that lost a race for the lake's next snapshot (another writer committed first), or
+    whose SQLite catalog was busy: retrying the whole transaction is safe."""
+    text = str(exc).lower()
+    return isinstance(exc, duckdb.Error) and any(
+        marker in text for marker in ("conflict", "database is locked", "busy", "failed to commit"))
+
+
+def with_retries(write: Callable[[], T], *, attempts: int = 12, first_delay_s: float = 0.05,
+                 max_delay_s: float = 2.0, on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+    """Run ``write`` (one transaction: it must roll back on failure) until it commits; a conflict
+    is retried after an exponential, jittered back-off, anything else is raised at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except duckdb.Error as exc:
+            if not is_conflict(exc) or attempt == attempts:
+                raise
+            if on_retry:
+                on_retry(attempt, exc)
+            time.sleep(min(max_delay_s, first_delay_s * 2 ** (attempt - 1)) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T],
+                   on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+    """``work(conn)`` in one transaction, committed, retried whole on a conflict (``with_retries``)."""
+    def attempt() -> T:
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            result = work(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except duckdb.TransactionException:
+                pass  # a failed COMMIT has ended the transaction already
+            raise
+
+    return with_retries(attempt, on_retry=on_retry)
+
+
+def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, select_sql: str, params: list | None = None,
+                on_retry: Callable[[int, BaseException], None] | None = None) -> int:
+    """``INSERT INTO table <select_sql>`` in one transaction, retried on a conflict; returns the rows inserted."""
+    return in_transaction(conn, lambda c: int(c.execute(f"INSERT INTO {table} {select_sql}", params or []).fetchone()[0]),
+                          on_retry=on_retry)
+
+
+def snapshots(conn: duckdb.DuckDBPyConnection, alias: str = "lake") -> list[int]:
+    """The lake's snapshot ids, oldest first (each commit makes one; time travel reads ``AT (VERSION => n)``)."""
+    return [row[0] for row in conn.execute(f"SELECT snapshot_id FROM ducklake_snapshots('{alias}') ORDER BY snapshot_id").fetchall()]
