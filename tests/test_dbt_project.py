@@ -85,7 +85,7 @@ def test_generated_yaml_carries_contract_metadata_constraints_and_tests():
         "region"
     ]["data_tests"]
     assert "constraints" not in columns["delivered_date"] and "data_tests" not in columns["delivered_date"]
-    assert columns["customer_key"]["config"]["meta"]["classification"] == "internal"
+    assert columns["customer_key"]["config"]["meta"]["classification"] == "pseudonymised"  # a salted hash of the ERP customer number
 
 
 def test_an_edited_contract_is_reported_as_drift(tmp_path, capsys):
