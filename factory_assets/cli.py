@@ -1009,73 +1009,20 @@ def cmd_ui(args) -> int:
     cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
     print(f"Starting the Dagster UI on http://{args.host}:{args.port} (FACTORY_HOME={paths.home}); reports on "
           f"http://{args.host}:{args.artifacts_port}/; Ctrl-C stops both.", flush=True)
-    # `dagster dev` alone does not stop in time: on SIGTERM it waits up to 60 s for its webserver
-    # and daemon, and their code servers can outlive it. So it runs in a session of its own (its
-    # whole tree, orphans included, keeps that session id), this process alone takes the
-    # terminal's Ctrl-C, a service manager's SIGTERM or a hang-up, and stops the session: SIGTERM to
-    # each process, stop_grace_s for a clean exit, then SIGKILL to whatever is left (a second
-    # Ctrl-C skips the grace). Everything is gone within about stop_grace_s + 2 s.
+    # `dagster dev` alone does not stop in time (see lib/process_session): it runs in a session of
+    # its own, and this process alone takes Ctrl-C, a service manager's SIGTERM or a hang-up.
     import signal
     import threading
 
-    stop_grace_s, posix = 5.0, os.name == "posix"
+    from factory_assets.lib.process_session import stop_session
+
+    posix = os.name == "posix"
     received: list[int] = []
     handled = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in handled:
             previous[signum] = signal.signal(signum, lambda signum, _frame: received.append(signum))
-
-    def session_pids(sid: int) -> list[int] | None:
-        """The live (not zombie) processes of session ``sid``, from /proc; None without /proc."""
-        if not os.path.isdir("/proc"):
-            return None
-        pids = []
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                        state, _ppid, _pgrp, session = stat.read().rsplit(b")", 1)[1].split()[:4]
-                except (OSError, ValueError):
-                    continue  # gone meanwhile
-                if int(session) == sid and state != b"Z":
-                    pids.append(int(entry.name))
-        return pids
-
-    def signal_session(sid: int, signum: int) -> bool:
-        """Send ``signum`` to every process of the session; whether any was left to signal."""
-        pids = session_pids(sid)
-        for pid in pids or ():
-            try:
-                os.kill(pid, signum)
-            except OSError:
-                pass
-        try:
-            os.killpg(sid, signum)  # where /proc is missing; nothing more elsewhere
-            return True if pids is None else bool(pids)
-        except OSError:
-            return bool(pids)
-
-    def stop(process: subprocess.Popen) -> None:
-        if not posix:
-            process.terminate()
-            try:
-                process.wait(timeout=stop_grace_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-            return
-        sid = process.pid  # the session's id: its processes keep it after dagster dev is gone
-        deadline = time.monotonic() + stop_grace_s
-        if signal_session(sid, signal.SIGTERM):
-            while time.monotonic() < deadline and len(received) < 2:  # a second Ctrl-C: no more grace
-                time.sleep(0.1)
-                if not signal_session(sid, 0):
-                    break
-        signal_session(sid, signal.SIGKILL)
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and signal_session(sid, 0):
-            time.sleep(0.05)  # SIGKILLed processes vanish once reaped
-        process.wait()
 
     process = None
     try:
@@ -1088,7 +1035,9 @@ def cmd_ui(args) -> int:
     finally:
         try:
             if process is not None:
-                stop(process)  # also when dagster dev exited alone: its code servers may not have
+                # also when dagster dev exited alone: its code servers may not have; a second Ctrl-C
+                # skips the grace period
+                stop_session(process, hurry=lambda: len(received) >= 2)
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
