@@ -144,6 +144,10 @@ def setup() -> dict:
             _run([*uv, "--no-deps", wheel], env=env)
         STAMP.write_text(wanted)
     setup_datacontract(env)
+    # DuckLake's extensions, offline: the binaries of the duckdb-extension-* packages laid out as a
+    # local extension repository in the venv, where dbt's profile and every process install them from.
+    _run([PY, "-c", "from factory_assets.lib.lake import extension_repository, shared_repository; "
+                    "extension_repository(shared_repository())"], env=env, cwd=ROOT)
     # The raw tables' dbt sources follow from data_contracts/raw (a new raw contract needs no YAML);
     # files are rewritten only when they differ, so an unchanged project is not parsed again.
     _run([PY, "-m", "factory_assets.lib.dbt_contracts", "--sources-only", "--quiet"], env=env, cwd=ROOT)

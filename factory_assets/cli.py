@@ -4,6 +4,7 @@
     factory data drop      delete the demo state under FACTORY_HOME (landing, raw, warehouse, models, runs)
     factory run            run the nightly chain, or one layer, for a day or a range of days
     factory recover        rebuild a damaged or lost warehouse from the raw store, then its data products
+    factory lake           the lake's snapshots: list, roll back to one, maintain, or migrate a DuckDB file onto it
     factory use-cases      list the use cases with their risk tier, owner, champion and challenger
     factory models         list the registered versions of a use case's model (metrics, aliases)
     factory score          score a file against a registered model (distribution layer)
@@ -141,19 +142,32 @@ def landed_days(paths: FactoryPaths, today: date | None = None) -> tuple[list[da
         for folder in paths.archive.iterdir():
             if folder.is_dir():
                 seen.update(d for f in folder.iterdir() if (d := partition_date_of(f)))
-    if paths.warehouse.is_file():
-        seen.update(_ledger_days(paths))
+    seen.update(_ledger_days(paths))
     return sorted(seen), sorted(waiting)
 
 
 def _ledger_days(paths: FactoryPaths) -> set[date]:
     import duckdb
 
-    try:
-        with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
-            return {row[0] for row in conn.execute("SELECT DISTINCT partition_date FROM raw.ingestion_log").fetchall()}
-    except duckdb.Error:  # no raw store yet, or another process holds the write lock
+    from factory_assets.lib.warehouse import warehouse_exists
+
+    if not warehouse_exists(paths):
         return set()
+    try:
+        with _peek_warehouse(paths) as conn:
+            return {row[0] for row in conn.execute("SELECT DISTINCT partition_date FROM raw.ingestion_log").fetchall()}
+    except duckdb.Error:  # no raw store yet, or another process holds the DuckDB file's write lock
+        return set()
+
+
+def _peek_warehouse(paths: FactoryPaths):
+    """A read-only look that never waits: the lake, or the DuckDB file opened without its lock."""
+    import duckdb
+
+    from factory_assets.lib.warehouse import open_warehouse
+    from factory_assets.settings import warehouse_kind
+
+    return open_warehouse(paths) if warehouse_kind() == "lake" else duckdb.connect(str(paths.warehouse), read_only=True)
 
 
 def resolve_days(day: date | None, first: date | None, last: date | None, landed: list[date],
@@ -625,7 +639,10 @@ def check_warehouse(paths: FactoryPaths) -> None:
     import duckdb
 
     from factory_assets.lib import warehouse_lock as wl
+    from factory_assets.settings import warehouse_kind
 
+    if warehouse_kind() == "lake":
+        return  # many writers, no file to damage: a catalog problem shows in the first step
     if not paths.warehouse.exists():
         if wl.raw_store_holds_data(paths.raw):
             raise UsageError(str(wl.lost(paths.warehouse, paths.raw)))
@@ -915,7 +932,7 @@ def summarise(result) -> tuple[list[tuple[str, int]], int, int]:
     tables += [(f"{uc}_predictions", f"predictions.{uc}") for uc in load_use_cases() if prediction_contract_path(uc).is_file()]
     tables.append(("service_priority", "operations.service_priority"))
     rows = []
-    with duckdb.connect(str(default_paths().warehouse), read_only=True) as conn:
+    with _peek_warehouse(default_paths()) as conn:
         for name, table in tables:
             try:
                 rows.append((name, conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]))
@@ -984,7 +1001,9 @@ def cmd_demo(args) -> int:
     if quarantined:
         print(f"Quarantined files ({len(quarantined)}), see {paths.quarantine}: {', '.join(quarantined[:5])}")
     print()
-    print(f"State lives in {paths.home} (warehouse: {paths.warehouse}).")
+    from factory_assets.lib.warehouse import describe_warehouse
+
+    print(f"State lives in {paths.home} (warehouse: {describe_warehouse(paths)}).")
     print("Open the UI:  python3 tasks.py ui   (then http://127.0.0.1:3000)")
     runs = [result, training, live, *(run for _, run in retrained)]
     return 0 if all(r.success for r in runs if r is not None) else 1
@@ -1055,6 +1074,7 @@ COMMANDS = {
     "data": "generate or drop demo data (landing files and all state under FACTORY_HOME)",
     "run": "run the nightly chain, or one layer, for a day or a range of days",
     "recover": "rebuild a damaged or lost warehouse from the raw store, then its data products",
+    "lake": "the lake's snapshots: list, roll back to one, maintain, or migrate a DuckDB file onto it",
     "use-cases": "list the use cases with their risk tier, owner, champion and challenger",
     "models": "list the registered versions of a use case's model (metrics, aliases)",
     "score": "score a file against a registered model (distribution layer)",
@@ -1173,10 +1193,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     from factory_assets.distribution import service_cli
+    from factory_assets import lake_cli
     from factory_assets.governance import cli as governance_cli
 
     service_cli.register_commands(sub, help_of=COMMANDS, formatter_class=_Formatter, only=("score",))
     governance_cli.register_commands(sub, help_of=COMMANDS, formatter_class=_Formatter)
+    lake_cli.register_commands(sub, COMMANDS["lake"], formatter_class=_Formatter)
 
     p = add("ui")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -1211,7 +1233,8 @@ def main(argv: list[str] | None = None) -> int:
     # nothing; the run's progress and summary already say so.
     logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
-    name = " ".join(filter(None, ["factory", args.command, getattr(args, "data_command", None)]))
+    name = " ".join(filter(None, ["factory", args.command, getattr(args, "data_command", None),
+                                  getattr(args, "lake_command", None)]))
     try:
         return args.func(args)
     except UsageError as exc:

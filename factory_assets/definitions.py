@@ -11,7 +11,14 @@ from factory_assets.distribution import defs as distribution
 from factory_assets.execution import executor_from_env
 from factory_assets.feedback.defs import build_feedback_defs
 from factory_assets.governance.assets import build_governance_defs
-from factory_assets.jobs import nightly_schedule, supply_chain_job, training_job, weekly_training_schedule
+from factory_assets.jobs import (
+    lake_maintenance_job,
+    lake_maintenance_schedule,
+    nightly_schedule,
+    supply_chain_job,
+    training_job,
+    weekly_training_schedule,
+)
 from factory_assets.processing import defs as processing
 from factory_assets.raw_material import defs as raw_material
 from factory_assets.resources import FactoryStore, GovernancePolicy, dbt_resource, default_store
@@ -52,8 +59,8 @@ def build_definitions(store: FactoryStore | None = None, use_cases_folder: Path 
         build_feedback_defs(own),
         build_governance_defs(use_cases_folder, own),
         dg.Definitions(
-            jobs=[supply_chain_job, training_job],
-            schedules=[nightly_schedule, weekly_training_schedule],
+            jobs=[supply_chain_job, training_job, lake_maintenance_job],
+            schedules=[nightly_schedule, weekly_training_schedule, lake_maintenance_schedule],
             resources={"store": store or default_store(), "dbt": dbt_resource(), "policy": GovernancePolicy()},
             # In process by default (steps share imports, DuckDB has one writer); FACTORY_EXECUTOR
             # moves the steps to Dagster's multiprocess executor or a Dask cluster (execution.py).

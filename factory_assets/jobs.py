@@ -1,10 +1,13 @@
-"""The nightly supply-chain job, the weekly training job and their schedules."""
+"""The nightly supply-chain job, the weekly training job, the weekly lake maintenance and their schedules."""
+
+from datetime import timedelta
 
 import dagster as dg
 
 from factory_assets.assembly.features import FEATURE_SETS
 from factory_assets.keys import feature_set_key
 from factory_assets.raw_material.assets import daily_partitions
+from factory_assets.resources import FactoryStore
 from factory_assets.settings import ML_TEAM, PLATFORM_TEAM, WAREHOUSE_WRITER_TAG
 
 #: The feature-set snapshots are rebuilt nightly; training sets and models only by the training job.
@@ -48,5 +51,46 @@ weekly_training_schedule = dg.ScheduleDefinition(
     job=training_job,
     cron_schedule="0 4 * * 0",
     description="Every Sunday at 04:00, retrains every use case and runs its promotion gate.",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+
+
+@dg.op(description="Expires lake snapshots older than FACTORY_LAKE_KEEP_DAYS (default 30) except those a model "
+       "version was trained at, merges small adjacent data files, deletes files no kept snapshot reads.")
+def maintain_lake(context: dg.OpExecutionContext, store: FactoryStore) -> dg.Output:
+    from factory_assets.lake_cli import keep_days
+    from factory_assets.lib.lake_ops import maintain
+    from factory_assets.lib.warehouse import lake_of
+    from factory_assets.settings import warehouse_kind
+
+    if warehouse_kind() != "lake":
+        context.log.info("the warehouse is a DuckDB file (FACTORY_WAREHOUSE=duckdb): no snapshots to maintain")
+        return dg.Output(None, metadata={"skipped": "DuckDB file warehouse"})
+    pinned = store.registry().pinned_lake_snapshots()
+    conn = lake_of(store.paths).connect()
+    try:
+        result = maintain(conn, timedelta(days=keep_days()), pinned)
+    finally:
+        conn.close()
+    context.log.info(f"expired {len(result.expired)} snapshot(s), kept {len(result.kept_pinned)} pinned, "
+                     f"merged {result.files_merged} file(s), deleted {result.files_removed}")
+    return dg.Output(None, metadata={"snapshots_expired": len(result.expired),
+                                     "pinned_kept": len(result.kept_pinned),
+                                     "files_merged": result.files_merged, "files_removed": result.files_removed})
+
+
+@dg.job(name="lake_maintenance", description="Keeps the lake's history bounded (see the maintain_lake op).",
+        owners=[PLATFORM_TEAM], tags={"layer": "platform"})
+def lake_maintenance_job():
+    maintain_lake()
+
+
+lake_maintenance_schedule = dg.ScheduleDefinition(
+    name="lake_maintenance_weekly",
+    owners=[PLATFORM_TEAM],
+    metadata={"runs": "lake_maintenance"},
+    job=lake_maintenance_job,
+    cron_schedule="0 5 * * 0",
+    description="Every Sunday at 05:00 (after the weekly training), expires old lake snapshots and compacts files.",
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )

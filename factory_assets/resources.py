@@ -8,12 +8,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from factory_assets.lib.warehouse_lock import warehouse_lock
-from factory_assets.settings import DBT_PROJECT_DIR, FactoryPaths, duckdb_memory_limit, factory_home
+from factory_assets.settings import DBT_PROJECT_DIR, FactoryPaths, factory_home
 
 
 class FactoryStore(dg.ConfigurableResource):
-    """The factory's state folder: landing zone, raw store, quarantine and DuckDB warehouse."""
+    """The factory's state folder: landing zone, raw store, quarantine, and its warehouse (the lake)."""
 
     home: str
 
@@ -23,42 +22,11 @@ class FactoryStore(dg.ConfigurableResource):
 
     @contextmanager
     def warehouse(self, read_only: bool = False) -> Iterator["duckdb.DuckDBPyConnection"]:  # noqa: F821
-        """A DuckDB connection, once the warehouse lock is held (shared to read, exclusive to write),
-        so steps on separate workers wait for each other instead of failing on DuckDB's file lock.
+        """A connection to the warehouse: the lake, or the DuckDB file (``lib/warehouse.py``)."""
+        from factory_assets.lib.warehouse import open_warehouse
 
-        A process outside the factory holding the file (DuckDB's own lock) is waited for too, with
-        back-off; both waits together last at most FACTORY_WAREHOUSE_LOCK_TIMEOUT, then the error
-        names the file and its holder. A damaged file, or a missing one while the raw store holds
-        ingested data, is an error that points at `factory recover`."""
-        import time
-
-        import duckdb
-
-        from factory_assets.lib import warehouse_lock as wl
-
-        paths = self.paths
-        path = paths.warehouse
-        deadline = time.monotonic() + wl.lock_timeout()
-        with warehouse_lock(path, exclusive=not read_only):
-            if not path.exists() and wl.raw_store_holds_data(paths.raw):
-                raise wl.lost(path, paths.raw)
-            try:
-                conn = wl.connect_duckdb(path, read_only=read_only, timeout_s=max(0.0, deadline - time.monotonic()))
-            except duckdb.Error as exc:
-                if wl.is_damage(exc):
-                    raise wl.damaged(path, exc) from exc
-                raise
-            try:
-                # DuckDB's default is 80% of the machine's memory, and its buffer pool grows with the
-                # history it scans; a bounded pool spills to disk instead (BENCHMARKS.md, peak memory).
-                conn.execute(f"SET memory_limit = '{duckdb_memory_limit()}'")
-                yield conn
-            except duckdb.Error as exc:
-                if wl.is_damage(exc):
-                    raise wl.damaged(path, exc) from exc
-                raise
-            finally:
-                conn.close()
+        with open_warehouse(self.paths, read_only) as conn:
+            yield conn
 
     def registry(self):
         """The model registry under this home (the one place it is built)."""

@@ -106,6 +106,18 @@ def dbt_column_metadata() -> bool:
     return os.environ.get("FACTORY_DBT_COLUMN_METADATA", "1") != "0"
 
 
+#: Where the warehouse lives (FACTORY_WAREHOUSE): ``lake``, a DuckLake lakehouse many processes
+#: write at once (the default), or ``duckdb``, the single DuckDB file of earlier releases.
+WAREHOUSE_KINDS = ("lake", "duckdb")
+
+
+def warehouse_kind() -> str:
+    value = os.environ.get("FACTORY_WAREHOUSE", "lake").strip().lower() or "lake"
+    if value not in WAREHOUSE_KINDS:
+        raise ValueError(f"FACTORY_WAREHOUSE={value!r}: give lake (DuckLake, the default) or duckdb (one DuckDB file)")
+    return value
+
+
 def duckdb_memory_limit() -> str:
     """DuckDB's memory limit in this project's processes and in dbt (FACTORY_DUCKDB_MEMORY_LIMIT,
     e.g. 2GB): queries over more data than this spill to disk instead of growing the process."""
@@ -243,17 +255,33 @@ def ensure_dagster_home(paths: FactoryPaths) -> Path:
     """Create DAGSTER_HOME with its dagster.yaml (kept if the user edited it)."""
     paths.dagster_home.mkdir(parents=True, exist_ok=True)
     config = paths.dagster_home / "dagster.yaml"
-    if not config.exists() or config.read_text() == _EARLIER_DAGSTER_YAML.format(tag=WAREHOUSE_WRITER_TAG):
+    generated = {_EARLIER_DAGSTER_YAML.format(tag=WAREHOUSE_WRITER_TAG), dagster_yaml("lake"), dagster_yaml("duckdb")}
+    if not config.exists() or config.read_text() in generated:
         config.write_text(dagster_yaml())
     return paths.dagster_home
 
 
-def dagster_yaml() -> str:
-    """The embedded instance's dagster.yaml (see DAGSTER_YAML)."""
+#: The run queue's limit on runs writing a DuckDB file warehouse (one writer per file); the lake
+#: takes writers at once, so its dagster.yaml has none.
+_ONE_FILE_WRITER = """  tag_concurrency_limits:
+    - key: "{tag}"
+      limit: 1
+"""
+
+
+def dagster_yaml(kind: str | None = None) -> str:
+    """The embedded instance's dagster.yaml (see DAGSTER_YAML) for the warehouse ``kind`` (default:
+    the one in use)."""
     poll = os.environ.get("FACTORY_RUN_MONITORING_POLL_S", str(RUN_MONITORING_POLL_S)).strip()
     if not poll.isdigit() or int(poll) < 1:
         raise ValueError(f"FACTORY_RUN_MONITORING_POLL_S={poll!r}: give whole seconds, at least 1")
-    return DAGSTER_YAML.format(tag=WAREHOUSE_WRITER_TAG, poll=int(poll))
+    text = DAGSTER_YAML.format(tag=WAREHOUSE_WRITER_TAG, poll=int(poll))
+    if (kind or warehouse_kind()) == "lake":
+        text = text.replace(_ONE_FILE_WRITER.format(tag=WAREHOUSE_WRITER_TAG), "").replace(
+            "runs that write the DuckDB warehouse run one at a time.",
+            "runs write the DuckLake warehouse at once.").replace(
+            "FactoryRunLauncher). That frees the warehouse-writer\n# slot above. ", "FactoryRunLauncher).\n# ")
+    return text
 
 
 def parse_day(value: str) -> date:

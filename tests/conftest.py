@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import duckdb
 import pytest
 
 # dbt steps that fail to start retry after FACTORY_DBT_RETRY_DELAY_S (10 s in production); read when
@@ -34,6 +33,8 @@ def paths(tmp_path, monkeypatch) -> FactoryPaths:
 
 @pytest.fixture
 def warehouse(paths):
-    conn = duckdb.connect(str(paths.warehouse))
-    yield conn
-    conn.close()
+    """A connection to the test's warehouse (the lake under its FACTORY_HOME by default)."""
+    from factory_assets.lib.warehouse import open_warehouse
+
+    with open_warehouse(paths) as conn:
+        yield conn

@@ -53,6 +53,24 @@ class PostgresServer:
 
         return psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname=self.database)
 
+    def create_database(self, name: str) -> str:
+        """A new empty database on this server; returns its name."""
+        import psycopg2
+
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname="postgres")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        return name
+
+    def lake_catalog(self, database: str) -> str:
+        """FACTORY_LAKE_CATALOG for a DuckLake catalog in ``database`` of this server."""
+        return (f"postgres:dbname={database} host=127.0.0.1 port={self.port} user={self.user} "
+                f"password={self.password}")
+
     def query(self, sql: str, *args):
         conn = self.connect()
         try:

@@ -19,6 +19,7 @@ from factory_assets.definitions import build_definitions
 from factory_assets.raw_material.simulator import SimulationConfig, generate_demo_data
 from factory_assets.resources import FactoryStore, GovernancePolicy
 from factory_assets.settings import FactoryPaths
+from factory_assets.lib.warehouse import open_warehouse
 
 pytestmark = pytest.mark.e2e
 
@@ -263,7 +264,7 @@ def test_champions_score_every_use_case_into_contracted_products_that_operations
     checks = {(c.asset_key.path[-1], c.check_name): c.passed for c in
               (e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")}
     assert all(checks[(f"{uc}_predictions", "contract")] for uc in BUILT_IN)
-    with duckdb.connect(str(trained.paths.warehouse), read_only=True) as conn:
+    with open_warehouse(trained.paths) as conn:
         late = conn.execute("select * from predictions.late_delivery").pl()
         open_lines = conn.execute(
             "select count(*) from marts.fct_order_lines where delivered_date is null or delivered_date + 1 > ?",
@@ -322,7 +323,7 @@ def test_a_policy_change_flips_compliance_and_the_review_reports_it(trained, tmp
         result = trained.defs.resolve_job_def("policy_review").execute_in_process(
             instance=trained.instance, run_config=QUIET, raise_on_error=False)
         check = next(e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION")
-        with duckdb.connect(str(trained.paths.warehouse), read_only=True) as conn:
+        with open_warehouse(trained.paths) as conn:
             failed = conn.execute("select use_case, rule from governance.model_compliance where not passed").fetchall()
             status = dict(conn.execute("select use_case, status from governance.portfolio").fetchall())
         return check.passed, failed, status
@@ -365,7 +366,7 @@ def test_no_raw_personal_data_in_products_features_predictions_reports_or_bundle
     pii = set(tx["customer_name"].unique()) | set(tx["customer_email"].unique()) | set(tx["customer_id"].unique())
     assert len(pii) > 1000
     found = {}
-    with duckdb.connect(str(trained.paths.warehouse), read_only=True) as conn:
+    with open_warehouse(trained.paths) as conn:
         tables = conn.execute("""select table_schema, table_name, column_name from information_schema.columns
                                  where data_type = 'VARCHAR' and table_schema not in ('raw', 'staging', 'main')""").fetchall()
         schemas = {t[0] for t in tables}

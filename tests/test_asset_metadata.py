@@ -29,6 +29,7 @@ from factory_assets.processing.dbt_metadata import (
     readable_check_name,
 )
 from factory_assets.settings import DBT_PROJECT_DIR
+from factory_assets.lib.warehouse import open_warehouse
 
 FCT = dg.AssetKey(["processing", "fct_order_lines"])
 STG_LINES = dg.AssetKey(["processing", "stg_erp__order_lines"])
@@ -261,7 +262,7 @@ def _materialization(result, key: dg.AssetKey) -> dg.AssetMaterialization:
 def _raw_rows(world, table: str) -> int:
     import duckdb
 
-    with duckdb.connect(str(world.paths.warehouse), read_only=True) as conn:
+    with open_warehouse(world.paths) as conn:
         return conn.execute(f"select count(*) from raw.{table}").fetchone()[0]
 
 

@@ -34,6 +34,7 @@ from customer_care.training_sets import COMPLAINT_CUTOFFS, LABEL, WINDOW_DAYS  #
 
 from factory_assets.keys import training_keys, use_case_keys  # noqa: E402
 from factory_assets.public import UseCaseSpecError, business_unit_definitions, load_use_case  # noqa: E402
+from factory_assets.lib.warehouse import open_warehouse
 
 USE_CASES_DIR = UNIT_DIR / "customer_care" / "defs" / "use_cases"
 CUSTOMER_ACTIVITY = dg.AssetKey(["assembly", "customer_activity"])
@@ -317,7 +318,7 @@ def test_business_unit_trains_against_the_core_world(tmp_path, monkeypatch):
         night = unit.resolve_job_def("customer_care_nightly").execute_in_process(
             instance=instance, partition_key=day, run_config=QUIET, raise_on_error=False)
         assert night.success
-        with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
+        with open_warehouse(paths) as conn:
             scored = conn.execute("select count(*), count(distinct customer_key) from predictions.complaint_risk "
                                   "where scored_date = ?", [date.fromisoformat(day)]).fetchone()
             customers = conn.execute("select count(distinct customer_key) from marts.fct_order_lines").fetchone()[0]
@@ -334,3 +335,19 @@ def test_business_unit_trains_against_the_core_world(tmp_path, monkeypatch):
     assert main(["audit", "complaint_risk"]) == 0
     bundle = json.loads(next((paths.artifacts / "audit" / "complaint_risk").rglob("*.json")).read_text())
     assert bundle["use_case"]["business_unit"] == "customer_care"
+
+    # the training set was read at one lake snapshot, recorded in the manifest: the audit rebuilds it
+    # by time travel and its hash matches, even after the products it was read from have changed
+    snapshot = challenger.manifest["data_versions"]["lake_snapshot"]
+    assert snapshot == training["lake_snapshot"]
+    rebuild = bundle["training_set_rebuild"]
+    assert rebuild == {"lake_snapshot": snapshot, "as_of": training["as_of"], "rows": training["dagster/row_count"],
+                       "recorded": challenger.manifest["data_versions"]["training_set"],
+                       "rebuilt": challenger.manifest["data_versions"]["training_set"], "matches": True}
+    with open_warehouse(paths) as conn:
+        conn.execute("delete from marts.fct_order_lines where order_date >= ?", [START + timedelta(days=DAYS // 2)])
+    from factory_assets.assembly.lifecycle import rebuild_training_set
+
+    spec = _spec()
+    again = rebuild_training_set(paths, spec, challenger.manifest)
+    assert again["matches"] is True and again["rows"] == training["dagster/row_count"]

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import duckdb
+from factory_assets.lib.warehouse import open_warehouse
+from factory_assets.settings import FactoryPaths
 import pytest
 
 from factory_cli import FACTORY, factory  # noqa: E402,F401 - the shared CLI runner
@@ -54,7 +56,7 @@ def data_rows(path: Path) -> int:
 
 
 def query(home: Path, sql: str):
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+    with open_warehouse(FactoryPaths(home)) as conn:
         return conn.execute(sql).fetchall()
 
 

@@ -15,7 +15,8 @@ each contract against it, as committed (the server's own path, `.factory/warehou
 project root), offline where this machine can take the network away (`unshare -n`). A copy with one
 NULL in a required column must fail, read through DATACONTRACT_DUCKDB_DATABASE (how an installation
 gives its own warehouse). Last, `dbt debug` by hand finds the default warehouse without
-FACTORY_WAREHOUSE_PATH.
+FACTORY_WAREHOUSE_PATH, and by default attaches the lake under FACTORY_HOME. The CLI has no DuckLake
+server type, so the module builds the warehouse as the single DuckDB file (FACTORY_WAREHOUSE=duckdb).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import numpy as np
 import pytest
 
 from factory_assets.lib.contracts import CONTRACTS_DIR, WAREHOUSE_SERVER, load_contract
+from factory_assets.lib.warehouse import open_warehouse
+from factory_assets.settings import FactoryPaths
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATACONTRACT = REPO_ROOT / ".venv-datacontract" / ("Scripts" if os.name == "nt" else "bin") / "datacontract"
@@ -119,7 +122,7 @@ def _build_warehouse(root: Path) -> tuple[Path, Path]:
     home = root / ".factory"
     paths = FactoryPaths(home).create()
     generate_demo_data(SimulationConfig(start_date=START, days=DAYS, order_lines_per_day=30, seed=11), paths.landing)
-    with duckdb.connect(str(paths.warehouse)) as conn:
+    with open_warehouse(paths) as conn:
         for source in RAW_SOURCES:
             outcomes = ingest_partitions(conn, paths, source, None, first_day=START, today=END)
             assert outcomes and all(o.status == "ingested" for o in outcomes), (source, outcomes)
@@ -139,7 +142,7 @@ def _build_warehouse(root: Path) -> tuple[Path, Path]:
     assert all(e.passed for e in result.get_asset_check_evaluations())  # the factory's own contract checks
 
     generated = None
-    with duckdb.connect(str(paths.warehouse)) as conn:
+    with open_warehouse(paths) as conn:
         for name, spec in load_use_cases(USE_CASES_DIR).items():
             model = StandInModel(spec.entity[0], 3.0 if spec.template == "forecasting" else 0.25)
             written = score_days(conn, spec, import_builder(spec.training_set.builder, name), model, {},
@@ -154,6 +157,17 @@ def _build_warehouse(root: Path) -> tuple[Path, Path]:
             relation = load_contract(path).physical_name
             assert conn.execute(f"select count(*) from {relation}").fetchone()[0] > 0, relation
     return paths.warehouse, generated
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _duckdb_file_warehouse():
+    """The Data Contract CLI's duckdb server opens a DuckDB file; it has no DuckLake server type, so
+    this module builds the warehouse as the single file (FACTORY_WAREHOUSE=duckdb). The same
+    contracts hold on the lake: the factory's own contract checks run there on every build."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FACTORY_WAREHOUSE", "duckdb")
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +262,22 @@ def test_dbt_by_hand_finds_the_default_warehouse_without_factory_warehouse_path(
     assert from_root.result() == (two / ".factory" / "warehouse.duckdb").resolve()
     assert with_home.result() == home / "warehouse.duckdb"
     assert all(p.is_file() for p in (in_project.result(), from_root.result(), with_home.result()))
+
+
+def test_dbt_by_hand_attaches_the_lake_by_default(tmp_path, monkeypatch):
+    """Without FACTORY_WAREHOUSE the profile's target is the lake under FACTORY_HOME, once a factory
+    command has installed the extensions there."""
+    monkeypatch.delenv("FACTORY_WAREHOUSE")
+    home = tmp_path / "home"
+    with open_warehouse(FactoryPaths(home)) as conn:  # what any factory command does first
+        conn.execute("create schema marts")
+        conn.execute("create table marts.visible as select 42 as answer")
+    project = _project(tmp_path / "lake") / "dbt_project"
+    process = subprocess.run([str(DBT), "debug", "--no-use-colors"], cwd=project,
+                             env=_clean_env(FACTORY_HOME=str(home)), capture_output=True, text=True, timeout=300)
+    out = process.stdout + process.stderr
+    assert "Connection test: [OK connection ok]" in out and "database: lake" in out, out[-3000:]
+    shown = subprocess.run([str(DBT), "show", "--inline", "select answer from lake.marts.visible", "--no-use-colors"],
+                           cwd=project, env=_clean_env(FACTORY_HOME=str(home)), capture_output=True, text=True,
+                           timeout=300)
+    assert shown.returncode == 0 and "42" in shown.stdout, shown.stdout[-3000:] + shown.stderr[-2000:]

@@ -119,6 +119,7 @@ def test_a_warehouse_another_program_holds_is_tried_again_with_back_off_then_bui
     from factory_assets.settings import FactoryPaths
 
     paths = FactoryPaths(tmp_path / "home").create()
+    monkeypatch.setenv("FACTORY_WAREHOUSE", "duckdb")  # a file another program can hold (the lake has no such lock)
     monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(paths.warehouse))
     monkeypatch.setenv("FACTORY_WAREHOUSE_LOCK_TIMEOUT", "1")  # the step's own wait gives up at once: dbt's retry is tested
     holder = subprocess.Popen([sys.executable, "-c", HOLD_DUCKDB, str(paths.warehouse)], stdout=subprocess.PIPE, text=True)

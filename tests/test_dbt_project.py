@@ -285,6 +285,8 @@ def warehouse(tmp_path_factory) -> Any:
     monkeypatch = pytest.MonkeyPatch()
     root = tmp_path_factory.mktemp("dbt")
     wh = DbtWarehouse(root)
+    # the models' SQL on one DuckDB file the test can copy and tamper with; the chain's tests run them on the lake
+    monkeypatch.setenv("FACTORY_WAREHOUSE", "duckdb")
     monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(wh.path))
     monkeypatch.setenv("FACTORY_PII_SALT", SALT)
     monkeypatch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")

@@ -8,7 +8,6 @@ training rows that are complete by T must come out byte-identical.
 
 from __future__ import annotations
 
-import shutil
 from datetime import date, timedelta
 
 import duckdb
@@ -47,13 +46,15 @@ def warehouse_path(tmp_path_factory):
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=tags, run_config=quiet, raise_on_error=False)
     assert result.success
-    yield paths.warehouse
+    yield paths
     patch.undo()
 
 
 @pytest.fixture(scope="module")
 def conn(warehouse_path):
-    with duckdb.connect(str(warehouse_path), read_only=True) as c:
+    from factory_assets.lib.warehouse import open_warehouse
+
+    with open_warehouse(warehouse_path) as c:
         yield c
 
 
@@ -95,15 +96,18 @@ def test_leakage_future_data_does_not_change_past_rows(conn, warehouse_path, tmp
     before_full = _build_all(conn, full_as_of)
     before_t = _build_all(conn, T)
 
-    tampered = tmp_path / warehouse_path.name  # same file name: dbt views name their catalog
-    shutil.copy(warehouse_path, tampered)
-    with duckdb.connect(str(tampered)) as c2:
-        n_tickets = c2.execute("select count(*) from intermediate.int_tickets__scored").fetchone()[0]
+    # tampered inside a transaction that is rolled back: the module's other tests read the lake as built
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        n_tickets = conn.execute("select count(*) from intermediate.int_tickets__scored").fetchone()[0]
         for sql in TAMPER_SQL:
-            c2.execute(sql)
-        assert c2.execute("select count(*) from intermediate.int_tickets__scored").fetchone()[0] > n_tickets
-        after_full = _build_all(c2, full_as_of)
-        after_t = _build_all(c2, T)
+            conn.execute(sql)
+        assert conn.execute("select count(*) from intermediate.int_tickets__scored").fetchone()[0] > n_tickets
+        after_full = _build_all(conn, full_as_of)
+        after_t = _build_all(conn, T)
+    finally:
+        conn.execute("ROLLBACK")
+    assert _build_all(conn, full_as_of)["late"].equals(before_full["late"])  # the rollback restored it
 
     for name in before_full:
         # the tampering is visible in the rows completed after T ...

@@ -28,6 +28,7 @@ from factory_assets.feedback.assets import monitoring_key
 from factory_assets.raw_material.simulator import DriftScenario, SimulationConfig, generate_demo_data
 from factory_assets.resources import FactoryStore
 from factory_assets.settings import FactoryPaths, artifacts_url
+from factory_assets.lib.warehouse import open_warehouse
 
 pytestmark = pytest.mark.e2e
 
@@ -155,7 +156,7 @@ def test_monitoring_records_numbers_reports_and_the_method(drifted):
 def test_prediction_rows_carry_model_version_and_feature_snapshot(drifted):
     import duckdb
 
-    with duckdb.connect(str(drifted.paths.warehouse), read_only=True) as conn:
+    with open_warehouse(drifted.paths) as conn:
         rows = conn.execute("select * from predictions.late_delivery").pl()
     assert sorted(rows["scored_date"].unique().to_list()) == WINDOW
     assert rows["model_version"].unique().to_list() == [drifted.first_champion["late_delivery"]]
@@ -168,7 +169,7 @@ def test_prediction_rows_carry_model_version_and_feature_snapshot(drifted):
         assert set(batch["order_line_id"]) == set(snapshot["order_line_id"])
     # re-scoring a day replaces its partition: no duplicates, nothing lost
     assert run_nightly(drifted, WINDOW[0], WINDOW[0], ["late_delivery"]).success
-    with duckdb.connect(str(drifted.paths.warehouse), read_only=True) as conn:
+    with open_warehouse(drifted.paths) as conn:
         again = conn.execute("select scored_date, count(*) from predictions.late_delivery group by 1 order by 1").fetchall()
     assert again == [(d, rows.filter(pl.col("scored_date") == d).height) for d in WINDOW]
 
@@ -207,7 +208,7 @@ def test_retrained_challenger_beats_the_degraded_champion_and_scores_the_next_ba
     assert run_nightly(drifted, END, END, ["late_delivery"]).success
     import duckdb
 
-    with duckdb.connect(str(drifted.paths.warehouse), read_only=True) as conn:
+    with open_warehouse(drifted.paths) as conn:
         versions = conn.execute("select distinct model_version from predictions.late_delivery where scored_date = ?",
                                 [END]).fetchall()
     assert versions == [(new,)]

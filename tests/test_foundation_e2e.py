@@ -23,6 +23,7 @@ from factory_assets.raw_material.landing import partition_date_of
 from factory_assets.raw_material.simulator import SimulationConfig, simulate, write_landing_files
 from factory_assets.resources import FactoryStore
 from factory_assets.settings import RAW_SOURCES, FactoryPaths
+from factory_assets.lib.warehouse import open_warehouse
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +86,7 @@ def factory(tmp_path_factory):
 
 
 def query(paths: FactoryPaths, sql: str):
-    with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
+    with open_warehouse(paths) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -189,7 +190,7 @@ def test_no_pii_value_reaches_a_data_product(factory):
     raw = factory.data.transactions
     secrets = set(raw["customer_name"]) | set(raw["customer_email"]) | set(raw["customer_id"])
     secrets |= set(factory.data.tickets["body"]) if factory.data.tickets.height else set()
-    with duckdb.connect(str(factory.paths.warehouse), read_only=True) as conn:
+    with open_warehouse(factory.paths) as conn:
         for name in product_contract_names():
             relation = product_contract(name).physical_name
             for col in product_contract(name).columns:

@@ -20,6 +20,7 @@ import pytest
 
 from factory_assets.assembly.specs import load_use_cases
 from factory_assets.keys import COMPLIANCE_KEY, PORTFOLIO_KEY, monitoring_key
+from factory_assets.lib.warehouse import open_warehouse
 
 NIGHT = date(2025, 2, 10)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -51,7 +52,8 @@ def world(paths):
     from factory_assets.definitions import build_definitions
     from factory_assets.resources import FactoryStore
 
-    duckdb.connect(str(paths.warehouse)).close()  # an empty warehouse: nothing scored yet
+    with open_warehouse(paths):  # an empty warehouse: nothing scored yet
+        pass
     store = FactoryStore(home=str(paths.home))
     registry = store.registry()
     champion = _register(registry, CHAMPION, "binary_classification", "is_late")
@@ -85,7 +87,7 @@ def test_the_nightly_run_builds_compliance_and_portfolio_when_no_monitor_produce
     portfolio = next(i for i, s in enumerate(finished) if s.endswith(".use_case_portfolio"))
     assert max(monitors) < compliance < portfolio
 
-    with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
+    with open_warehouse(paths) as conn:
         rows = conn.execute("select use_case, status, champion_version, health from governance.portfolio").fetchall()
         failing = conn.execute("select count(*) from governance.model_compliance "
                                "where use_case = ? and not passed", [CHAMPION]).fetchone()[0]
@@ -158,7 +160,7 @@ def test_a_night_with_one_champion_monitors_it_then_builds_governance_for_every_
     assert finished.index(f"feedback__{CHAMPION}_monitoring") < next(
         i for i, s in enumerate(finished) if s.endswith(".use_case_portfolio"))
 
-    with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
+    with open_warehouse(paths) as conn:
         rows = {r[0]: r[1:] for r in conn.execute(
             "select use_case, status, champion_version, health from governance.portfolio").fetchall()}
         failing = conn.execute("select count(*) from governance.model_compliance where use_case = ? and not passed",

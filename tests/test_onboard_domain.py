@@ -144,6 +144,7 @@ code_location_name = "{UNIT}"
 """The clinic's code location (workspace.yaml: location ``{UNIT}``)."""
 
 from factory_assets.public import business_unit_definitions
+from factory_assets.lib.warehouse import open_warehouse
 
 defs = business_unit_definitions(__file__)
 ''',
@@ -585,7 +586,7 @@ def drive(out: str) -> None:
         instance=instance, partition_key=LABELLED.isoformat(), run_config=QUIET, raise_on_error=False))
     lap("labelled_night")
 
-    with duckdb.connect(str(store.paths.warehouse), read_only=True) as conn:
+    with open_warehouse(store.paths) as conn:
         def rows(sql: str):
             return conn.execute(sql).fetchall()
 

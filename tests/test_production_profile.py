@@ -15,14 +15,16 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-import duckdb
 import pytest
 
 import postgres_server
+from factory_assets.lib.warehouse import open_warehouse
+from factory_assets.settings import FactoryPaths
 
 pytestmark = pytest.mark.e2e
 
@@ -30,14 +32,31 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 FIRST, LAST = date(2025, 1, 1), date(2025, 1, 28)
 PROFILE = ROOT / "deploy" / "production" / "dagster.yaml"
+LAKE_DATABASE = "factory_lake"
 
 
 def _env(home: Path, server: postgres_server.PostgresServer, **extra) -> dict:
     env = {**os.environ, "FACTORY_HOME": str(home), "DAGSTER_HOME": str(home / "dagster_home"),
-           "FACTORY_WAREHOUSE_PATH": str(home / "warehouse.duckdb"), **server.env, **extra,
+           "FACTORY_WAREHOUSE_PATH": str(home / "warehouse.duckdb"), **server.env,
+           "FACTORY_LAKE_CATALOG": server.lake_catalog(LAKE_DATABASE), **extra,
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("FACTORY_PARTITIONS_START", None)
     return env
+
+
+@contextmanager
+def _lake(world):
+    """The world's warehouse: the lake whose catalog is in the module's PostgreSQL server."""
+    saved = os.environ.get("FACTORY_LAKE_CATALOG")
+    os.environ["FACTORY_LAKE_CATALOG"] = world.env["FACTORY_LAKE_CATALOG"]
+    try:
+        with open_warehouse(FactoryPaths(world.home)) as conn:
+            yield conn
+    finally:
+        if saved is None:
+            os.environ.pop("FACTORY_LAKE_CATALOG")
+        else:
+            os.environ["FACTORY_LAKE_CATALOG"] = saved
 
 
 def factory(env: dict, *args, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -54,6 +73,7 @@ def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def server():
     started = postgres_server.start()
+    started.create_database(LAKE_DATABASE)  # the lake's catalog: its own database beside Dagster's
     yield started
     postgres_server.stop(started)
 
@@ -102,14 +122,14 @@ def test_runs_and_materializations_are_stored_in_postgres_not_sqlite(world, serv
     assert server.password not in PROFILE.read_text() and "DAGSTER_PG_PASSWORD" in PROFILE.read_text()
 
 
-def test_the_run_queue_lets_one_warehouse_writer_run_at_a_time(world):
+def test_the_run_queue_lets_warehouse_writers_run_at_once_on_the_lake(world):
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
     instance = _instance(world)
     coordinator = instance.run_coordinator
     assert isinstance(coordinator, QueuedRunCoordinator)
     queue = instance.get_concurrency_config().run_queue_config
-    assert {limit["key"]: limit["limit"] for limit in queue.tag_concurrency_limits} == {"factory/warehouse_writer": 1}
+    assert not queue.tag_concurrency_limits  # the lake takes writers at once; a DuckDB file would need one
     assert queue.max_concurrent_runs == 8
     from factory_assets.definitions import defs
 
@@ -172,19 +192,23 @@ def test_the_nightly_chain_runs_its_steps_on_separate_dask_workers(world, dask_c
     assert {"processing/fct_order_lines", "raw_material/transactions", "assembly/customer_activity"} <= set(report["materialized"])
 
 
-def test_steps_on_separate_workers_write_the_warehouse_once_and_completely(world, dask_night):
+def test_steps_on_separate_workers_write_the_warehouse_once_and_completely(world, dask_night, server):
     ok(dask_night.done)
-    with duckdb.connect(str(world.home / "warehouse.duckdb"), read_only=True) as conn:
+    with _lake(world) as conn:
         per_day = dict(conn.execute("select _partition_date::varchar, count(*) from raw.transactions group by 1").fetchall())
         lines, distinct = conn.execute("select count(*), count(distinct order_line_id) from marts.fct_order_lines").fetchone()
     expected = {name.removeprefix("transactions_").split(".")[0]: rows for name, rows in world.landed.items()}
     run_days = {str(LAST - timedelta(days=k)) for k in range(7)}
     assert per_day == {day: rows for day, rows in expected.items() if day in run_days}
     assert lines == distinct > 0  # no order line twice
+    # the lake's catalog is the PostgreSQL database, not a file under FACTORY_HOME
+    assert not (world.home / "lake" / "catalog.sqlite").exists()
+    lake_db = postgres_server.PostgresServer(**{**vars(server), "database": LAKE_DATABASE})
+    assert lake_db.query("select count(*) from ducklake_snapshot")[0][0] > 10
 
 
 def _counts(world, day: date) -> tuple[int, int, int]:
-    with duckdb.connect(str(world.home / "warehouse.duckdb"), read_only=True) as conn:
+    with _lake(world) as conn:
         raw = conn.execute("select count(*) from raw.transactions where _partition_date = ?", [day]).fetchone()[0]
         lines, distinct = conn.execute("select count(*), count(distinct order_line_id) from marts.fct_order_lines").fetchone()
     return raw, lines, distinct

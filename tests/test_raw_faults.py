@@ -35,7 +35,9 @@ from factory_assets.raw_material.ingest import (
     ingest_partitions,
 )
 from factory_assets.raw_material.landing import MESSAGE_LIMIT
+from factory_assets.lib.warehouse import open_warehouse
 from factory_assets.resources import FactoryStore
+from factory_assets.settings import FactoryPaths
 
 HEADER = ("order_id,line_number,ordered_at,customer_id,customer_name,customer_email,region,product_id,"
           "warehouse_id,supplier_id,quantity,unit_price,discount_pct,promised_date,channel")
@@ -170,7 +172,7 @@ def test_a_product_dated_beyond_the_landed_days_fails_its_freshness_check(paths)
     from factory_assets.processing.checks import freshness_check
 
     contract = product_contract("calendar")
-    with duckdb.connect(str(paths.warehouse)) as conn:
+    with open_warehouse(paths) as conn:
         # holidays published on 03-10 reach 03-23: the calendar may run that far ahead
         _ledger(conn, (date(2025, 3, 1), None, None), (date(2025, 3, 10), date(2025, 3, 10), date(2025, 3, 23)))
         conn.execute("CREATE SCHEMA marts; CREATE TABLE marts.calendar (calendar_date DATE)")
@@ -256,7 +258,7 @@ def test_factory_run_quarantines_the_future_file_and_exits_without_a_usage_error
         in done.stderr
     reason = json.loads((home / "quarantine" / "transactions" / "transactions_2099-01-01.csv.reason.json").read_text())
     assert reason["reason"] == "future_date"
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as conn:
+    with open_warehouse(FactoryPaths(home)) as conn:
         assert conn.execute("SELECT count(*) FROM raw.transactions").fetchone()[0] == 1
 
 
@@ -320,24 +322,25 @@ def corrected(tmp_path_factory):
     root = tmp_path_factory.mktemp("corrected")
     paths = FactoryPaths(root / "home").create()
     patch = pytest.MonkeyPatch()
+    patch.setenv("FACTORY_HOME", str(paths.home))  # dbt's profile finds this home's lake
     patch.setenv("FACTORY_WAREHOUSE_PATH", str(paths.warehouse))
     patch.setenv("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
     select = ["--select", "stg_erp__order_lines", "fct_order_lines", "daily_demand"]
     try:
         from factory_assets.settings import RAW_SOURCES
 
-        with duckdb.connect(str(paths.warehouse)) as conn:
+        with open_warehouse(paths) as conn:
             ensure_raw_tables(conn, list(RAW_SOURCES))
             drop(paths, "transactions_2025-03-01.csv", [line(1), line(2), line(3)])
             drop(paths, "transactions_2025-03-02.csv", [line(4, day="2025-03-02")])
             ingest_partitions(conn, paths, "transactions", None)
         _dbt(root, "run", "--select", "+daily_demand")
-        with duckdb.connect(str(paths.warehouse)) as conn:
+        with open_warehouse(paths) as conn:
             drop(paths, "transactions_2025-03-01.v2.csv", [line(1, quantity="8"), line(2)])
             [correction] = ingest_partitions(conn, paths, "transactions", None)
         _dbt(root, "run", *select)
         def query(sql: str) -> list[tuple]:  # dbt ran in this process and holds the file: same configuration
-            with duckdb.connect(str(paths.warehouse)) as conn:
+            with open_warehouse(paths) as conn:
                 return conn.execute(sql).fetchall()
 
         state = SimpleNamespace(
@@ -540,7 +543,7 @@ def test_pii_sweep_quarantine_event_log_and_metadata(paths):
     assert not check.passed
 
     reasons = [p.read_text() for p in (paths.quarantine / "transactions").glob("*.reason.json")]
-    with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
+    with open_warehouse(paths) as conn:
         logged = [" ".join(map(str, row)) for row in conn.execute("SELECT * FROM raw.quarantine_log").fetchall()]
     texts = {"event log": _event_texts(instance), "quarantine reasons": reasons, "quarantine_log": logged,
              "metadata": [json.dumps({k: str(v.value) for k, v in materialization.metadata.items()}),

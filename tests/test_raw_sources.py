@@ -21,6 +21,7 @@ from factory_assets.raw_material.assets import raw_assets, raw_assets_from_contr
 from factory_assets.raw_material.sensors import landing_zone_sensor_for
 from factory_assets.resources import FactoryStore
 from factory_assets.settings import RAW_SOURCES
+from factory_assets.lib.warehouse import open_warehouse
 
 OWNER = "environment-data@factory.example"
 
@@ -97,7 +98,7 @@ def test_a_new_raw_contract_becomes_an_ingestion_asset_that_ingests_its_landing_
     [check] = result.get_asset_check_evaluations()
     assert check.check_name == "landing_files_clean" and check.passed
 
-    with duckdb.connect(str(paths.warehouse), read_only=True) as conn:
+    with open_warehouse(paths) as conn:
         got = conn.execute("SELECT station_id, pm25, _row_number FROM raw.air_quality ORDER BY _row_number").fetchall()
         columns = [r[0] for r in conn.execute("DESCRIBE raw.air_quality").fetchall()]
     assert got == [("ST1", 4.5, 1), ("ST1", None, 2), ("ST2", 12.25, 3)]

@@ -53,8 +53,15 @@ def hold_duckdb(database: Path, seconds: float) -> subprocess.Popen:
 
 
 # ---- item 9: DuckDB's file lock held by another process --------------------------------------
+# (the warehouse kept as one DuckDB file, FACTORY_WAREHOUSE=duckdb: the lake has no file to hold)
 
 
+@pytest.fixture
+def duckdb_file(monkeypatch):
+    monkeypatch.setenv("FACTORY_WAREHOUSE", "duckdb")
+
+
+@pytest.mark.usefixtures("duckdb_file")
 def test_opening_the_warehouse_waits_for_a_process_holding_duckdbs_lock(tmp_path):
     store = FactoryStore(home=str(tmp_path))
     other = hold_duckdb(store.paths.warehouse, 2.5)
@@ -66,6 +73,7 @@ def test_opening_the_warehouse_waits_for_a_process_holding_duckdbs_lock(tmp_path
     assert 1.0 < waited < 20
 
 
+@pytest.mark.usefixtures("duckdb_file")
 def test_past_the_timeout_the_error_names_the_file_and_the_holder(tmp_path, monkeypatch):
     from factory_assets.lib.warehouse_lock import WarehouseBusyError
 
@@ -112,6 +120,7 @@ def test_the_back_off_doubles_up_to_two_seconds_and_stops_at_the_timeout(tmp_pat
     assert sum(pauses) == pytest.approx(10.0) and Refused.calls == len(pauses) + 1
 
 
+@pytest.mark.usefixtures("duckdb_file")
 def test_a_run_in_process_rides_out_a_locked_warehouse(tmp_path):
     """What `factory run` does (in-process executor): three steps open the warehouse while another
     process holds it for a few seconds; they wait and the run succeeds (before: all three failed)."""

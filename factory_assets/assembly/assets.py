@@ -20,6 +20,7 @@ from factory_assets.keys import champion_key, feature_set_key, model_key, produc
 from factory_assets.lib.contract_checks import evaluate_contract
 from factory_assets.lib.contracts import DataContract
 from factory_assets.lib.metadata import round_metadata
+from factory_assets.lib.warehouse import one_snapshot
 from factory_assets.resources import FactoryStore, GovernancePolicy
 
 #: Metadata key of the observation a model asset records when its training set is too short to train on.
@@ -145,7 +146,8 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
         description=f"Point-in-time training set of {spec.name}: {spec.description.strip()}",
     )
     def _training_set(config: TrainingSetConfig, store: FactoryStore) -> dg.MaterializeResult:
-        with store.warehouse(read_only=True) as conn:
+        # read at one snapshot of the lake, recorded so `factory audit` can read it again by time travel
+        with store.warehouse(read_only=True) as conn, one_snapshot(conn) as snapshot:
             if config.as_of:
                 as_of = date.fromisoformat(config.as_of)
             else:
@@ -164,13 +166,15 @@ def use_case_assets(spec: UseCaseSpec, builder: TrainingSetBuilder,
         frame.write_parquet(path)
         positive = float(frame[spec.target].cast(pl.Float64).mean()) if frame.height else float("nan")
         data_version = frame_version(frame)
-        info_path.write_text(json.dumps({"as_of": as_of.isoformat(), "data_version": data_version, "products": lineage}))
+        info_path.write_text(json.dumps({"as_of": as_of.isoformat(), "data_version": data_version, "products": lineage,
+                                         "lake_snapshot": snapshot}))
         return dg.MaterializeResult(
             metadata=round_metadata({
                 "dagster/row_count": dg.MetadataValue.int(frame.height),
                 "as_of": as_of.isoformat(),
                 "path": str(path),
                 "data_version": data_version,
+                "lake_snapshot": snapshot if snapshot is not None else "none (DuckDB file)",
                 "target_mean": dg.MetadataValue.float(positive),
                 "feature_set_versions": json.dumps(versions),
                 "max_training_rows": spec.max_training_rows or "no limit",

@@ -66,6 +66,26 @@ def frame_version(frame: pl.DataFrame) -> str:
     return hashlib.sha256(frame.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()[:16]
 
 
+def rebuild_training_set(paths, spec: UseCaseSpec, manifest: Mapping, builder: TrainingSetBuilder | None = None) -> dict:
+    """The training set of a registered version, built again from the lake as it was at the
+    snapshot its manifest records (time travel), and whether its hash matches the recorded one."""
+    from factory_assets.assembly.training_sets import resolve_training_set
+    from factory_assets.lib.warehouse import open_lake_at
+
+    versions = manifest.get("data_versions") or {}
+    snapshot, recorded = versions.get("lake_snapshot"), versions.get("training_set")
+    as_of = (manifest.get("extra") or {}).get("training_as_of") or manifest.get("training_as_of")
+    if snapshot is None or as_of is None:
+        return {"lake_snapshot": None, "recorded": recorded, "rebuilt": None, "matches": None,
+                "why": "this version was trained before training sets were pinned to a lake snapshot"}
+    builder = builder or resolve_training_set(spec)
+    with open_lake_at(paths, int(snapshot)) as conn:
+        frame = builder.build(conn, spec, date.fromisoformat(as_of))
+    rebuilt = frame_version(frame)
+    return {"lake_snapshot": int(snapshot), "as_of": as_of, "rows": frame.height, "recorded": recorded,
+            "rebuilt": rebuilt, "matches": rebuilt == recorded}
+
+
 def parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer)
@@ -133,7 +153,9 @@ def train_and_register(spec: UseCaseSpec, frame: pl.DataFrame, info: Mapping, *,
     version = registry.register(
         spec.name, best.model, metrics=best.metrics, baseline_metrics=best.baseline_metrics,
         feature_contracts=dict(feature_set_versions),
-        data_versions={"training_set": frame_version(frame), "products": info.get("products", {})}, code_version=code,
+        data_versions={"training_set": frame_version(frame), "products": info.get("products", {}),
+                       **({"lake_snapshot": info["lake_snapshot"]} if info.get("lake_snapshot") is not None else {})},
+        code_version=code,
         created_by=trained_by or os.environ.get("FACTORY_TRAINER") or getpass.getuser(),
         extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
                "rows": best.rows, "baseline": best.baseline_name, "training_as_of": as_of.isoformat(),

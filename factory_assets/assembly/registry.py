@@ -484,6 +484,12 @@ class ModelRegistry:
             raise _integrity_error(use_case, version, f"{path / MANIFEST} is not a JSON object")
         return ModelVersion(use_case=use_case, version=version, path=path, manifest=manifest)
 
+    def pinned_lake_snapshots(self) -> set[int]:
+        """The lake snapshots the training sets of every registered version were read at: kept by
+        lake maintenance, so each version's training set can be rebuilt by time travel."""
+        return {int(snapshot) for use_case in self.use_cases() for version in self.list_versions(use_case)
+                if (snapshot := (version.manifest.get("data_versions") or {}).get("lake_snapshot")) is not None}
+
     def list_versions(self, use_case: str) -> list[ModelVersion]:
         """All versions of ``use_case``, newest first (by created_at)."""
         d = self._existing_uc_dir(use_case)

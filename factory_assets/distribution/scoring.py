@@ -114,14 +114,15 @@ def ensure_prediction_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Create every contracted prediction table that does not exist yet, empty, with the contract's
     columns: a product never scored (no champion yet) reads as no rows, not as a missing table."""
     from factory_assets.lib.contracts import CONTRACTS_DIR, load_contract
+    from factory_assets.lib.lake import ddl
 
     created = []
     for path in sorted((CONTRACTS_DIR / "predictions").glob("*.odcs.yaml")):
         contract = load_contract(path)
         schema = contract.physical_name.split(".")[0]
         columns = ", ".join(f'"{c.name}" {c.physical_type}' for c in contract.columns)
-        conn.execute(f"create schema if not exists {schema}")
+        ddl(conn, f"create schema if not exists {schema}")
         if not table_exists(conn, contract.physical_name):
-            conn.execute(f"create table {contract.physical_name} ({columns})")
+            ddl(conn, f"create table if not exists {contract.physical_name} ({columns})")
             created.append(contract.physical_name)
     return created

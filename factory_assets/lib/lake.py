@@ -12,10 +12,13 @@ user's home.
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import os
 import platform
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +66,19 @@ def extension_repository(root: Path) -> Path:
     return root
 
 
+def shared_repository() -> Path | None:
+    """Where the extension repository is laid out once per Python environment (``tasks.py setup``
+    does it; dbt's profile finds it there), or None where that folder cannot be written."""
+    import sys
+
+    root = Path(sys.prefix) / "duckdb_extensions"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return root if os.access(root, os.W_OK) else None
+
+
 @dataclass(frozen=True)
 class Lake:
     """Where a lake's catalog and data files are, and where its extensions are kept.
@@ -82,6 +98,24 @@ class Lake:
         return cls(catalog=f"sqlite:{home / 'lake' / 'catalog.sqlite'}", data_path=str(home / "lake" / "data"),
                    extensions=home / "duckdb_extensions", alias=alias)
 
+    @classmethod
+    def configured(cls, home: Path, alias: str = "lake") -> Lake:
+        """The lake this home is set up for: FACTORY_LAKE_CATALOG (``sqlite:<file>`` or
+        ``postgres:<libpq string>``) and FACTORY_LAKE_DATA_PATH (a folder or an object-store URL),
+        each defaulting to the embedded lake under ``home``."""
+        embedded = cls.embedded(home, alias)
+        return cls(catalog=os.environ.get("FACTORY_LAKE_CATALOG") or embedded.catalog,
+                   data_path=os.environ.get("FACTORY_LAKE_DATA_PATH") or embedded.data_path,
+                   extensions=embedded.extensions, alias=alias)
+
+    @property
+    def repository(self) -> Path:
+        return shared_repository() or self.extensions / "repository"
+
+    @property
+    def installed(self) -> Path:
+        return self.extensions / "installed"
+
     @property
     def catalog_kind(self) -> str:
         kind = self.catalog.split(":", 1)[0]
@@ -89,25 +123,107 @@ class Lake:
             raise ValueError(f"lake catalog {self.catalog!r}: give sqlite:<file> or postgres:<connection string>")
         return kind
 
-    def attach(self, conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    def attach(self, conn: duckdb.DuckDBPyConnection, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
         """Install (from the local repository) and load the extensions, then attach the lake as
-        ``alias``; returns ``conn``."""
-        repository = extension_repository(self.extensions / "repository")
-        conn.execute("SET extension_directory = ?", [str(self.extensions / "installed")])
+        ``alias`` (read-only as it was at ``snapshot``, when given); returns ``conn``."""
+        self.install()
+        conn.execute("SET extension_directory = ?", [str(self.installed)])
         for name in ("ducklake", CATALOG_EXTENSION[self.catalog_kind]):
-            conn.execute(f"INSTALL {name} FROM '{_quoted(str(repository))}'")
             conn.execute(f"LOAD {name}")
         if self.catalog_kind == "sqlite":
-            Path(self.catalog.split(":", 1)[1]).parent.mkdir(parents=True, exist_ok=True)
+            sqlite_catalog_in_wal_mode(Path(self.catalog.split(":", 1)[1]))
         if "://" not in self.data_path:
             Path(self.data_path).mkdir(parents=True, exist_ok=True)
+        at = "" if snapshot is None else f", SNAPSHOT_VERSION {int(snapshot)}, READ_ONLY"
         conn.execute(f"ATTACH 'ducklake:{_quoted(self.catalog)}' AS {self.alias} "
-                     f"(DATA_PATH '{_quoted(self.data_path.rstrip('/') + '/')}')")
+                     f"(DATA_PATH '{_quoted(self.data_path.rstrip('/') + '/')}'{at})")
         return conn
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A new in-memory DuckDB connection with the lake attached (each process or thread its own)."""
-        return self.attach(duckdb.connect())
+    def connect(self, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
+        """A new in-memory DuckDB connection with the lake attached (each process or thread its
+        own); at ``snapshot``, read-only, the lake as it was then (time travel)."""
+        conn = self.attach(duckdb.connect(), snapshot)
+        if snapshot is not None:
+            conn.execute(f"USE {self.alias}")
+        return conn
+
+    def install(self) -> None:
+        """Install every lake extension into ``installed`` from the local repository, once per
+        process, under a file lock: a process loading an extension file while another copies it
+        over crashes."""
+        key = (os.getpid(), str(self.extensions))
+        if key in _INSTALLED:
+            return
+        self.extensions.mkdir(parents=True, exist_ok=True)
+        with open(self.extensions / ".install.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                repository = extension_repository(self.repository)
+                conn = duckdb.connect()
+                try:
+                    conn.execute("SET extension_directory = ?", [str(self.installed)])
+                    for name in EXTENSIONS:
+                        conn.execute(f"INSTALL {name} FROM '{_quoted(str(repository))}'")
+                finally:
+                    conn.close()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        _INSTALLED.add(key)
+
+    def cursor(self, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+        """A connection (a cursor of one in-memory DuckDB per process and lake, the lake attached
+        and in use). Loading the extensions into a new database costs a quarter of a second, a
+        cursor of an existing one a few milliseconds; each thread takes its own cursor."""
+        key = (os.getpid(), self.catalog, self.data_path, str(self.extensions), self.alias)
+        with _DATABASES_MUTEX:
+            database = _DATABASES.get(key)
+            if database is None:
+                database = self.connect()
+                if memory_limit:
+                    database.execute(f"SET memory_limit = '{memory_limit}'")
+                _DATABASES[key] = database
+                for old in [k for k in _DATABASES if k[0] != key[0]]:
+                    _DATABASES.pop(old)  # a forked child's copy of its parent's database: never used
+                while len(_DATABASES) > _KEPT_DATABASES:
+                    _DATABASES.pop(next(iter(_DATABASES))).close()
+        cursor = database.cursor()
+        cursor.execute(f"USE {self.alias}")
+        return cursor
+
+
+_INSTALLED: set[tuple[int, str]] = set()
+_DATABASES: dict[tuple, duckdb.DuckDBPyConnection] = {}
+_DATABASES_MUTEX = threading.Lock()
+#: Lakes a process keeps attached at once (tests switch FACTORY_HOME many times in one process).
+_KEPT_DATABASES = 4
+
+
+def close_lakes() -> None:
+    """Detach every lake this process keeps open (before its files are moved or removed)."""
+    with _DATABASES_MUTEX:
+        while _DATABASES:
+            _DATABASES.popitem()[1].close()
+
+
+def sqlite_catalog_in_wal_mode(path: Path) -> None:
+    """Put a SQLite catalog in write-ahead-log mode (kept in the file), creating it if need be. In
+    SQLite's default mode a reader holds off every writer: one long read of the lake (a training
+    set read at one snapshot) would block every other process's commit until it ended."""
+    import sqlite3
+
+    if (os.getpid(), str(path)) in _WAL_CATALOGS:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    catalog = sqlite3.connect(path, timeout=30)
+    try:
+        if catalog.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            catalog.execute("PRAGMA journal_mode=WAL")
+    finally:
+        catalog.close()
+    _WAL_CATALOGS.add((os.getpid(), str(path)))
+
+
+_WAL_CATALOGS: set[tuple[int, str]] = set()
 
 
 def _quoted(text: str) -> str:
@@ -136,6 +252,12 @@ def with_retries(write: Callable[[], T], *, attempts: int = 12, first_delay_s: f
                 on_retry(attempt, exc)
             time.sleep(min(max_delay_s, first_delay_s * 2 ** (attempt - 1)) * (0.5 + random.random()))
     raise AssertionError("unreachable")
+
+
+def ddl(conn: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """One idempotent DDL statement (``CREATE ... IF NOT EXISTS``), retried when another writer
+    created the same thing in the same instant: the retry then finds it there."""
+    with_retries(lambda: conn.execute(sql))
 
 
 def in_transaction(conn: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T],

@@ -19,7 +19,8 @@ import dagster as dg
 
 from factory_assets.lib.contracts import DataContract, core_raw_contracts, product_contract, product_contract_names
 from factory_assets.lib.metadata import DBT_STATUS, EXECUTION_DURATION, FAILING_ROWS, round_metadata, unify_names
-from factory_assets.lib.warehouse_lock import warehouse_lock
+from factory_assets.lib.lake import ddl
+from factory_assets.lib.warehouse import database_name, prepare_dbt, writer_lock
 from factory_assets.processing.dbt_cli import (
     ORCHESTRATED_BUILD_EXCLUDES,
     TEST_WARNED,
@@ -288,13 +289,19 @@ def _as_asset_results(events, selected_checks, carried: Mapping[dg.AssetKey, dic
 def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: FactoryStore, step: DbtStep):
     from factory_assets.distribution.scoring import ensure_prediction_tables
 
-    # The dbt profile reads the warehouse path from the environment; the store resource owns it.
-    os.environ["FACTORY_WAREHOUSE_PATH"] = str(store.paths.warehouse)
+    # The dbt profile reads where the warehouse is from the environment; the store resource owns it.
+    prepare_dbt(store.paths)
     with store.warehouse() as conn:
         # a source that never landed is an empty table
         ensure_raw_tables(conn, list(RAW_SOURCES) if step.raw_contracts is None else list(step.raw_contracts))
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
-    manifest = retarget_manifest(load_manifest(step.manifest_path, step.project_dir), Path(store.paths.warehouse).stem)
+    manifest = retarget_manifest(load_manifest(step.manifest_path, step.project_dir), database_name(store.paths))
+    with store.warehouse() as conn:
+        # the schemas dbt writes, made first: two locations' first runs creating one schema at once
+        # would conflict inside dbt's transaction; here the loser retries and finds it made
+        for schema in sorted({n["schema"] for n in manifest["nodes"].values()
+                              if n.get("resource_type") in ("model", "seed", "snapshot") and n.get("schema")}):
+            ddl(conn, f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
     state = store.paths.dbt_state if step.state_folder is None else store.paths.dbt_state / step.state_folder
     parsed = partial_parse_file(state, dbt.target)
     args = ["build", *dbt_selection(step, context.selected_asset_keys, context.selected_asset_check_keys),
@@ -303,8 +310,8 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
     context.log.info(f"dbt {' '.join(args)} (artifacts and dbt's log in {Path(dbt.project_dir) / target})")
     carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
     tracer = LineageTracer(_recorded_lineage(context.instance), step.raw_pii())
-    # dbt writes the warehouse: hold the write lock (other processes wait) for all of it.
-    with warehouse_lock(store.paths.warehouse, exclusive=True, holder=f"dbt step of run {context.run.run_id}"):
+    # dbt writes the warehouse: on the DuckDB file, hold its write lock (other processes wait) for all of it.
+    with writer_lock(store.paths, holder=f"dbt step of run {context.run.run_id}"):
         try:
             if carried is None or dbt.target:
                 # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
@@ -356,8 +363,20 @@ def _build_in_process(context, dbt: DbtRunner, store: FactoryStore, manifest, ar
 
 def _build_through_dagster_dbt(context, dbt: DbtRunner, manifest, args, target, carried, step: DbtStep,
                                tracer: LineageTracer):
-    invocation = dbt.cli_resource().cli(
-        args, manifest=manifest, dagster_dbt_translator=_runtime_translator(), raise_on_error=False, target_path=target)
+    # dagster-dbt reopens the profile's database read-only to read row counts and columns, which an
+    # in-memory database cannot be: the lake's session is a throwaway file in this invocation's folder.
+    (Path(dbt.project_dir) / target).mkdir(parents=True, exist_ok=True)
+    os.environ["FACTORY_DBT_SESSION_DB"] = str(Path(dbt.project_dir) / target / "session.duckdb")
+    try:
+        invocation = dbt.cli_resource().cli(
+            args, manifest=manifest, dagster_dbt_translator=_runtime_translator(), raise_on_error=False,
+            target_path=target)
+        yield from _stream_dagster_dbt(context, invocation, manifest, carried, step, tracer)
+    finally:
+        os.environ.pop("FACTORY_DBT_SESSION_DB", None)
+
+
+def _stream_dagster_dbt(context, invocation, manifest, carried, step: DbtStep, tracer: LineageTracer):
     # Row counts, column schema and column-level lineage (sqlglot over the compiled SQL) for the UI.
     # With DuckDB, dagster-dbt reads them once dbt has exited and released the file's write lock.
     events = invocation.stream().fetch_row_counts()

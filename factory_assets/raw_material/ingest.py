@@ -3,8 +3,8 @@
 For one file: check its name against the contract's file pattern, checksum it, refuse content
 that was already ingested, parse and validate it against its raw contract (rules and the delivery
 window of its event dates), then write it as a Parquet file (named by checksum, never rewritten)
-and append it to the DuckDB ``raw.<source>`` table together with a ledger row, in one
-transaction. The landing file then moves to ``archive/``. A file that fails any step moves to
+and append it to the warehouse's ``raw.<source>`` table together with a ledger row, in one
+transaction (retried whole when another writer of the lake commits first). The landing file then moves to ``archive/``. A file that fails any step moves to
 ``quarantine/`` whole, with a ``.reason.json`` beside it; nothing it contained reaches the raw store.
 
 Because the ledger is keyed on the checksum, re-running a partition, or dropping the same content
@@ -37,6 +37,8 @@ from factory_assets.lib.contracts import (
     DataContract,
     raw_contract,
 )
+from factory_assets.lib.lake import ddl, in_transaction
+from factory_assets.lib.warehouse import source_lock
 from factory_assets.raw_material.landing import (
     LandingFileError,
     LandingName,
@@ -126,9 +128,10 @@ def _migrate_raw_table(conn, contract: DataContract) -> list[dict]:
         changes.append((column, "widen", have, want))
     if not changes:
         return []
-    now, records = _utcnow(), []
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    now = _utcnow()
+
+    def migrate(conn) -> list[dict]:
+        records = []
         for column, change, have, want in changes:
             if change == "add_column":
                 conn.execute(f'ALTER TABLE raw.{contract.table} ADD COLUMN "{column}" {want}')
@@ -139,11 +142,9 @@ def _migrate_raw_table(conn, contract: DataContract) -> list[dict]:
                       "migrated_at": now}
             conn.execute("INSERT INTO raw.schema_migrations VALUES (?, ?, ?, ?, ?, ?, ?, ?)", list(record.values()))
             records.append(record)
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
-    return records
+        return records
+
+    return in_transaction(conn, migrate)
 
 
 def _backfill_event_ranges(conn, contract: DataContract) -> None:
@@ -168,24 +169,23 @@ def _backfill_event_ranges(conn, contract: DataContract) -> None:
 def ensure_raw_tables(conn, sources: Iterable[str | DataContract]) -> list[dict]:
     """Create the raw schema, one append-only table per source and the ledgers; bring an existing
     table to its contract (see module docstring). Returns the migrations applied now."""
-    conn.execute("CREATE SCHEMA IF NOT EXISTS raw")
-    conn.execute(
+    ddl(conn, "CREATE SCHEMA IF NOT EXISTS raw")
+    ddl(conn,
         """CREATE TABLE IF NOT EXISTS raw.ingestion_log (
             checksum VARCHAR NOT NULL, source VARCHAR NOT NULL, file_name VARCHAR NOT NULL,
             partition_date DATE NOT NULL, row_count BIGINT NOT NULL, parquet_path VARCHAR NOT NULL,
-            contract_version VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL,
-            PRIMARY KEY (checksum, file_name))"""
+            contract_version VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL)"""
     )
     # the range of event dates a file held (its contract's eventDateColumn): the landed range
-    conn.execute("ALTER TABLE raw.ingestion_log ADD COLUMN IF NOT EXISTS first_event_date DATE")
-    conn.execute("ALTER TABLE raw.ingestion_log ADD COLUMN IF NOT EXISTS last_event_date DATE")
-    conn.execute(
+    ddl(conn, "ALTER TABLE raw.ingestion_log ADD COLUMN IF NOT EXISTS first_event_date DATE")
+    ddl(conn, "ALTER TABLE raw.ingestion_log ADD COLUMN IF NOT EXISTS last_event_date DATE")
+    ddl(conn,
         """CREATE TABLE IF NOT EXISTS raw.quarantine_log (
             source VARCHAR NOT NULL, file_name VARCHAR NOT NULL, checksum VARCHAR,
             partition_date DATE, reason VARCHAR NOT NULL, detail VARCHAR NOT NULL,
             quarantined_path VARCHAR NOT NULL, quarantined_at TIMESTAMP NOT NULL)"""
     )
-    conn.execute(
+    ddl(conn,
         """CREATE TABLE IF NOT EXISTS raw.schema_migrations (
             source VARCHAR NOT NULL, column_name VARCHAR NOT NULL, change VARCHAR NOT NULL, from_type VARCHAR,
             to_type VARCHAR NOT NULL, contract_file VARCHAR NOT NULL, contract_version VARCHAR NOT NULL,
@@ -200,7 +200,7 @@ def ensure_raw_tables(conn, sources: Iterable[str | DataContract]) -> list[dict]
             continue
         cols = [f'"{c.name}" {c.physical_type}' for c in contract.columns]
         cols += [f"{name} {typ}" for name, typ in PROVENANCE_COLUMNS.items()]
-        conn.execute(f"CREATE TABLE IF NOT EXISTS raw.{contract.table} ({', '.join(cols)})")
+        ddl(conn, f"CREATE TABLE IF NOT EXISTS raw.{contract.table} ({', '.join(cols)})")
     return migrations
 
 
@@ -362,21 +362,22 @@ def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: Da
     )
     parquet = paths.raw / source / f"partition_date={partition.isoformat()}" / f"{checksum[:20]}.parquet"
     _write_parquet_atomically(frame, parquet)
-    conn.execute("BEGIN TRANSACTION")
-    try:
-        conn.register("incoming_rows", frame.to_arrow())
-        conn.execute(f"INSERT INTO raw.{source} BY NAME SELECT * FROM incoming_rows")
-        conn.unregister("incoming_rows")
+    rows = frame.to_arrow()
+
+    def append(conn) -> None:  # the rows and their ledger row commit together, or neither does
+        conn.register("incoming_rows", rows)
+        try:
+            conn.execute(f"INSERT INTO raw.{source} BY NAME SELECT * FROM incoming_rows")
+        finally:
+            conn.unregister("incoming_rows")
         conn.execute(
             "INSERT INTO raw.ingestion_log (checksum, source, file_name, partition_date, row_count, parquet_path, "
             "contract_version, ingested_at, first_event_date, last_event_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [checksum, source, path.name, partition, frame.height, str(parquet), contract.version, now,
              first_event, last_event],
         )
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
+
+    in_transaction(conn, append)
     target = _move(path, paths.archive / source / partition.isoformat())
     warning = (f"{path.name} has a header but no data rows: nothing landed for {partition}. If the day should have "
                "rows, re-export it (a later file for the day replaces this one).") if frame.height == 0 else None
@@ -412,7 +413,11 @@ def ingest_partitions(conn, paths: FactoryPaths, source: str | DataContract, day
         if parsed is not None and first_day <= parsed.day <= latest and days is not None and parsed.day not in days:
             continue
         queue.append(((parsed.day, parsed.version) if parsed else (date.min, 0), path.name, path))
-    return [ingest_file(conn, paths, name, path, contract, first_day, today) for *_, path in sorted(queue)]
+    # The ledger's "once per checksum" is a read then a write, and the lake has no unique keys: one
+    # ingesting process per source at a time (a file lock under FACTORY_HOME/locks), every other
+    # source and layer writing meanwhile.
+    with source_lock(paths, name, holder="raw ingestion"):
+        return [ingest_file(conn, paths, name, path, contract, first_day, today) for *_, path in sorted(queue)]
 
 
 def outcomes_as_records(outcomes: list[FileOutcome]) -> list[dict]:
