@@ -4,9 +4,8 @@ the raw ingestion rate beside DuckDB's own CSV read.
 1. **Lake vs file** (per scale): the rebuild of ``bench_overhead`` (the whole history through
    Dagster, training, promotion) and then one night, once with ``FACTORY_WAREHOUSE=duckdb`` and once
    on the lake, on the same landing files. Ratios lake / file; peak memory of the lake's rebuild.
-2. **Two at once**: two homes' nightly history runs (raw -> products) started together, against the
-   same two one after the other. On the file each home has its own file; here both homes write one
-   lake (the second home's runs point at the first home's catalog and data).
+2. **Two at once**: the core's and a business unit's nightly runs over their history (raw ->
+   products) started together on one lake, against the same two one after the other.
 3. **Ingestion rate**: rows per second of the raw_material layer over a year of landing files,
    beside ``read_csv`` of the same files by DuckDB in one statement.
 
@@ -82,12 +81,6 @@ print("RESULT " + json.dumps({"ok": result.success, "seconds": time.perf_counter
 """
 
 
-def _history(home: Path, first: dt.date, last: dt.date, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", _HISTORY, str(home), first.isoformat(), last.isoformat()],
-                            env={**os.environ, **env, "FACTORY_HOME": str(home)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
 def _finish(proc: subprocess.Popen) -> dict:
     stdout, stderr = proc.communicate()
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
@@ -97,34 +90,52 @@ def _finish(proc: subprocess.Popen) -> dict:
 
 
 def two_at_once(lines_per_day: int, days: int, root: Path) -> dict:
-    """Two homes' history runs on one lake: together, then (fresh lake) one after the other."""
+    """The core's and a business unit's nightly runs (raw -> products) on one lake: together, then
+    (a fresh home) one after the other. The unit is the clinic of tests/test_onboard_domain.py (its
+    own raw feed and dbt project), in a copy of this repository, driven as tests/test_lake_concurrency.py does."""
+    sys.path.insert(0, str(BENCH.parent / "tests"))
+    import test_onboard_domain as clinic
+
     from factory_assets.raw_material.simulator import SimulationConfig, generate_demo_data
 
-    first = bench_overhead.NIGHT - dt.timedelta(days=days)
-    last = bench_overhead.NIGHT - dt.timedelta(days=1)
-    landing = root / "landing-pair"
-    shutil.rmtree(landing, ignore_errors=True)
-    generate_demo_data(SimulationConfig(start_date=first, days=days, order_lines_per_day=lines_per_day, seed=7),
-                       landing)
+    repo = clinic.copy_repository(root / "repo")
+    unit = clinic.onboard(repo)
+    visits = clinic.generate_visits(clinic.START, days)
+    last = (clinic.START + dt.timedelta(days=days - 1)).isoformat()
     out = {}
     for mode in ("serial", "concurrent"):
-        homes = [root / f"pair-{mode}-{i}" for i in (1, 2)]
-        for home in homes:
-            shutil.rmtree(home, ignore_errors=True)
-            shutil.copytree(landing, home / "landing")
-        shared = homes[0]
-        # both homes write one lake (the first home's); each keeps its own landing zone and ledger locks
-        env = {"FACTORY_WAREHOUSE": "lake", "FACTORY_LAKE_CATALOG": f"sqlite:{shared / 'lake' / 'catalog.sqlite'}",
-               "FACTORY_LAKE_DATA_PATH": str(shared / "lake" / "data"), "FACTORY_PARTITIONS_START": first.isoformat()}
+        home = root / f"pair-{mode}"
+        shutil.rmtree(home, ignore_errors=True)
+        clinic.land(home / "landing", visits)
+        generate_demo_data(SimulationConfig(start_date=clinic.START, days=days, order_lines_per_day=lines_per_day,
+                                            seed=7), home / "landing")
+        env = {**os.environ, "FACTORY_HOME": str(home), "FACTORY_WORKSPACE": str(repo / "workspace.yaml"),
+               "FACTORY_WAREHOUSE": "lake", "FACTORY_PARTITIONS_START": clinic.START.isoformat(),
+               "ONBOARD_UNIT_DIR": str(unit), "PYTHONPATH": str(repo), "DO_NOT_TRACK": "1"}
+
+        def start(location: str) -> subprocess.Popen:
+            code = (f"import sys; sys.path.insert(0, {str(repo / 'tests')!r}); import test_lake_concurrency as t; "
+                    f"t.drive({location!r}, {str(home / (location + '.json'))!r}, {last!r})")
+            return subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+
+        def finish(proc: subprocess.Popen, location: str) -> float:
+            output, _ = proc.communicate()
+            report = home / f"{location}.json"
+            if proc.returncode != 0 or not report.is_file() or not json.loads(report.read_text())["success"]:
+                raise RuntimeError(f"{mode} {location} failed ({proc.returncode}):\n{output[-3000:]}")
+            found = json.loads(report.read_text())
+            return found["ended"] - found["started"]
+
         started = time.perf_counter()
         if mode == "serial":
-            runs = [_finish(_history(home, first, last, env)) for home in homes]
+            runs = [finish(start(loc), loc) for loc in ("core", "clinic")]
         else:
-            procs = [_history(home, first, last, env) for home in homes]
-            runs = [_finish(p) for p in procs]
-        out[mode] = {"wall_s": time.perf_counter() - started, "runs_s": [r["seconds"] for r in runs]}
-        for home in homes:
-            shutil.rmtree(home, ignore_errors=True)
+            procs = {loc: start(loc) for loc in ("core", "clinic")}
+            runs = [finish(proc, loc) for loc, proc in procs.items()]
+        out[mode] = {"wall_s": time.perf_counter() - started, "runs_s": runs}
+        shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(root / "repo", ignore_errors=True)
     out["ratio"] = out["concurrent"]["wall_s"] / out["serial"]["wall_s"]
     return out
 
@@ -173,6 +184,22 @@ def ingestion_rate(total: int, days: int, root: Path) -> dict:
             "ms_per_file": 1000 * ingest["seconds"] / len(files)}
 
 
+def measure(lines: list[int], days: int = 365, pair_lines_per_day: int = 1000, pair_days: int = 60,
+            workdir: str | None = None, only: list[str] | None = None) -> dict:
+    root = Path(workdir or tempfile.mkdtemp(prefix="bench-lake-"))
+    root.mkdir(parents=True, exist_ok=True)
+    only = set(only or ("lake_vs_file", "two_at_once", "ingestion"))
+    results = {}
+    if "ingestion" in only:
+        results["ingestion"] = ingestion_rate(lines[0], days, root)
+    if "two_at_once" in only:
+        results["two_at_once"] = two_at_once(pair_lines_per_day, pair_days, root)
+    if "lake_vs_file" in only:
+        results["lake_vs_file"] = {str(n): lake_vs_file(n, days, root) for n in lines}
+    shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, nargs="+", default=[1_000_000])
@@ -182,18 +209,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=("lake_vs_file", "two_at_once", "ingestion"), default=None)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
-    root = Path(args.workdir or tempfile.mkdtemp(prefix="bench-lake-"))
-    root.mkdir(parents=True, exist_ok=True)
-    only = set(args.only or ("lake_vs_file", "two_at_once", "ingestion"))
-    results = {}
-    if "ingestion" in only:
-        results["ingestion"] = ingestion_rate(args.lines[0], args.days, root)
-        print(json.dumps({"ingestion": results["ingestion"]}), flush=True)
-    if "two_at_once" in only:
-        results["two_at_once"] = two_at_once(args.pair_lines_per_day, args.pair_days, root)
-        print(json.dumps({"two_at_once": results["two_at_once"]}), flush=True)
-    if "lake_vs_file" in only:
-        results["lake_vs_file"] = {str(n): lake_vs_file(n, args.days, root) for n in args.lines}
+    results = measure(args.lines, args.days, args.pair_lines_per_day, args.pair_days, args.workdir, args.only)
     print("RESULTS " + json.dumps(results, indent=2), flush=True)
 
 

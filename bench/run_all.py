@@ -32,8 +32,13 @@ SUITE = {
                        "nights_for": [1_000_000, 4_000_000], "night_repeats": 2},
               "smoke": {"lines": [6_000, 12_000], "days": 95, "nights_for": [6_000], "night_repeats": 1}},
     "gpu": {"full": {"rows": 1_000_000, "rounds": 200, "repeats": 3}, "smoke": {"rows": 20_000, "rounds": 5, "repeats": 1}},
+    # The warehouse on the lake against the single DuckDB file (rebuild and night), two locations'
+    # runs at once against one after the other, and the raw ingestion rate beside DuckDB's read_csv.
+    "lake": {"full": {"lines": [1_000_000, 4_000_000], "days": 365, "pair_lines_per_day": 1000, "pair_days": 60},
+             "smoke": {"lines": [6_000], "days": 95, "pair_lines_per_day": 40, "pair_days": 10}},
 }
-TARGETS = {"startup": 1.5, "overhead": 1.25, "incremental": 0.10, "scaling": 1.10, "memory_gib": 6.0, "gpu": 1 / 0.9}
+TARGETS = {"startup": 1.5, "overhead": 1.25, "incremental": 0.10, "scaling": 1.10, "memory_gib": 6.0, "gpu": 1 / 0.9,
+           "lake": 1.2, "two_at_once": 1.0, "ingestion": 100.0}
 
 
 def machine() -> str:
@@ -114,8 +119,37 @@ def gpu_rows(r: dict) -> list[dict]:
                  f"{r['plain_s']:.1f} s ({r['rows']:,} rows, {r['rounds']} rounds)", r["ratio"], TARGETS["gpu"])]
 
 
+def measure_lake(scale: dict) -> dict:
+    import bench_lake
+
+    return bench_lake.measure(**scale)
+
+
+def lake_rows(r: dict) -> list[dict]:
+    rows = []
+    for lines, m in r.get("lake_vs_file", {}).items():
+        n = f"{int(lines):,} lines"
+        rows.append(_row(f"lake rebuild ({n})", f"whole history, training, promotion on the lake {m['lake']['rebuild_s']:.0f} s "
+                         f"vs on the DuckDB file {m['duckdb']['rebuild_s']:.0f} s (peak {m['lake']['peak_mb'] / 1024:.2f} GiB)",
+                         m["rebuild_ratio"], TARGETS["lake"]))
+        rows.append(_row(f"lake night ({n})", f"nightly run on the lake {m['lake']['night_s']:.1f} s vs on the DuckDB file "
+                         f"{m['duckdb']['night_s']:.1f} s", m["night_ratio"], TARGETS["lake"]))
+    if "two_at_once" in r:
+        t = r["two_at_once"]
+        rows.append(_row("two locations at once", f"core and business-unit runs on one lake together {t['concurrent']['wall_s']:.0f} s "
+                         f"vs one after the other {t['serial']['wall_s']:.0f} s", t["ratio"], TARGETS["two_at_once"]))
+    if "ingestion" in r:
+        i = r["ingestion"]
+        rows.append(_row("raw ingestion", f"{i['raw_rows']:,} rows in {i['files']} files: {i['ingest_rows_per_s']:,.0f} rows/s "
+                         f"({i['ms_per_file']:.0f} ms per file) vs DuckDB read_csv {i['duckdb_csv_rows_per_s']:,.0f} rows/s "
+                         "(ratio: how many times faster DuckDB reads)",
+                         i["duckdb_csv_rows_per_s"] / i["ingest_rows_per_s"], TARGETS["ingestion"]))
+    return rows
+
+
 #: name -> (measure at a scale -> raw result, raw result -> report rows)
-RUNNERS = {"startup": (measure_startup, startup_rows), "chain": (measure_chain, chain_rows), "gpu": (measure_gpu, gpu_rows)}
+RUNNERS = {"startup": (measure_startup, startup_rows), "chain": (measure_chain, chain_rows), "gpu": (measure_gpu, gpu_rows),
+           "lake": (measure_lake, lake_rows)}
 
 
 def raw_results(markdown: Path) -> dict:

@@ -3,7 +3,7 @@
     factory data generate  write simulated landing files (demo data) under FACTORY_HOME
     factory data drop      delete the demo state under FACTORY_HOME (landing, raw, warehouse, models, runs)
     factory run            run the nightly chain, or one layer, for a day or a range of days
-    factory recover        rebuild a damaged or lost warehouse from the raw store, then its data products
+    factory recover        rebuild a damaged or lost DuckDB-file warehouse from the raw store, then its products
     factory lake           the lake's snapshots: list, roll back to one, maintain, or migrate a DuckDB file onto it
     factory use-cases      list the use cases with their risk tier, owner, champion and challenger
     factory models         list the registered versions of a use case's model (metrics, aliases)
@@ -68,7 +68,7 @@ NIGHTLY_JOB = "supply_chain_nightly"
 TRAINING_JOB = "assembly_training"
 
 #: What `factory data drop` deletes, relative to FACTORY_HOME (nothing else, nothing outside it).
-DROP_NAMES = ("landing", "raw", "quarantine", "archive", "warehouse.duckdb", "warehouse.duckdb.wal",
+DROP_NAMES = ("landing", "raw", "quarantine", "archive", "lake", "locks", "warehouse.duckdb", "warehouse.duckdb.wal",
               "artifacts", "dagster_home", PARTITIONS_START_FILE)
 
 DBT_TARGET = PROJECT_ROOT / "dbt_project" / "target"
@@ -659,7 +659,14 @@ def cmd_recover(args) -> int:
     from factory_assets.lib import warehouse_recovery as recovery
     from factory_assets.lib.warehouse_lock import warehouse_lock
 
+    from factory_assets.settings import warehouse_kind
+
     paths = default_paths()
+    if warehouse_kind() == "lake":
+        raise UsageError("the warehouse is a DuckLake lakehouse, not a file to rebuild: roll bad data back with "
+                         "`factory lake rollback SNAPSHOT --schema raw` (`factory lake snapshots` lists them), or "
+                         "restore a lost catalog from `factory lake backup`. `factory recover` serves a warehouse "
+                         "kept as one DuckDB file (FACTORY_WAREHOUSE=duckdb)")
     plan = recovery.plan_recovery(paths)
     if not plan.files:
         raise UsageError(f"nothing to recover from: the raw store {paths.raw} holds no ingested files. A warehouse "
@@ -1073,7 +1080,7 @@ def cmd_ui(args) -> int:
 COMMANDS = {
     "data": "generate or drop demo data (landing files and all state under FACTORY_HOME)",
     "run": "run the nightly chain, or one layer, for a day or a range of days",
-    "recover": "rebuild a damaged or lost warehouse from the raw store, then its data products",
+    "recover": "rebuild a damaged or lost DuckDB-file warehouse from the raw store, then its data products",
     "lake": "the lake's snapshots: list, roll back to one, maintain, or migrate a DuckDB file onto it",
     "use-cases": "list the use cases with their risk tier, owner, champion and challenger",
     "models": "list the registered versions of a use case's model (metrics, aliases)",

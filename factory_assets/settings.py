@@ -1,6 +1,6 @@
 """Where the factory keeps its state, in one place.
 
-Every piece of state (landing zone, raw store, quarantine, archive, DuckDB warehouse, Dagster
+Every piece of state (landing zone, raw store, quarantine, archive, the warehouse's lake, Dagster
 instance, model artifacts) lives under one folder, ``FACTORY_HOME`` (default: ``.factory`` in the
 project). Moving that one variable moves everything; nothing is written elsewhere.
 """
@@ -83,8 +83,8 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-#: Tag put on every run that writes to the DuckDB warehouse; dagster.yaml limits it to one run at
-#: a time because DuckDB allows a single writer per database file.
+#: Tag put on every run that writes to the warehouse. On the lake such runs go at once; a warehouse
+#: kept as one DuckDB file (FACTORY_WAREHOUSE=duckdb) has dagster.yaml limit them to one at a time.
 WAREHOUSE_WRITER_TAG = "factory/warehouse_writer"
 
 

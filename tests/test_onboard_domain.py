@@ -264,7 +264,7 @@ description:
 name: {UNIT}
 version: "1.0.0"
 config-version: 2
-profile: {UNIT}
+profile: ai_factory  # the factory's warehouse profile (no profiles.yml of its own): dbt writes the lake
 model-paths: ["models"]
 macro-paths: ["macros"]
 target-path: "target"
@@ -279,15 +279,6 @@ models:
     marts:
       +schema: clinic
       +materialized: table
-""",
-    "dbt_project/profiles.yml": f"""\
-{UNIT}:
-  target: dev
-  outputs:
-    dev:
-      type: duckdb
-      path: "{{{{ env_var('FACTORY_WAREHOUSE_PATH') }}}}"
-      threads: 1
 """,
     "dbt_project/macros/generate_schema_name.sql": """\
 {% macro generate_schema_name(custom_schema_name, node) -%}
@@ -533,6 +524,7 @@ def drive(out: str) -> None:
     import dagster as dg
     import duckdb
 
+    from factory_assets.lib.warehouse import open_warehouse
     from factory_assets.public import FactoryStore, business_unit_definitions
 
     home, unit = Path(os.environ["FACTORY_HOME"]), Path(os.environ["ONBOARD_UNIT_DIR"])

@@ -49,6 +49,16 @@ def state(home: Path) -> dict:
     return {"raw": raw, "ledger": ledger, "quarantine": quarantine, "products": products}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _duckdb_file_warehouse():
+    """`factory recover` rebuilds a warehouse kept as one DuckDB file (FACTORY_WAREHOUSE=duckdb); the
+    lake's recovery is rolling back to a snapshot or restoring its catalog (test_lake_warehouse)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FACTORY_WAREHOUSE", "duckdb")
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     home = tmp_path_factory.mktemp("recovery") / "home"

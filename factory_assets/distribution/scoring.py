@@ -72,18 +72,19 @@ def prediction_rows(spec: UseCaseSpec, frame: pl.DataFrame, predictions: np.ndar
 
 def write_partition(conn: duckdb.DuckDBPyConnection, table: str, rows: pl.DataFrame, scored_date: dt.date) -> int:
     """Replace the ``scored_date`` partition of ``table`` with ``rows`` in one transaction."""
+    from factory_assets.lib.lake import ddl, in_transaction
+
     schema = table.split(".")[0]
-    conn.execute(f"create schema if not exists {schema}")
+    ddl(conn, f"create schema if not exists {schema}")
     conn.register("_prediction_rows", rows.to_arrow())
+
+    def replace(c) -> None:  # retried whole when another writer of the lake committed first
+        c.execute(f"create table if not exists {table} as select * from _prediction_rows limit 0")
+        c.execute(f"delete from {table} where scored_date = ?", [scored_date])
+        c.execute(f"insert into {table} by name select * from _prediction_rows")
+
     try:
-        conn.execute("begin transaction")
-        conn.execute(f"create table if not exists {table} as select * from _prediction_rows limit 0")
-        conn.execute(f"delete from {table} where scored_date = ?", [scored_date])
-        conn.execute(f"insert into {table} by name select * from _prediction_rows")
-        conn.execute("commit")
-    except Exception:
-        conn.execute("rollback")
-        raise
+        in_transaction(conn, replace)
     finally:
         conn.unregister("_prediction_rows")
     return rows.height

@@ -46,11 +46,15 @@ def _latest_monitoring(instance: dg.DagsterInstance, use_cases) -> dict[str, Mon
 
 def _write(store: FactoryStore, table: str, rows: list[dict]) -> None:
     frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"use_case": []}, schema={"use_case": pl.String})
+    from factory_assets.lib.lake import ddl, in_transaction
+
     with store.warehouse() as conn:
-        conn.execute("create schema if not exists governance")
+        ddl(conn, "create schema if not exists governance")
         conn.register("_rows", frame.to_arrow())
-        conn.execute(f"create or replace table governance.{table} as select * from _rows")
-        conn.unregister("_rows")
+        try:
+            in_transaction(conn, lambda c: c.execute(f"create or replace table governance.{table} as select * from _rows"))
+        finally:
+            conn.unregister("_rows")
 
 
 def _after_upstream(key: dg.AssetKey, upstream: list[dg.AssetKey], compute, *, description: str,

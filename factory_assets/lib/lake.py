@@ -230,16 +230,19 @@ def _quoted(text: str) -> str:
     return text.replace("'", "''")
 
 
+def is_conflict_message(text: str) -> bool:
+    """Says a write lost a race for the lake's next snapshot (another writer committed first), or
+    that its SQLite catalog was busy: retrying the whole transaction is safe."""
+    text = text.lower()
+    return any(marker in text for marker in ("conflict", "database is locked", "busy", "failed to commit"))
+
+
 def is_conflict(exc: BaseException) -> bool:
-    """A write that lost a race for the lake's next snapshot (another writer committed first), or
-    whose SQLite catalog was busy: retrying the whole transaction is safe."""
-    text = str(exc).lower()
-    return isinstance(exc, duckdb.Error) and any(
-        marker in text for marker in ("conflict", "database is locked", "busy", "failed to commit"))
+    return isinstance(exc, duckdb.Error) and is_conflict_message(str(exc))
 
 
-def with_retries(write: Callable[[], T], *, attempts: int = 12, first_delay_s: float = 0.05,
-                 max_delay_s: float = 2.0, on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+def with_retries(write: Callable[[], T], *, attempts: int = 16, first_delay_s: float = 0.05,
+                 max_delay_s: float = 5.0, on_retry: Callable[[int, BaseException], None] | None = None) -> T:
     """Run ``write`` (one transaction: it must roll back on failure) until it commits; a conflict
     is retried after an exponential, jittered back-off, anything else is raised at once."""
     for attempt in range(1, attempts + 1):

@@ -324,12 +324,38 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
             keep_partial_parse(Path(dbt.project_dir) / target, parsed)
 
 
+#: Builds of one dbt step when every model that failed lost a race for the lake's catalog (a SQLite
+#: catalog refuses a commit while another process commits; PostgreSQL rarely loses one).
+DBT_RACE_ATTEMPTS = 8
+
+
+def _build_until_no_race(context, build_once):
+    """``build_once()`` again, with jittered back-off, while every model error is a lost race for the
+    lake (another process committed first, or held the SQLite catalog): each model is one
+    transaction that replaces its table or its incremental slice, so building again adds nothing twice."""
+    import random
+    import time
+
+    from factory_assets.lib.lake import is_conflict_message
+
+    for attempt in range(1, DBT_RACE_ATTEMPTS + 1):
+        build = build_once()
+        errors = build.model_errors()
+        if not errors or attempt == DBT_RACE_ATTEMPTS or not all(is_conflict_message(e) for e in errors):
+            return build
+        delay = min(10.0, 0.5 * 2 ** attempt) * (0.5 + random.random())
+        context.log.warning(f"dbt lost a race for the lake ({errors[0][:300]}); building again in {delay:.1f} s "
+                            f"(attempt {attempt + 1} of {DBT_RACE_ATTEMPTS})")
+        time.sleep(delay)
+    return build
+
+
 def _build_in_process(context, dbt: DbtRunner, store: FactoryStore, manifest, args, target, carried, step: DbtStep,
                       tracer: LineageTracer):
     """The nightly path: dbt alone on the machine, results from run_results.json (``dbt_cli``)."""
     target_dir = Path(dbt.project_dir) / target
-    build = run_build(build_args(args, Path(dbt.project_dir), Path(dbt.profiles_dir), target_dir, dbt.target),
-                      target_dir, manifest)
+    build = _build_until_no_race(context, lambda: run_build(
+        build_args(args, Path(dbt.project_dir), Path(dbt.profiles_dir), target_dir, dbt.target), target_dir, manifest))
     context.log.info(build.summary())
     with store.warehouse(read_only=True) as conn:
         rows = table_row_counts(conn, build.models)
