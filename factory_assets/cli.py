@@ -3,8 +3,8 @@
     factory data generate  write simulated landing files (demo data) under FACTORY_HOME
     factory data drop      delete the demo state under FACTORY_HOME (landing, raw, warehouse, models, runs)
     factory run            run the nightly chain, or one layer, for a day or a range of days
-    factory recover        rebuild a damaged or lost DuckDB-file warehouse from the raw store, then its products
-    factory lake           the lake's snapshots: list, roll back to one, maintain, or migrate a DuckDB file onto it
+    factory recover        rebuild a damaged DuckDB-file warehouse from the raw store, then its products
+    factory lake           the warehouse's history: snapshots, rollback, maintenance, migration
     factory use-cases      list the use cases with their risk tier, owner, champion and challenger
     factory models         list the registered versions of a use case's model (metrics, aliases)
     factory score          score a file against a registered model (distribution layer)
@@ -1080,8 +1080,8 @@ def cmd_ui(args) -> int:
 COMMANDS = {
     "data": "generate or drop demo data (landing files and all state under FACTORY_HOME)",
     "run": "run the nightly chain, or one layer, for a day or a range of days",
-    "recover": "rebuild a damaged or lost DuckDB-file warehouse from the raw store, then its data products",
-    "lake": "the lake's snapshots: list, roll back to one, maintain, or migrate a DuckDB file onto it",
+    "recover": "rebuild a damaged DuckDB-file warehouse from the raw store, then its products",
+    "lake": "the warehouse's history: snapshots, rollback, maintenance, migration",
     "use-cases": "list the use cases with their risk tier, owner, champion and challenger",
     "models": "list the registered versions of a use case's model (metrics, aliases)",
     "score": "score a file against a registered model (distribution layer)",

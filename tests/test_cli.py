@@ -110,6 +110,12 @@ OPTIONS = {
     "demo": ["--days", "--lines-per-day", "--products", "--seed", "--end", "--drift-from", "--no-train", "--live-days"],
     "generate": ["--days", "--lines-per-day", "--seed", "--end", "--drift-from", "--json"],
     "serve": ["--host", "--port", "--max-body-mb"],
+    "lake": ["snapshots", "rollback", "maintain", "migrate", "backup"],
+    "lake snapshots": ["--last", "--json"],
+    "lake rollback": ["snapshot", "--schema", "--json"],
+    "lake maintain": ["--keep-days", "--json", "trained at"],
+    "lake migrate": ["--from", "--json"],
+    "lake backup": ["--to"],
 }
 
 
