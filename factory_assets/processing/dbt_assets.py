@@ -317,7 +317,8 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
                 # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
                 # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
                 seed_partial_parse(Path(dbt.project_dir) / target, parsed)
-                yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried, step, tracer)
+                yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried, step, tracer,
+                                                      session=state / "session.duckdb")
             else:
                 yield from _build_in_process(context, dbt, store, manifest, args, target, carried, step, tracer)
         finally:
@@ -388,11 +389,12 @@ def _build_in_process(context, dbt: DbtRunner, store: FactoryStore, manifest, ar
 
 
 def _build_through_dagster_dbt(context, dbt: DbtRunner, manifest, args, target, carried, step: DbtStep,
-                               tracer: LineageTracer):
+                               tracer: LineageTracer, session: Path):
     # dagster-dbt reopens the profile's database read-only to read row counts and columns, which an
-    # in-memory database cannot be: the lake's session is a throwaway file in this invocation's folder.
-    (Path(dbt.project_dir) / target).mkdir(parents=True, exist_ok=True)
-    os.environ["FACTORY_DBT_SESSION_DB"] = str(Path(dbt.project_dir) / target / "session.duckdb")
+    # in-memory database cannot be: the lake's session is an empty file beside the step's saved parse,
+    # at one path per home and step (the profile's values are part of what keeps dbt's parse valid).
+    session.parent.mkdir(parents=True, exist_ok=True)
+    os.environ["FACTORY_DBT_SESSION_DB"] = str(session)
     try:
         invocation = dbt.cli_resource().cli(
             args, manifest=manifest, dagster_dbt_translator=_runtime_translator(), raise_on_error=False,
