@@ -60,18 +60,14 @@ weekly_training_schedule = dg.ScheduleDefinition(
 def maintain_lake(context: dg.OpExecutionContext, store: FactoryStore) -> dg.Output:
     from factory_assets.lake_cli import keep_days
     from factory_assets.lib.lake_ops import maintain
-    from factory_assets.lib.warehouse import lake_of
     from factory_assets.settings import warehouse_kind
 
     if warehouse_kind() != "lake":
         context.log.info("the warehouse is a DuckDB file (FACTORY_WAREHOUSE=duckdb): no snapshots to maintain")
         return dg.Output(None, metadata={"skipped": "DuckDB file warehouse"})
     pinned = store.registry().pinned_lake_snapshots()
-    conn = lake_of(store.paths).connect()
-    try:
+    with store.warehouse() as conn:
         result = maintain(conn, timedelta(days=keep_days()), pinned)
-    finally:
-        conn.close()
     context.log.info(f"expired {len(result.expired)} snapshot(s), kept {len(result.kept_pinned)} pinned, "
                      f"merged {result.files_merged} file(s), deleted {result.files_removed}")
     return dg.Output(None, metadata={"snapshots_expired": len(result.expired),

@@ -74,10 +74,11 @@ def register_commands(subparsers, help_text: str, formatter_class=None) -> None:
     p.set_defaults(func=cmd_backup)
 
 
-def _lake_connection():
-    from factory_assets.lib.warehouse import lake_of
+def _lake():
+    """The lake of FACTORY_HOME, as every layer opens it (``lib/warehouse.open_warehouse``)."""
+    from factory_assets.lib.warehouse import open_warehouse
 
-    return lake_of(default_paths()).connect()
+    return open_warehouse(default_paths())
 
 
 def _fail(message: str) -> int:
@@ -92,9 +93,9 @@ def pinned_snapshots(artifacts: Path) -> set[int]:
 
 
 def cmd_snapshots(args) -> int:
-    conn = _lake_connection()
-    rows = conn.execute("SELECT snapshot_id, snapshot_time, changes FROM ducklake_snapshots('lake') "
-                        "ORDER BY snapshot_id").fetchall()
+    with _lake() as conn:
+        rows = conn.execute("SELECT snapshot_id, snapshot_time, changes FROM ducklake_snapshots('lake') "
+                            "ORDER BY snapshot_id").fetchall()
     rows = rows[-args.last:] if args.last else rows
     pinned = pinned_snapshots(default_paths().artifacts)
     listed = [{"snapshot": sid, "at": at.isoformat() if at else None, "pinned": sid in pinned,
@@ -111,10 +112,9 @@ def cmd_snapshots(args) -> int:
 def cmd_rollback(args) -> int:
     from factory_assets.lib.lake_ops import rollback
 
-    conn = _lake_connection()
     try:
-        conn.execute("USE lake")
-        result = rollback(conn, args.snapshot, args.schema)
+        with _lake() as conn:
+            result = rollback(conn, args.snapshot, args.schema)
     except ValueError as exc:
         return _fail(str(exc))
     if args.json:
@@ -141,7 +141,8 @@ def cmd_maintain(args) -> int:
         return _fail(str(exc))
     if days < 0:
         return _fail("--keep-days must be 0 or more")
-    result = maintain(_lake_connection(), dt.timedelta(days=days), pinned_snapshots(default_paths().artifacts))
+    with _lake() as conn:
+        result = maintain(conn, dt.timedelta(days=days), pinned_snapshots(default_paths().artifacts))
     payload = {"keep_days": days, "expired": len(result.expired), "kept_pinned": result.kept_pinned,
                "files_merged": result.files_merged, "files_removed": result.files_removed}
     if args.json:
@@ -158,9 +159,9 @@ def cmd_migrate(args) -> int:
 
     paths = default_paths()
     source = args.source or paths.warehouse
-    conn = _lake_connection()
     try:
-        copied = migrate_duckdb_file(conn, source)
+        with _lake() as conn:
+            copied = migrate_duckdb_file(conn, source)
     except (ValueError, FileNotFoundError) as exc:
         return _fail(str(exc))
     if args.json:

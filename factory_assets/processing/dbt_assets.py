@@ -291,12 +291,11 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
 
     # The dbt profile reads where the warehouse is from the environment; the store resource owns it.
     prepare_dbt(store.paths)
+    manifest = retarget_manifest(load_manifest(step.manifest_path, step.project_dir), database_name(store.paths))
     with store.warehouse() as conn:
         # a source that never landed is an empty table
         ensure_raw_tables(conn, list(RAW_SOURCES) if step.raw_contracts is None else list(step.raw_contracts))
         ensure_prediction_tables(conn)  # likewise a prediction product never scored (no champion yet)
-    manifest = retarget_manifest(load_manifest(step.manifest_path, step.project_dir), database_name(store.paths))
-    with store.warehouse() as conn:
         # the schemas dbt writes, made first: two locations' first runs creating one schema at once
         # would conflict inside dbt's transaction; here the loser retries and finds it made
         for schema in sorted({n["schema"] for n in manifest["nodes"].values()
