@@ -195,3 +195,88 @@ def test_a_file_dated_before_the_first_partition_day_is_quarantined_naming_the_s
     [late] = ingest_partitions(warehouse, paths, "transactions", None, first_day=date(2025, 3, 2))
     assert (late.status, late.reason) == ("quarantined", "before_partitions_start")
     assert "FACTORY_PARTITIONS_START=2025-03-02" in late.detail
+
+
+# --------------------------------------------------------------------------------------------------
+# Batches: one transaction per batch of files, landing files moved only after it commits
+# --------------------------------------------------------------------------------------------------
+
+
+def _five_files(paths) -> None:
+    """Four good days and, on the fourth, a file whose quantity is not a number."""
+    for day in range(1, 4):
+        write_transactions(paths, f"transactions_2025-03-0{day}.csv", [order_line(day, day=f"2025-03-0{day}")])
+    write_transactions(paths, "transactions_2025-03-04.csv", [order_line(4, quantity="x", day="2025-03-04")])
+    write_transactions(paths, "transactions_2025-03-05.csv", [order_line(5, day="2025-03-05")])
+
+
+def _ledger(conn) -> list[tuple]:
+    return conn.execute("SELECT file_name, row_count FROM raw.ingestion_log ORDER BY file_name").fetchall()
+
+
+def test_files_commit_in_batches_each_once(paths, warehouse, monkeypatch):
+    from factory_assets.lib.lake import snapshots
+    from factory_assets.raw_material import ingest
+
+    monkeypatch.setattr(ingest, "BATCH_FILES", 2)
+    ensure = ingest_partitions(warehouse, paths, "transactions", set())  # tables exist: count commits from here
+    assert ensure == []
+    before = len(snapshots(warehouse))
+    _five_files(paths)
+    outcomes = ingest_partitions(warehouse, paths, "transactions", None)
+    assert [o.status for o in outcomes] == ["ingested", "ingested", "ingested", "quarantined", "ingested"]
+    assert len(snapshots(warehouse)) - before == 3  # 5 files in batches of 2: three commits, not five
+    assert raw_rows(warehouse) == 4 and len(_ledger(warehouse)) == 4
+    assert warehouse.execute("SELECT count(*) FROM raw.quarantine_log").fetchone()[0] == 1
+    assert sorted(p.name for p in (paths.archive / "transactions").rglob("*.csv")) == [
+        f"transactions_2025-03-0{d}.csv" for d in (1, 2, 3, 5)]
+    assert not list((paths.landing / "transactions").iterdir())
+
+
+def test_a_crash_after_the_commit_leaves_the_files_to_be_archived_once(paths, warehouse, monkeypatch):
+    from factory_assets.raw_material import ingest
+
+    _five_files(paths)
+    carry_out = ingest._carry_out
+
+    def crash(moves):
+        raise OSError("disk full while moving the landing files")
+
+    monkeypatch.setattr(ingest, "_carry_out", crash)
+    with pytest.raises(OSError, match="disk full"):
+        ingest_partitions(warehouse, paths, "transactions", None)
+    assert raw_rows(warehouse) == 4  # committed, but every landing file still waits in landing
+    assert len(list((paths.landing / "transactions").iterdir())) == 5
+    monkeypatch.setattr(ingest, "_carry_out", carry_out)
+    outcomes = ingest_partitions(warehouse, paths, "transactions", None)
+    assert sorted(o.status for o in outcomes) == ["already_ingested"] * 4 + ["quarantined"]
+    assert raw_rows(warehouse) == 4 and len(_ledger(warehouse)) == 4
+    assert not list((paths.landing / "transactions").iterdir())
+    assert len(list((paths.archive / "transactions").rglob("*.csv"))) == 4
+
+
+def test_a_conflicting_commit_retries_the_whole_batch_without_duplicates(paths, warehouse, monkeypatch):
+    import duckdb
+
+    from factory_assets.raw_material import ingest
+
+    _five_files(paths)
+    real, attempts = ingest.in_transaction, []
+
+    def conflict_once(conn, work, on_retry=None):
+        def attempt(c):
+            result = work(c)
+            attempts.append(len(result[1]))
+            if len(attempts) == 1:  # another writer of the lake committed first
+                raise duckdb.TransactionException("Transaction conflict: cannot commit, another writer committed first")
+            return result
+        return real(conn, attempt, on_retry)
+
+    monkeypatch.setattr(ingest, "in_transaction", conflict_once)
+    outcomes = ingest_partitions(warehouse, paths, "transactions", None)
+    assert attempts == [5, 5]  # the whole batch, planned again from the ledger
+    assert [o.status for o in outcomes] == ["ingested", "ingested", "ingested", "quarantined", "ingested"]
+    assert raw_rows(warehouse) == 4
+    assert _ledger(warehouse) == [(f"transactions_2025-03-0{d}.csv", 1) for d in (1, 2, 3, 5)]
+    assert warehouse.execute("SELECT count(*) FROM raw.quarantine_log").fetchone()[0] == 1
+    assert len(list((paths.quarantine / "transactions").glob("*.reason.json"))) == 1

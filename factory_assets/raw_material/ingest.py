@@ -3,9 +3,16 @@
 For one file: check its name against the contract's file pattern, checksum it, refuse content
 that was already ingested, parse and validate it against its raw contract (rules and the delivery
 window of its event dates), then write it as a Parquet file (named by checksum, never rewritten)
-and append it to the warehouse's ``raw.<source>`` table together with a ledger row, in one
-transaction (retried whole when another writer of the lake commits first). The landing file then moves to ``archive/``. A file that fails any step moves to
-``quarantine/`` whole, with a ``.reason.json`` beside it; nothing it contained reaches the raw store.
+and append it to the warehouse's ``raw.<source>`` table together with a ledger row. A file that
+fails any step moves to ``quarantine/`` whole, with a ``.reason.json`` beside it; nothing it
+contained reaches the raw store.
+
+Files are ingested in batches: one transaction per batch (retried whole when another writer of the
+lake commits first), so a year of history is a few lake commits rather than one per file, and the
+ledger is read once per batch rather than several times per file. Landing files move (to
+``archive/`` or ``quarantine/``) only once their batch has committed: a crash before the commit
+leaves them in landing with nothing written; a crash after it leaves them to be archived as
+already ingested by the next run.
 
 Because the ledger is keyed on the checksum, re-running a partition, or dropping the same content
 under another name, never duplicates rows. A later delivery for the same source and day (the same
@@ -25,7 +32,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -211,30 +218,74 @@ def landing_files(paths: FactoryPaths, source: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tmp"))
 
 
-def _free_name(target: Path) -> Path:
-    if not target.exists():
+def _free_name(target: Path, taken: set[Path] = frozenset()) -> Path:
+    if not target.exists() and target not in taken:
         return target
     stamp = _utcnow().strftime("%Y%m%dT%H%M%S%f")
     return target.with_name(f"{target.stem}.{stamp}{target.suffix}")
 
 
-def _move(path: Path, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = _free_name(folder / path.name)
-    shutil.move(str(path), target)
-    return target
+#: A batch ends at whichever comes first: this many files, or this many bytes of landing files.
+BATCH_FILES = 64
+BATCH_BYTES = 256 * 2 ** 20
+
+
+@dataclass
+class _Batch:
+    """One transaction's landing files: the ledger rows their checks need, read once and kept
+    current as the batch writes, and the moves to make once the transaction has committed."""
+
+    seen: dict[str, list[tuple[str, datetime]]]  # checksum -> (file name, ingested at), any source
+    days: dict[date, list[tuple[str, int, datetime]]]  # this source's day -> (file name, rows, ingested at)
+    newest: datetime | None  # this source's latest ingested_at
+    moves: list[tuple[Path, Path, dict | None]] = field(default_factory=list)  # (file, target, reason)
+
+    @classmethod
+    def read(cls, conn, source: str, checksums: list[str]) -> _Batch:
+        seen: dict[str, list[tuple[str, datetime]]] = {}
+        if checksums:
+            for checksum, name, at in conn.execute(
+                    "SELECT checksum, file_name, ingested_at FROM raw.ingestion_log WHERE list_contains(?, checksum) "
+                    "ORDER BY ingested_at", [checksums]).fetchall():
+                seen.setdefault(checksum, []).append((name, at))
+        days: dict[date, list[tuple[str, int, datetime]]] = {}
+        for name, day, rows, at in conn.execute(
+                "SELECT file_name, partition_date, row_count, ingested_at FROM raw.ingestion_log WHERE source = ? "
+                "ORDER BY ingested_at", [source]).fetchall():
+            days.setdefault(day, []).append((name, rows, at))
+        newest = max((at for rows in days.values() for *_, at in rows), default=None)
+        return cls(seen, days, newest)
+
+    def record(self, checksum: str | None, name: str, day: date, rows: int, at: datetime) -> None:
+        if checksum:
+            self.seen.setdefault(checksum, []).append((name, at))
+        self.days.setdefault(day, []).append((name, rows, at))
+        self.newest = at
+
+    def move(self, path: Path, folder: Path, reason: dict | None = None) -> Path:
+        """Plan moving ``path`` into ``folder`` after the commit; returns where it will be."""
+        target = _free_name(folder / path.name, {t for _, t, _ in self.moves})
+        self.moves.append((path, target, reason))
+        return target
+
+
+def _carry_out(moves: list[tuple[Path, Path, dict | None]]) -> None:
+    for path, target, reason in moves:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), target)
+        if reason is not None:
+            target.with_name(target.name + ".reason.json").write_text(json.dumps(reason, indent=2))
 
 
 def quarantine_file(conn, paths: FactoryPaths, source: str, path: Path, reason: str, detail: str,
-                    checksum: str | None, partition: date | None) -> FileOutcome:
+                    checksum: str | None, partition: date | None, batch: _Batch) -> FileOutcome:
     detail = bounded(detail)
-    target = _move(path, paths.quarantine / source)
     now = _utcnow()
     record = {"source": source, "file_name": path.name, "checksum": checksum,
               "partition_date": partition.isoformat() if partition else None, "reason": reason,
               "detail": detail, "quarantined_at": now.isoformat(), "what_to_do": "Fix the file and drop it again into "
               f"{paths.landing / source}; it will be ingested exactly once."}
-    target.with_name(target.name + ".reason.json").write_text(json.dumps(record, indent=2))
+    target = batch.move(path, paths.quarantine / source, record)
     conn.execute(
         "INSERT INTO raw.quarantine_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [source, path.name, checksum, partition, reason, detail, str(target), now],
@@ -279,78 +330,73 @@ def _version_of(file_name: str, contract: DataContract) -> int:
         return 1
 
 
-def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: DataContract | None = None,
-                first_day: date | None = None, today: date | None = None) -> FileOutcome:
-    """Ingest one landing file (see module docstring). Never raises for a bad file: quarantines it.
+def _ingest_file(conn, paths: FactoryPaths, source: str, path: Path, checksum: str | None, contract: DataContract,
+                 first_day: date, today: date | None, batch: _Batch) -> FileOutcome:
+    """Ingest one landing file within its batch's transaction (see module docstring). Never raises
+    for a bad file: quarantines it.
 
     A file whose name breaks the contract's pattern, names no calendar date, a day after tomorrow
     (UTC) or a day before ``first_day`` (default: FACTORY_PARTITIONS_START) is quarantined: no
     partition would ever pick it up, and waiting in landing it would go unnoticed."""
-    contract = contract or raw_contract(source)
-    first_day = first_day or partitions_start()
-    checksum = file_checksum(path) if path.stat().st_size else None
+    def quarantine(reason: str, detail: str, partition: date | None) -> FileOutcome:
+        return quarantine_file(conn, paths, source, path, reason, detail, checksum, partition, batch)
+
     try:
         name = parse_landing_name(path, contract)
     except LandingFileError as exc:
-        return quarantine_file(conn, paths, source, path, exc.reason, str(exc), checksum, None)
+        return quarantine(exc.reason, str(exc), None)
     partition = name.day
     if partition > latest_delivery_day(today):
-        return quarantine_file(conn, paths, source, path, "future_date",
-                               future_detail(path.name, partition, latest_delivery_day(today), contract), checksum, partition)
+        return quarantine("future_date", future_detail(path.name, partition, latest_delivery_day(today), contract),
+                          partition)
     if partition < first_day:
-        return quarantine_file(conn, paths, source, path, "before_partitions_start",
-                               before_start_detail(path.name, partition, first_day), checksum, partition)
-    seen = conn.execute(
-        "SELECT file_name, ingested_at FROM raw.ingestion_log WHERE checksum = ? ORDER BY ingested_at", [checksum]
-    ).fetchall() if checksum else []
+        return quarantine("before_partitions_start", before_start_detail(path.name, partition, first_day), partition)
+    seen = batch.seen.get(checksum, []) if checksum else []
     if any(seen_name == path.name for seen_name, _ in seen):
         # Ingested before the landing file could be archived (e.g. a crash in between), or the
         # very same file dropped again: nothing to add.
-        target = _move(path, paths.archive / source / partition.isoformat())
+        target = batch.move(path, paths.archive / source / partition.isoformat())
         return FileOutcome(source, path.name, "already_ingested", 0, checksum, partition.isoformat(), moved_to=str(target))
     try:
         frame = read_landing_file(path, contract)
     except LandingFileError as exc:
-        return quarantine_file(conn, paths, source, path, exc.reason, str(exc), checksum, partition)
+        return quarantine(exc.reason, str(exc), partition)
     if seen and frame.height > 0:
         # Files without data rows (a header only) are legitimately identical from day to day.
         first_name, first_at = seen[0]
-        return quarantine_file(
-            conn, paths, source, path, "duplicate",
+        return quarantine(
+            "duplicate",
             f"{path.name}: same content as {first_name}, ingested at {first_at:%Y-%m-%d %H:%M:%S} UTC. "
             "Nothing was ingested twice; delete this copy or, if it should differ, re-export it.",
-            checksum, partition,
+            partition,
         )
     try:
         check_event_dates(path, frame, contract, partition)
     except LandingFileError as exc:
-        return quarantine_file(conn, paths, source, path, exc.reason, str(exc), checksum, partition)
-    earlier = conn.execute(
-        "SELECT file_name, row_count, ingested_at FROM raw.ingestion_log WHERE source = ? AND partition_date = ? "
-        "ORDER BY ingested_at", [source, partition]).fetchall()
+        return quarantine(exc.reason, str(exc), partition)
+    earlier = list(batch.days.get(partition, []))
     versions = [(_version_of(f, contract), f) for f, _, _ in earlier]
     current_version, current_file = max(versions) if versions else (0, None)
     if current_version > name.version:
-        return quarantine_file(
-            conn, paths, source, path, "stale_version",
+        return quarantine(
+            "stale_version",
             f"{path.name}: version {name.version} of {partition}, but version {current_version} ({current_file}) was "
             f"already ingested for that day and stays the current delivery. A correction needs a higher version: "
             f"name it like {example_name(contract, partition, current_version + 1)} and drop it again.",
-            checksum, partition,
+            partition,
         )
     if frame.height == 0 and any(rows for _, rows, _ in earlier):
         current = earlier[-1]
-        return quarantine_file(
-            conn, paths, source, path, "empty_redelivery",
+        return quarantine(
+            "empty_redelivery",
             f"{path.name}: a header without rows, but {current[0]} delivered {current[1]} row(s) for {partition}; "
             "an empty file cannot replace a day's rows, so they stay current. If the day really has no rows, ask the "
             f"source's owner ({contract.owner}); otherwise re-export the file with its rows and drop it again.",
-            checksum, partition,
+            partition,
         )
 
     # strictly increasing per source, so "the newest delivery of a day" is never a tie
-    newest = conn.execute("SELECT max(ingested_at) FROM raw.ingestion_log WHERE source = ?", [source]).fetchone()[0]
-    now = _utcnow() if newest is None else max(_utcnow(), newest + timedelta(microseconds=1))
+    now = _utcnow() if batch.newest is None else max(_utcnow(), batch.newest + timedelta(microseconds=1))
     dates = event_dates(frame, contract)
     first_event, last_event = (dates.min(), dates.max()) if dates is not None and frame.height else (None, None)
     frame = frame.with_columns(
@@ -362,23 +408,19 @@ def ingest_file(conn, paths: FactoryPaths, source: str, path: Path, contract: Da
     )
     parquet = paths.raw / source / f"partition_date={partition.isoformat()}" / f"{checksum[:20]}.parquet"
     _write_parquet_atomically(frame, parquet)
-    rows = frame.to_arrow()
-
-    def append(conn) -> None:  # the rows and their ledger row commit together, or neither does
-        conn.register("incoming_rows", rows)
-        try:
-            conn.execute(f"INSERT INTO raw.{source} BY NAME SELECT * FROM incoming_rows")
-        finally:
-            conn.unregister("incoming_rows")
-        conn.execute(
-            "INSERT INTO raw.ingestion_log (checksum, source, file_name, partition_date, row_count, parquet_path, "
-            "contract_version, ingested_at, first_event_date, last_event_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [checksum, source, path.name, partition, frame.height, str(parquet), contract.version, now,
-             first_event, last_event],
-        )
-
-    in_transaction(conn, append)
-    target = _move(path, paths.archive / source / partition.isoformat())
+    conn.register("incoming_rows", frame.to_arrow())
+    try:
+        conn.execute(f"INSERT INTO raw.{source} BY NAME SELECT * FROM incoming_rows")
+    finally:
+        conn.unregister("incoming_rows")
+    conn.execute(
+        "INSERT INTO raw.ingestion_log (checksum, source, file_name, partition_date, row_count, parquet_path, "
+        "contract_version, ingested_at, first_event_date, last_event_date) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [checksum, source, path.name, partition, frame.height, str(parquet), contract.version, now,
+         first_event, last_event],
+    )
+    batch.record(checksum, path.name, partition, frame.height, now)
+    target = batch.move(path, paths.archive / source / partition.isoformat())
     warning = (f"{path.name} has a header but no data rows: nothing landed for {partition}. If the day should have "
                "rows, re-export it (a later file for the day replaces this one).") if frame.height == 0 else None
     supersedes = (f"{path.name} replaces {', '.join(f for f, _, _ in earlier)} as the delivery of {partition} "
@@ -416,8 +458,41 @@ def ingest_partitions(conn, paths: FactoryPaths, source: str | DataContract, day
     # The ledger's "once per checksum" is a read then a write, and the lake has no unique keys: one
     # ingesting process per source at a time (a file lock under FACTORY_HOME/locks), every other
     # source and layer writing meanwhile.
+    files = [path for *_, path in sorted(queue)]
     with source_lock(paths, name, holder="raw ingestion"):
-        return [ingest_file(conn, paths, name, path, contract, first_day, today) for *_, path in sorted(queue)]
+        outcomes: list[FileOutcome] = []
+        for batch_files in _batches(files):
+            outcomes += _ingest_batch(conn, paths, contract, batch_files, first_day, today)
+        return outcomes
+
+
+def _batches(files: list[Path]) -> Iterable[list[Path]]:
+    batch, size = [], 0
+    for path in files:
+        if batch and (len(batch) >= BATCH_FILES or size + path.stat().st_size > BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(path)
+        size += path.stat().st_size
+    if batch:
+        yield batch
+
+
+def _ingest_batch(conn, paths: FactoryPaths, contract: DataContract, files: list[Path], first_day: date,
+                  today: date | None) -> list[FileOutcome]:
+    """Ingest ``files`` in one transaction; move them to archive or quarantine once it has committed."""
+    source = contract.table
+    checksums = {path: file_checksum(path) if path.stat().st_size else None for path in files}
+
+    def ingest(conn) -> tuple[list[FileOutcome], list]:  # retried whole on a conflict: start from the ledger
+        batch = _Batch.read(conn, source, [c for c in checksums.values() if c])
+        outcomes = [_ingest_file(conn, paths, source, path, checksums[path], contract, first_day, today, batch)
+                    for path in files]
+        return outcomes, batch.moves
+
+    outcomes, moves = in_transaction(conn, ingest)
+    _carry_out(moves)
+    return outcomes
 
 
 def outcomes_as_records(outcomes: list[FileOutcome]) -> list[dict]:
