@@ -36,9 +36,11 @@ SUITE = {
     # runs at once against one after the other, and the raw ingestion rate beside DuckDB's read_csv.
     "lake": {"full": {"lines": [1_000_000, 4_000_000], "days": 365, "pair_lines_per_day": 1000, "pair_days": 60},
              "smoke": {"lines": [6_000], "days": 95, "pair_lines_per_day": 40, "pair_days": 10}},
+    # HTTP scoring on Starlette/uvicorn (policy and usage log on) against the first http.server endpoint.
+    "services": {"full": {"requests": 1000, "rows": 100, "clients": 8}, "smoke": {"requests": 40, "rows": 20, "clients": 4}},
 }
 TARGETS = {"startup": 1.5, "overhead": 1.25, "incremental": 0.10, "scaling": 1.10, "memory_gib": 6.0, "gpu": 1 / 0.9,
-           "lake": 1.2, "two_at_once": 1.0, "ingestion": 100.0}
+           "lake": 1.2, "two_at_once": 1.0, "ingestion": 100.0, "services": 1.0}
 
 
 def machine() -> str:
@@ -147,9 +149,25 @@ def lake_rows(r: dict) -> list[dict]:
     return rows
 
 
+def measure_services(scale: dict) -> dict:
+    import bench_services
+
+    return bench_services.measure(**scale)
+
+
+def services_rows(r: dict) -> list[dict]:
+    a, b = r["asgi"], r["stdlib"]
+    what = f"{r['requests']:,} requests of {r['rows']} rows, {r['clients']} clients"
+    return [_row("HTTP scoring throughput", f"{what}: Starlette/uvicorn {a['requests_per_s']:.0f} req/s vs http.server "
+                 f"{b['requests_per_s']:.0f} req/s (ratio: time per request, ASGI / http.server)",
+                 r["throughput_ratio"], TARGETS["services"]),
+            _row("HTTP scoring p95 latency", f"{what}: Starlette/uvicorn {a['p95_ms']:.1f} ms vs http.server {b['p95_ms']:.1f} ms",
+                 r["p95_ratio"], TARGETS["services"])]
+
+
 #: name -> (measure at a scale -> raw result, raw result -> report rows)
 RUNNERS = {"startup": (measure_startup, startup_rows), "chain": (measure_chain, chain_rows), "gpu": (measure_gpu, gpu_rows),
-           "lake": (measure_lake, lake_rows)}
+           "lake": (measure_lake, lake_rows), "services": (measure_services, services_rows)}
 
 
 def raw_results(markdown: Path) -> dict:

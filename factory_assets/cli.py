@@ -16,7 +16,8 @@
     factory demo           generate demo data and run the whole loop on it: products, training, nightly
                            scoring and monitoring of the last days, retraining where monitoring asks
     factory generate       same as `factory data generate`
-    factory serve          serve registered models over a small local HTTP endpoint
+    factory services       the catalogue of reusable services (models, sentiment): list, describe, call
+    factory serve          serve the services over HTTP (OpenAPI document at /openapi.json)
 
 A first session:
 
@@ -69,7 +70,7 @@ TRAINING_JOB = "assembly_training"
 
 #: What `factory data drop` deletes, relative to FACTORY_HOME (nothing else, nothing outside it).
 DROP_NAMES = ("landing", "raw", "quarantine", "archive", "lake", "locks", "warehouse.duckdb", "warehouse.duckdb.wal",
-              "artifacts", "dagster_home", PARTITIONS_START_FILE)
+              "artifacts", "services", "dagster_home", PARTITIONS_START_FILE)
 
 DBT_TARGET = PROJECT_ROOT / "dbt_project" / "target"
 
@@ -1092,7 +1093,8 @@ COMMANDS = {
     "ui": "open the Dagster UI on the embedded instance",
     "demo": "generate demo data and run the whole loop on it (products, training, scoring, monitoring)",
     "generate": "same as `factory data generate`",
-    "serve": "serve registered models over a small local HTTP endpoint",
+    "services": "the catalogue of reusable services (models, sentiment): list, describe, call",
+    "serve": "serve the services over HTTP (OpenAPI document at /openapi.json)",
 }
 
 
@@ -1203,7 +1205,7 @@ def build_parser() -> argparse.ArgumentParser:
     from factory_assets import lake_cli
     from factory_assets.governance import cli as governance_cli
 
-    service_cli.register_commands(sub, help_of=COMMANDS, formatter_class=_Formatter, only=("score",))
+    service_cli.register_commands(sub, help_of=COMMANDS, formatter_class=_Formatter, only=("score", "services"))
     governance_cli.register_commands(sub, help_of=COMMANDS, formatter_class=_Formatter)
     lake_cli.register_commands(sub, COMMANDS["lake"], formatter_class=_Formatter)
 

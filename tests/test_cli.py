@@ -110,6 +110,10 @@ OPTIONS = {
     "demo": ["--days", "--lines-per-day", "--products", "--seed", "--end", "--drift-from", "--no-train", "--live-days"],
     "generate": ["--days", "--lines-per-day", "--seed", "--end", "--drift-from", "--json"],
     "serve": ["--host", "--port", "--max-body-mb"],
+    "services": ["--json", "describe", "call", "deliver-usage"],
+    "services describe": ["name", "--json"],
+    "services call": ["name", "INPUT", "--caller", "--out", "--json"],
+    "services deliver-usage": ["landing"],
     "lake": ["snapshots", "rollback", "maintain", "migrate", "backup"],
     "lake snapshots": ["--last", "--json"],
     "lake rollback": ["snapshot", "--schema", "--json"],
@@ -289,8 +293,8 @@ def test_run_reports_the_range_it_ran_as_one_json_object(world):
     assert {"processing/fct_order_lines", "processing/daily_demand", "processing/customer_features",
             "assembly/customer_activity", "feedback/model_compliance"} <= materialized
     assert not any(k.endswith(("_predictions", "_monitoring", "_model")) for k in materialized)  # no champion yet
-    partitioned = 8 * len(RAW_SOURCES)
-    assert report["materializations"] == partitioned + len(materialized) - len(RAW_SOURCES)
+    daily = [f"raw_material/{s}" for s in RAW_SOURCES] + ["feedback/service_usage"]  # one per day of the range
+    assert report["materializations"] == 8 * len(daily) + len(materialized) - len(daily)
     assert report["checks"]["failed"] == 1 and report["checks"]["failures"] == [
         {"asset": "raw_material/weather", "check": "landing_files_clean", "passed": False, "severity": "ERROR"}]
     assert report["checks"]["passed"] > 40
@@ -312,8 +316,9 @@ def test_run_shows_progress_as_it_goes(world):
     span = f"8 days, {RUN_FROM} .. {LAST}"
     for source in RAW_SOURCES:
         assert f"raw_material/{source} materialized ({span})" in progress
+    assert f"feedback/service_usage materialized ({span})" in progress
     for asset in world.report["materialized"]:
-        if not asset.startswith("raw_material/"):
+        if not asset.startswith("raw_material/") and asset != "feedback/service_usage":
             assert f"{asset} materialized" in progress
     assert progress.index(f"raw_material/transactions materialized ({span})") \
         < progress.index("processing/fct_order_lines materialized") \

@@ -122,6 +122,28 @@ def test_exact_row_counts_from_landing_to_raw_to_products(factory):
     assert query(paths, "SELECT count(*) FROM marts.daily_demand")[0][0] == pairs * days
 
 
+def test_service_usage_reaches_the_feedback_layer_with_exact_counts(factory):
+    paths, usage = factory.paths, factory.data.service_usage
+    landed = usage.filter(pl.col("called_at").dt.date() < BAD_DAY)
+    assert query(paths, "SELECT count(*) FROM raw.service_usage")[0][0] == factory.landed_rows["service_usage"] == landed.height
+    daily = query(paths, "SELECT sum(calls), sum(ok_calls), sum(rows_served) FROM feedback.service_usage_daily")[0]
+    ok = landed.filter(pl.col("status") == "ok")
+    assert daily == (landed.height, ok.height, ok["rows"].sum())
+    by_caller = dict(query(paths, "SELECT caller, sum(calls) FROM feedback.service_usage_daily GROUP BY 1"))
+    assert by_caller == dict(landed.group_by("caller").len().iter_rows())
+    assert factory.result.asset_materializations_for_node("feedback__service_usage")
+
+
+def test_the_sentiment_service_gives_the_score_of_the_nightly_tickets_product(factory):
+    from factory_assets.distribution.services import sentiment_scores
+
+    nightly = dict(query(factory.paths, "SELECT ticket_id, sentiment_score FROM intermediate.int_tickets__scored"))
+    tickets = query(factory.paths, "SELECT ticket_id, body FROM raw.tickets ORDER BY ticket_id")
+    service = sentiment_scores([body for _, body in tickets])["sentiment"].to_list()
+    assert len(nightly) == len(tickets) > 20 and len({round(v, 3) for v in nightly.values()}) > 3
+    assert dict(zip([t for t, _ in tickets], service, strict=True)) == pytest.approx(nightly, abs=1e-12)
+
+
 def test_every_product_row_traces_back_to_an_ingested_landing_file(factory):
     paths = factory.paths
     orphans = query(paths, """

@@ -170,6 +170,19 @@ def test_a_night_with_one_champion_monitors_it_then_builds_governance_for_every_
     assert status == ("non_compliant" if failing else "champion") and version
     assert health.startswith(f"{LAST_NIGHT.isoformat()}: ")  # tonight's monitoring, not the night before
     assert {rows[n][0] for n in rows if n != CHAMPION} == {"not_trained"}
+    # measured value beside the estimate: lead time (the declaration's first commit to tonight's first
+    # promotion), compute of the nights that ran its steps, and the calls of its service that landed
+    with open_warehouse(paths) as conn:
+        measured = {r[0]: r[1:] for r in conn.execute(
+            "select use_case, lead_time_days, compute_s_per_night, service_calls_30d, estimated_hours_saved_per_week "
+            "from governance.portfolio").fetchall()}
+        calls = dict(conn.execute("select service, sum(calls) from feedback.service_usage_daily where usage_date > ? "
+                                  "group by 1", [LAST_NIGHT - timedelta(days=30)]).fetchall())
+    lead, compute, _, _ = measured[CHAMPION]
+    assert lead is not None and lead > 0 and compute is not None and compute > 0
+    assert all(measured[n][0] is None for n in measured if n != CHAMPION)  # never promoted: no lead time yet
+    assert {n: measured[n][2] for n in measured} == {n: calls.get(n, 0) for n in measured}
+    assert calls.get("late_delivery", 0) > 0 and calls.get("demand_forecast", 0) > 0
 
     # the night's drift report says on the page whose it is, which day, against what, within which limits
     from factory_assets.feedback.monitoring import monitoring_config

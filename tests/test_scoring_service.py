@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -50,20 +51,25 @@ def synthetic(n: int, seed: int) -> pl.DataFrame:
     })
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    """A FACTORY_HOME whose registry holds one champion model trained on real signal."""
-    home = tmp_path_factory.mktemp("factory")
+def train_champion(registry_root: Path) -> None:
+    """Register a LightGBM churn model trained on real signal as the champion of USE_CASE."""
     frame = synthetic(4000, seed=1)
     # One thread: on a busy 2-core machine LightGBM's default OpenMP threads can take a minute for this.
     result = fit_template("binary_classification", frame, target="churned", feature_columns=FEATURES,
                           time_column="split_time", engine="lightgbm", metric="auc", device="cpu",
                           params={"num_threads": 1})
-    registry = ModelRegistry(home / "artifacts" / "models")
+    registry = ModelRegistry(registry_root)
     version = registry.register(USE_CASE, result.model, metrics=result.metrics, baseline_metrics=result.baseline_metrics,
                                 extra={"categories": result.categories, "template": "binary_classification",
                                        "feature_schema": infer_feature_schema(frame, FEATURES, result.categories)})
     registry.set_alias(USE_CASE, "champion", version.version, reason="test")
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A FACTORY_HOME whose registry holds one champion model trained on real signal."""
+    home = tmp_path_factory.mktemp("factory")
+    train_champion(home / "artifacts" / "models")
     return home
 
 

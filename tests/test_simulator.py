@@ -37,9 +37,11 @@ EXPECTED_COLUMNS = {
     "holidays": ["published_date", "holiday_date", "region", "holiday_name"],
     "weather": ["weather_date", "region", "temperature_c", "precipitation_mm", "storm"],
     "overrides": ["override_id", "created_at", "use_case", "entity_id", "operator_id", "override_label", "reason"],
+    "service_usage": ["called_at", "caller", "service", "service_version", "channel", "rows", "latency_ms", "status",
+                      "error"],
 }
 EXT = {"transactions": "csv", "deliveries": "csv", "telemetry": "jsonl", "tickets": "jsonl", "holidays": "csv", "weather": "csv",
-       "overrides": "csv"}
+       "overrides": "csv", "service_usage": "jsonl"}
 LATE_REASONS = {"carrier_reported_delay", "customer_called", "warehouse_backlog"}
 ON_TIME_REASONS = {"stock_confirmed", "route_clear"}
 REGIONS = {"north", "south", "east", "west", "central"}

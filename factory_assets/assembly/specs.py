@@ -32,6 +32,7 @@ __all__ = [
     "load_use_case",
     "load_use_cases",
     "location_defs_folders",
+    "use_case_paths",
 ]
 
 #: The component type a use-case ``defs.yaml`` names.
@@ -271,6 +272,15 @@ def location_defs_folders(workspace: Path | None = None) -> list[Path]:
 def load_use_cases(folders: str | Path | Iterable[str | Path] | None = None) -> dict[str, UseCaseSpec]:
     """Every use case declared under ``folders`` (default: every location of ``workspace.yaml``), by
     name. The same name declared twice, in one location or across two, names both files."""
+    return _declared(folders)[0]
+
+
+def use_case_paths(folders: str | Path | Iterable[str | Path] | None = None) -> dict[str, Path]:
+    """The declaration file of each use case under ``folders`` (as ``load_use_cases``), by name."""
+    return _declared(folders)[1]
+
+
+def _declared(folders) -> tuple[dict[str, UseCaseSpec], dict[str, Path]]:
     if folders is None:
         folders = location_defs_folders()
     elif isinstance(folders, (str, Path)):
@@ -286,7 +296,7 @@ def load_use_cases(folders: str | Path | Iterable[str | Path] | None = None) -> 
                 raise UseCaseSpecError(f"{path}: field 'name': duplicate use case {spec.name!r}, also declared in "
                                        f"{where[spec.name]}; use case names are unique across all locations")
             specs[spec.name], where[spec.name] = spec, path
-    return dict(sorted(specs.items()))
+    return dict(sorted(specs.items())), where
 
 
 def use_case_file(name: str, folders: Iterable[Path] | None = None) -> Path | None:

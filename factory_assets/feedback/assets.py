@@ -191,3 +191,43 @@ def monitoring_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         )
 
     return _monitoring
+
+
+USAGE_KEY = dg.AssetKey(["feedback", "service_usage"])
+
+
+@dg.asset(
+    key=USAGE_KEY,
+    group_name="feedback",
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[product_key("stg_services__usage")],
+    owners=["team:ai-platform"],
+    kinds={"duckdb"},
+    tags={"layer": "feedback"},
+    description="Who called which of the factory's services (`factory services`) each day: calls, rows served, "
+    "refusals, failures and p95 latency per service and caller, in feedback.service_usage_daily. The portfolio "
+    "shows each use case's usage from it.",
+)
+def service_usage(context: dg.AssetExecutionContext, store: FactoryStore) -> dg.MaterializeResult:
+    from factory_assets.feedback.usage import USAGE_TABLE, write_usage_days
+
+    days = sorted(date.fromisoformat(k) for k in context.partition_keys)
+    with store.warehouse() as conn:
+        summary = write_usage_days(conn, days)
+    if summary.is_empty():
+        context.log.info(f"No service calls landed for {days[0]} .. {days[-1]}.")
+        return dg.MaterializeResult(metadata={"calls": 0})
+    by_service = summary.group_by("service").agg(pl.col("calls").sum(), pl.col("rows_served").sum(),
+                                                 pl.col("caller").n_unique().alias("callers")).sort("service")
+    table = "\n".join(["| service | calls | rows served | callers |", "|---|---|---|---|",
+                       *(f"| {r['service']} | {r['calls']} | {r['rows_served']} | {r['callers']} |"
+                         for r in by_service.iter_rows(named=True))])
+    calls = int(summary["calls"].sum())
+    return dg.MaterializeResult(metadata=round_metadata({
+        "calls": calls,
+        "failed_share": float((summary["calls"] - summary["ok_calls"]).sum() / calls),
+        "callers": summary["caller"].n_unique(),
+        "services": dg.MetadataValue.md(table),
+        "table": USAGE_TABLE,
+    }))

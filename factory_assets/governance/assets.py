@@ -16,12 +16,13 @@ still abandons it, as for any Dagster step.
 """
 
 import json
+import math
 
 import dagster as dg
 import polars as pl
 
-from factory_assets.assembly.specs import load_use_cases
-from factory_assets.feedback.assets import BREACHES
+from factory_assets.assembly.specs import load_use_cases, use_case_paths
+from factory_assets.feedback.assets import BREACHES, USAGE_KEY
 from factory_assets.governance.portfolio import Monitoring, compliance_reports, portfolio_rows
 from factory_assets.keys import COMPLIANCE_KEY, PORTFOLIO_KEY, champion_key, monitoring_key
 from factory_assets.resources import FactoryStore, GovernancePolicy
@@ -29,6 +30,33 @@ from factory_assets.settings import RISK_TEAM, WAREHOUSE_WRITER_TAG
 
 GOVERNANCE_OWNER = "team:model-risk"
 NIGHTLY_JOB = "supply_chain_nightly"
+
+
+#: Nights averaged for a use case's compute, and the latest days of landed service usage in the portfolio.
+NIGHTS, USAGE_DAYS = 7, 30
+
+
+def _nightly_step_seconds(instance: dg.DagsterInstance) -> list[dict[str, float]]:
+    """Per recent successful nightly run: seconds of each step (Dagster's step statistics)."""
+    from factory_assets.jobs import supply_chain_job
+
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name=supply_chain_job.name, statuses=[dg.DagsterRunStatus.SUCCESS]),
+                             limit=NIGHTS)
+    return [{s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(run.run_id)
+             if s.start_time is not None and s.end_time is not None} for run in runs]
+
+
+def _measured(instance: dg.DagsterInstance, store: FactoryStore, specs, paths_of) -> dict[str, dict]:
+    """What the portfolio measures per use case (governance/value.py)."""
+    from factory_assets.feedback.usage import usage_by_service
+    from factory_assets.governance.value import compute_seconds_per_night, first_commit_at
+
+    steps = _nightly_step_seconds(instance)
+    with store.warehouse(read_only=True) as conn:
+        usage = usage_by_service(conn, USAGE_DAYS)
+    return {name: {"declared_at": first_commit_at(paths_of[name]) if name in paths_of else None,
+                   "compute_s_per_night": compute_seconds_per_night(steps, name), "usage": usage.get(name, {})}
+            for name in specs}
 
 
 def _latest_monitoring(instance: dg.DagsterInstance, use_cases) -> dict[str, Monitoring]:
@@ -40,8 +68,15 @@ def _latest_monitoring(instance: dg.DagsterInstance, use_cases) -> dict[str, Mon
         meta = event.asset_materialization.metadata
         share = meta["drift_share"].value if "drift_share" in meta else None
         breaches = tuple(meta[BREACHES].value) if BREACHES in meta else ()
-        out[name] = Monitoring(day=event.asset_materialization.partition, drift_share=share, breaches=breaches)
+        quality = f"quality/{use_cases[name].metric}"
+        live = meta[quality].value if quality in meta else None
+        out[name] = Monitoring(day=event.asset_materialization.partition, drift_share=share, breaches=breaches,
+                               live_metric=live if live is None or math.isfinite(live) else None)
     return out
+
+
+def _figure(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _write(store: FactoryStore, table: str, rows: list[dict]) -> None:
@@ -98,6 +133,7 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
     assets depend on this location's use cases (``own``; default: all): another location's assets
     are not drawn here, but its use cases are judged and listed all the same."""
     specs = load_use_cases(use_cases_folder) if use_cases_folder else load_use_cases()
+    paths_of = use_case_paths(use_cases_folder) if use_cases_folder else use_case_paths()
     own = sorted(specs if own is None else own)
     champions = [champion_key(n) for n in own]
     monitors = [monitoring_key(n) for n in own]
@@ -145,21 +181,32 @@ def build_governance_defs(use_cases_folder=None, own=None) -> dg.Definitions:
             statuses=[dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED],
             tags={"factory/trigger": "monitoring"}))
         retraining = {run.tags.get("factory/use_case") for run in in_flight}
-        rows = portfolio_rows(specs, registry, reports, monitoring, retraining)
+        measured = _measured(context.instance, store, specs, paths_of)
+        rows = portfolio_rows(specs, registry, reports, monitoring, retraining, measured=measured)
         _write(store, "portfolio", rows)
         lines = [f"| {r['use_case']} | {r['business_unit']} | {r['risk_tier']} | {r['status']} | "
-                 f"{r['estimated_hours_saved_per_week']:g} | {r['champion_version'] or '-'} | {r['health']} |" for r in rows]
+                 f"{r['estimated_hours_saved_per_week']:g} | {_figure(r['lead_time_days'], '.1f')} | "
+                 f"{_figure(r['compute_s_per_night'], '.0f')} | {_figure(r['live_lift'], '+.1%')} | "
+                 f"{r['service_calls_30d']} | {r['champion_version'] or '-'} | {r['health']} |" for r in rows]
+        # one number per use case and measure, so the UI plots each over the nights (the asset's Plots tab)
+        plots = {f"{r['use_case']}/{measure}": dg.MetadataValue.float(float(r[measure]))
+                 for r in rows for measure in ("lead_time_days", "compute_s_per_night", "live_lift", "service_calls_30d")
+                 if r[measure] is not None}
         yield dg.Output(None, output_name="result", metadata={
             "dagster/row_count": dg.MetadataValue.int(len(rows)),
-            "portfolio": dg.MetadataValue.md("| use case | business unit | tier | status | hours saved / week | "
-                                             "champion | health |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines)),
+            "portfolio": dg.MetadataValue.md(
+                "| use case | business unit | tier | status | hours saved / week (estimated) | lead time (days) | "
+                "compute (s / night) | live lift over baseline | service calls (30 d) | champion | health |\n"
+                "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines)),
             "statuses": dg.MetadataValue.json({r["use_case"]: r["status"] for r in rows}),
+            **plots,
         })
 
     portfolio = _after_upstream(
-        PORTFOLIO_KEY, [COMPLIANCE_KEY, *monitors], use_case_portfolio,
+        PORTFOLIO_KEY, [COMPLIANCE_KEY, *monitors, USAGE_KEY], use_case_portfolio,
         description="The use-case portfolio: owner business unit, risk tier, status (challenger only, champion, "
-        "non-compliant, retraining, not trained), value from the spec, last training, current champion and its "
+        "non-compliant, retraining, not trained), value estimated in the spec and measured (lead time, compute per "
+        "night, live lift over the baseline, service usage), last training, current champion and its "
         "health (tonight's monitoring, when it ran). Table governance.portfolio. Built every night, whatever the "
         "state of each use case.",
     )

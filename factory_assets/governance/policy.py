@@ -121,6 +121,25 @@ class UsesPolicy(BaseModel):
         return v
 
 
+#: A caller name that admits every caller of a tier's services.
+ANY_CALLER = "any"
+
+
+class ServicesPolicy(BaseModel):
+    """Who may call the services of each tier (distribution/services.py); a tier not listed admits any caller."""
+
+    model_config = _FROZEN
+
+    callers_by_tier: dict[RiskTier, tuple[str, ...]] = {}
+
+    def callers(self, tier: str) -> tuple[str, ...]:
+        return self.callers_by_tier.get(tier, (ANY_CALLER,))  # type: ignore[call-overload]
+
+    def may_call(self, tier: str, caller: str) -> bool:
+        allowed = self.callers(tier)
+        return ANY_CALLER in allowed or caller in allowed
+
+
 class Policy(BaseModel):
     """The whole policy file. Cross-field rules are checked here so that a Policy built in code is as valid as a loaded one."""
 
@@ -130,6 +149,7 @@ class Policy(BaseModel):
     segments: tuple[str, ...]
     tiers: dict[RiskTier, TierPolicy]
     uses: UsesPolicy
+    services: ServicesPolicy = ServicesPolicy()
 
     @field_validator("version")
     @classmethod
@@ -173,6 +193,13 @@ class Policy(BaseModel):
             raise ValueError("; ".join(problems))
         return self
 
+    def may_call(self, tier: str, caller: str) -> bool:
+        """May ``caller`` call a service of risk tier ``tier``?"""
+        return self.services.may_call(tier, caller)
+
+    def callers(self, tier: str) -> tuple[str, ...]:
+        return self.services.callers(tier)
+
     def tier(self, name: str) -> TierPolicy:
         try:
             return self.tiers[name]  # type: ignore[index]
@@ -188,6 +215,7 @@ _MODELS_BY_DEPTH: dict[tuple[str, int], type[BaseModel]] = {
     ("", 1): Policy,
     ("tiers", 3): TierPolicy,
     ("uses", 2): UsesPolicy,
+    ("services", 2): ServicesPolicy,
 }
 
 

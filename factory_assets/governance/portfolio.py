@@ -13,7 +13,9 @@ from factory_assets.assembly.registry import ModelRegistry
 from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.governance.approvals import ApprovalLog
 from factory_assets.governance.facts import model_facts
+from factory_assets.assembly.training import higher_is_better
 from factory_assets.governance.policy import Policy, PolicyReport, evaluate_compliance
+from factory_assets.governance.value import first_promotion_at, lead_time_days, live_lift
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,7 @@ class Monitoring:
     day: str | None = None
     drift_share: float | None = None
     breaches: tuple[str, ...] = ()
+    live_metric: float | None = None  # the use case's metric on outcomes, when enough were labelled
 
 
 def compliance_reports(specs: dict[str, UseCaseSpec], registry: ModelRegistry, approvals: ApprovalLog,
@@ -39,8 +42,11 @@ def compliance_reports(specs: dict[str, UseCaseSpec], registry: ModelRegistry, a
 
 
 def portfolio_rows(specs: dict[str, UseCaseSpec], registry: ModelRegistry, compliance: dict[str, PolicyReport],
-                   monitoring: dict[str, Monitoring], retraining: set[str], now: datetime | None = None) -> list[dict]:
-    """One row per use case: owner, tier, status, value, last training, champion and its health.
+                   monitoring: dict[str, Monitoring], retraining: set[str], now: datetime | None = None,
+                   measured: dict[str, dict] | None = None) -> list[dict]:
+    """One row per use case: owner, tier, status, value (estimated and measured), last training,
+    champion and its health. ``measured``: per use case, what only the caller knows (the
+    declaration's first commit, compute per night, service usage; see governance/value.py).
 
     Status: ``retraining`` (a retraining run is in flight), ``non_compliant`` (the champion breaks
     the policy in force), ``champion`` (a compliant champion scores), ``challenger_only`` (trained,
@@ -64,6 +70,9 @@ def portfolio_rows(specs: dict[str, UseCaseSpec], registry: ModelRegistry, compl
         else:
             status = "not_trained"
         latest = monitoring.get(name, Monitoring())
+        extra = (measured or {}).get(name, {})
+        promoted = first_promotion_at(registry.history(name)) if versions else None
+        baseline = champion.baseline_metrics.get(spec.metric) if champion else None
         health = "no monitoring yet" if latest.day is None else (
             f"{latest.day}: " + ("; ".join(latest.breaches) if latest.breaches else "within limits"))
         rows.append({
@@ -74,6 +83,13 @@ def portfolio_rows(specs: dict[str, UseCaseSpec], registry: ModelRegistry, compl
             "status": status,
             "uses": ", ".join(spec.uses),
             "estimated_hours_saved_per_week": float((spec.value or {}).get("estimated_hours_saved_per_week", 0.0)),
+            "lead_time_days": lead_time_days(extra.get("declared_at"), promoted),
+            "compute_s_per_night": extra.get("compute_s_per_night"),
+            "live_metric_value": latest.live_metric,
+            "baseline_metric_value": float(baseline) if baseline is not None else None,
+            "live_lift": live_lift(latest.live_metric, baseline, higher_is_better(spec.metric)),
+            "service_calls_30d": int(extra.get("usage", {}).get("calls", 0)),
+            "service_callers_30d": int(extra.get("usage", {}).get("callers", 0)),
             "last_trained_at": max((v.created_at for v in versions), default=None),
             "champion_version": champion.version if champion else None,
             "champion_metric": spec.metric,

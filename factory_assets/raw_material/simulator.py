@@ -22,6 +22,8 @@ holidays       csv    all holidays with holiday_date in [D, D+13], published on 
 weather        csv    one row per region observed on D
 overrides      csv    operators' overrides of the late-delivery prediction made on D (~3% of the
                       order lines dispatched on D, i.e. ordered on D-1), with a reason
+service_usage  jsonl  departments' calls of the factory's services on D (caller, service, rows,
+                      latency, outcome), as the services' usage log delivers them
 =============  =====  ==========================================================================
 
 CSV files always exist (header only when empty); a JSONL file is skipped on a day without
@@ -140,7 +142,8 @@ __all__ = [
 # Public constants: landing layout
 # --------------------------------------------------------------------------------------------
 
-SOURCES: tuple[str, ...] = ("transactions", "deliveries", "telemetry", "tickets", "holidays", "weather", "overrides")
+SOURCES: tuple[str, ...] = ("transactions", "deliveries", "telemetry", "tickets", "holidays", "weather", "overrides",
+                            "service_usage")
 EXTENSIONS: dict[str, str] = {
     "transactions": "csv",
     "deliveries": "csv",
@@ -149,6 +152,7 @@ EXTENSIONS: dict[str, str] = {
     "holidays": "csv",
     "weather": "csv",
     "overrides": "csv",
+    "service_usage": "jsonl",
 }
 COLUMNS: dict[str, tuple[str, ...]] = {
     "transactions": (
@@ -167,6 +171,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "holidays": ("published_date", "holiday_date", "region", "holiday_name"),
     "weather": ("weather_date", "region", "temperature_c", "precipitation_mm", "storm"),
     "overrides": ("override_id", "created_at", "use_case", "entity_id", "operator_id", "override_label", "reason"),
+    "service_usage": ("called_at", "caller", "service", "service_version", "channel", "rows", "latency_ms", "status",
+                      "error"),
 }
 
 REGIONS: tuple[str, ...] = ("north", "south", "east", "west", "central")
@@ -350,7 +356,7 @@ class SimulationConfig:
 class SimulatedData:
     """Everything the simulator produced.
 
-    The seven landing frames (``transactions`` ... ``overrides``) have exactly the landing columns
+    The landing frames (``transactions`` ... ``service_usage``, ``SOURCES``) have exactly the landing columns
     (``COLUMNS``), are sorted by partition day, and ``partition_day[source]`` gives each row's
     file day as an offset from ``config.start_date``. The other frames are hidden ground truth.
     """
@@ -363,6 +369,7 @@ class SimulatedData:
     holidays: pl.DataFrame
     weather: pl.DataFrame
     overrides: pl.DataFrame
+    service_usage: pl.DataFrame
     partition_day: dict[str, np.ndarray]
     #: row-aligned with ``transactions``: late_probability, is_late, delivered_date, report_date, ...
     line_truth: pl.DataFrame
@@ -1132,6 +1139,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
             "price_shift": drift.price_shift,
         },
     }
+    service_usage, partition_day["service_usage"] = _service_usage(config)
     return SimulatedData(
         config=config,
         transactions=transactions,
@@ -1141,6 +1149,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         holidays=holidays,
         weather=weather,
         overrides=overrides,
+        service_usage=service_usage,
         partition_day=partition_day,
         line_truth=line_truth,
         customer_truth=customer_truth,
@@ -1154,6 +1163,51 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         customer_daily_rate=daily_rate,
         truth=truth,
     )
+
+
+#: Departments calling the factory's services, their mean calls per day and the services they call.
+_SERVICE_CALLERS = {
+    "customer-service": (12.0, ("sentiment", "purchase_propensity")),
+    "logistics-planning": (8.0, ("late_delivery", "demand_forecast")),
+    "finance": (2.0, ("demand_forecast",)),
+    "anonymous": (1.0, ("sentiment", "purchase_propensity")),
+}
+_SERVICE_OUTCOMES = {"ok": 0.93, "bad_input": 0.05, "not_found": 0.02}
+
+
+def _service_usage(config: SimulationConfig) -> tuple[pl.DataFrame, np.ndarray]:
+    """Calls of the factory's services by departments (what distribution/services.py's usage log
+    writes): Poisson calls per caller and day, weekdays busier, rows log-normal, latency growing
+    with the rows. Its own random stream, so the other sources do not change with it."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5E5]))
+    weekly = np.array([_WEEKLY[(config.start_date + datetime.timedelta(days=d)).weekday()] for d in range(config.days)])
+    records: dict[str, list] = {c: [] for c in COLUMNS["service_usage"]}
+    days = []
+    epoch = datetime.datetime.combine(config.start_date, datetime.time())
+    outcomes, weights = list(_SERVICE_OUTCOMES), np.array(list(_SERVICE_OUTCOMES.values()))
+    for caller, (per_day, services) in _SERVICE_CALLERS.items():
+        counts = rng.poisson(per_day * weekly)
+        for day, count in enumerate(counts):
+            seconds = np.sort(rng.integers(6 * 3600, 20 * 3600, count))
+            rows = np.maximum(1, rng.lognormal(3.0, 1.2, count).astype(np.int64))
+            status = rng.choice(outcomes, size=count, p=weights / weights.sum())
+            for second, n, state in zip(seconds, rows, status, strict=True):
+                records["called_at"].append(epoch + datetime.timedelta(days=day, seconds=int(second)))
+                records["caller"].append(caller)
+                records["service"].append(str(rng.choice(services)) if state != "not_found" else "churn")
+                records["service_version"].append(None if state == "not_found" else "v1")
+                records["channel"].append("http" if caller != "finance" else "cli")
+                records["rows"].append(int(n))
+                records["latency_ms"].append(round(float(4.0 + 0.05 * n + rng.exponential(3.0)), 3))
+                records["status"].append(str(state))
+                records["error"].append({"ok": None, "bad_input": "input does not fit the contract",
+                                         "not_found": "ServiceNotFoundError"}[state])
+                days.append(day)
+    frame = pl.DataFrame(records, schema={"called_at": pl.Datetime("us"), "caller": pl.String, "service": pl.String,
+                                          "service_version": pl.String, "channel": pl.String, "rows": pl.Int64,
+                                          "latency_ms": pl.Float64, "status": pl.String, "error": pl.String})
+    order = np.argsort(frame["called_at"].to_numpy(), kind="stable")
+    return frame[order], np.asarray(days, dtype=np.int32)[order]
 
 
 # --------------------------------------------------------------------------------------------
