@@ -137,7 +137,7 @@ def test_a_product_contract_with_a_pii_column_is_rejected(tmp_path):
 # dbt build on a hand-written warehouse
 # --------------------------------------------------------------------------------------------------
 
-RAW_TABLES = ["transactions", "deliveries", "telemetry", "tickets", "holidays", "weather", "overrides"]
+RAW_TABLES = ["transactions", "deliveries", "telemetry", "tickets", "holidays", "weather", "overrides", "service_usage"]
 PROVENANCE = "_source_file VARCHAR, _checksum VARCHAR, _row_number INTEGER, _partition_date DATE, _ingested_at TIMESTAMP"
 
 D = dt.date
@@ -202,6 +202,11 @@ BATCH_1_ROWS: dict[str, list[tuple]] = {
         ("OV1", dt.datetime(2024, 3, 2, 9), "late_delivery", "O1-2", "OP03", True, "carrier_reported_delay"),
         ("OV2", dt.datetime(2024, 3, 3, 14), "late_delivery", "O2-1", "OP07", False, "route_clear"),
     ],
+    "service_usage": [
+        (dt.datetime(2024, 3, 2, 9), "customer-service", "sentiment", "lexicon-1", "http", 12, 3.5, "ok", None),
+        (dt.datetime(2024, 3, 2, 10), "anonymous", "late_delivery", "v1", "http", 3, 1.0, "refused",
+         "caller not allowed by the policy"),
+    ],
 }
 
 BATCH_2_ROWS: dict[str, list[tuple]] = {
@@ -214,6 +219,7 @@ BATCH_2_ROWS: dict[str, list[tuple]] = {
     "holidays": [],
     "weather": [],
     "overrides": [("OV3", dt.datetime(2024, 3, 5, 8), "late_delivery", "O3-1", "OP03", True, "warehouse_backlog")],
+    "service_usage": [],
 }
 
 

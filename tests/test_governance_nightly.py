@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 
 from factory_assets.assembly.specs import load_use_cases
+from factory_assets.feedback.assets import USAGE_KEY
 from factory_assets.keys import COMPLIANCE_KEY, PORTFOLIO_KEY, monitoring_key
 from factory_assets.lib.warehouse import open_warehouse
 
@@ -113,7 +114,7 @@ def test_the_portfolio_is_lineage_downstream_of_compliance_and_every_monitor(wor
     graph = world.resolve_asset_graph()
     own = [k for k in graph.get_all_asset_keys() if k.path[0] == "feedback" and k.path[-1].endswith("_monitoring")]
     assert own
-    assert set(graph.get(PORTFOLIO_KEY).parent_keys) == {COMPLIANCE_KEY, *own}
+    assert set(graph.get(PORTFOLIO_KEY).parent_keys) == {COMPLIANCE_KEY, *own, USAGE_KEY}  # usage: measured value
     assert set(own) <= set(graph.get(COMPLIANCE_KEY).parent_keys)
     assert [c.name for c in graph.get(COMPLIANCE_KEY).check_keys] == ["champions_compliant"]
     for key in (COMPLIANCE_KEY, PORTFOLIO_KEY):

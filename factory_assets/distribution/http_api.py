@@ -68,8 +68,9 @@ def _jsonable(obj):
     return obj
 
 
-def _json(status: int, payload: dict) -> Response:
-    return Response(json.dumps(_jsonable(payload), allow_nan=False), status_code=status, media_type="application/json")
+def _json(status: int, payload: dict | bytes) -> Response:
+    body = payload if isinstance(payload, bytes) else _encoded(payload)
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _problem(p: FeatureProblem) -> dict:
@@ -80,9 +81,9 @@ def _body_error(problem: str, fix: str) -> ScoringInputError:
     return ScoringInputError([FeatureProblem(INPUT, problem, fix)], context="the request body cannot be read")
 
 
-async def _read_rows(request: Request, limit: int) -> list:
-    """The "rows" of the JSON body; a body over ``limit`` bytes is drained (up to DISCARD_FACTOR times
-    the limit, so the client reads the 413 rather than a reset connection) and refused."""
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body; one over ``limit`` bytes is drained (up to DISCARD_FACTOR times the limit, so the
+    client reads the 413 rather than a reset connection) and refused."""
     declared = request.headers.get("content-length", "")
     size, body = 0, bytearray()
     too_large = declared.isdigit() and int(declared) > limit
@@ -97,13 +98,22 @@ async def _read_rows(request: Request, limit: int) -> list:
         body += chunk
     if too_large:
         raise _TooLarge(max(size, int(declared) if declared.isdigit() else 0), limit)
+    return bytes(body)
+
+
+def _rows_of(body: bytes) -> list:
+    """The "rows" of a JSON body, or a ScoringInputError saying what is wrong with it."""
     try:
-        payload = json.loads(bytes(body))
+        payload = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _body_error(f"the body is not valid JSON ({getattr(exc, 'msg', exc)})", ROWS_HINT) from None
     if not isinstance(payload, dict) or not isinstance(payload.get("rows"), list):
         raise _body_error('the body has no "rows" list', ROWS_HINT)
     return payload["rows"]
+
+
+def _encoded(payload: dict) -> bytes:
+    return json.dumps(_jsonable(payload), allow_nan=False).encode()
 
 
 def build_app(catalogue: ServiceCatalogue, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
@@ -126,12 +136,17 @@ def build_app(catalogue: ServiceCatalogue, max_body_bytes: int = DEFAULT_MAX_BOD
         spec = await run_in_threadpool(catalogue.spec, request.path_params["name"])
         return _json(200, spec.describe())
 
+    # Parsing, the call and the answer's JSON run together in the thread pool: the event loop only
+    # moves bytes, so one request's work never holds up reading the next.
     async def call(request: Request) -> Response:
-        rows = await _read_rows(request, max_body_bytes)
-        result = await run_in_threadpool(catalogue.call, request.path_params["name"], rows,
-                                         caller=caller_of(request), channel="http")
-        return _json(200, {"service": result.service, "version": result.version,
-                           "outputs": result.outputs.to_dicts(), "warnings": [_problem(p) for p in result.warnings]})
+        body, name, caller = await _read_body(request, max_body_bytes), request.path_params["name"], caller_of(request)
+
+        def work() -> bytes:
+            result = catalogue.call(name, _rows_of(body), caller=caller, channel="http")
+            return _encoded({"service": result.service, "version": result.version, "outputs": result.outputs.to_dicts(),
+                             "warnings": [_problem(p) for p in result.warnings]})
+
+        return _json(200, await run_in_threadpool(work))
 
     async def models(request: Request) -> Response:
         return _json(200, {"models": await run_in_threadpool(catalogue.scoring.list_models)})
@@ -141,13 +156,15 @@ def build_app(catalogue: ServiceCatalogue, max_body_bytes: int = DEFAULT_MAX_BOD
         return _json(200, await run_in_threadpool(catalogue.scoring.describe, p["use_case"], p["alias"]))
 
     async def score(request: Request) -> Response:
-        p = request.path_params
-        rows = await _read_rows(request, max_body_bytes)
-        result = await run_in_threadpool(catalogue.call, p["use_case"], rows, caller=caller_of(request),
-                                         channel="http", alias=p["alias"])
-        return _json(200, {"use_case": p["use_case"], "model_version": result.version,
-                           "predictions": [_number(v) for v in result.outputs["prediction"].to_list()],
-                           "warnings": [_problem(p) for p in result.warnings]})
+        p, body, caller = request.path_params, await _read_body(request, max_body_bytes), caller_of(request)
+
+        def work() -> bytes:
+            result = catalogue.call(p["use_case"], _rows_of(body), caller=caller, channel="http", alias=p["alias"])
+            return _encoded({"use_case": p["use_case"], "model_version": result.version,
+                             "predictions": [_number(v) for v in result.outputs["prediction"].to_list()],
+                             "warnings": [_problem(w) for w in result.warnings]})
+
+        return _json(200, await run_in_threadpool(work))
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return _json(404, {"error": f"no endpoint {request.method} {request.url.path}", "endpoints": ENDPOINTS})

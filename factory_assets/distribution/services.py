@@ -294,22 +294,33 @@ class ServiceCatalogue:
         except ModelNotFoundError:
             if name in self.scoring.registry.use_cases():
                 raise  # the use case exists: the message says which aliases and versions it has
-            known = [u for u in self.scoring.registry.use_cases() if "champion" in self.scoring.registry.aliases(u)]
-            raise ServiceNotFoundError(f"no service {name!r}; the catalogue has {sorted([*known, *FUNCTIONS])} "
-                                       "(`factory services` lists them)") from None
+            raise self._not_found(name) from None
         use_case = self.use_cases.get(name)
         output = Column("prediction", "number", False, f"the champion's {mv.task} prediction")
         return ServiceSpec(
             name=name, kind="model", version=mv.version,
-            owner=use_case.owner if use_case else mv.trained_by or "unknown",
+            owner=use_case.owner if use_case else "unknown",
             risk_tier=use_case.risk_tier if use_case else "high",  # undeclared: the strictest tier
             description=(use_case.description.strip() if use_case else f"the champion of {name}"),
             inputs=tuple(_column_of_feature(f) for f in feature_schema(mv)),
             outputs=(output, Column("model_version", "string", False, "the version that scored the row")),
         )
 
-    def allowed(self, spec: ServiceSpec, caller: str) -> bool:
-        return self.policy is None or self.policy.may_call(spec.risk_tier, caller)
+    def _owner_and_tier(self, name: str) -> tuple[str, str]:
+        """A service's owner and tier from its declaration (a registered model nobody declared: the
+        strictest tier); ServiceNotFoundError for a name that is no service."""
+        if name in FUNCTIONS:
+            return FUNCTIONS[name][0].owner, FUNCTIONS[name][0].risk_tier
+        if name in self.use_cases:
+            return self.use_cases[name].owner, self.use_cases[name].risk_tier
+        if name in self.scoring.registry.use_cases():
+            return "unknown", "high"
+        raise self._not_found(name)
+
+    def _not_found(self, name: str) -> ServiceNotFoundError:
+        known = [u for u in self.scoring.registry.use_cases() if "champion" in self.scoring.registry.aliases(u)]
+        return ServiceNotFoundError(f"no service {name!r}; the catalogue has {sorted([*known, *FUNCTIONS])} "
+                                    "(`factory services` lists them)")
 
     def call(self, name: str, data: Any, *, caller: str = ANONYMOUS, channel: str = "python",
              alias: str = "champion") -> ServiceResult:
@@ -323,25 +334,27 @@ class ServiceCatalogue:
         try:
             frame = to_frame(data)
             rows = frame.height
-            spec = self.spec(name, alias)
-            version = spec.version
-            if not self.allowed(spec, caller):
+            owner, tier = self._owner_and_tier(name)  # no model is loaded or hashed before the policy says yes
+            if self.policy is not None and not self.policy.may_call(tier, caller):
                 status = "refused"
                 raise CallerNotAllowedError(
-                    f"caller {caller!r} may not call {name} (risk tier {spec.risk_tier}): the policy lets "
-                    f"{', '.join(self.policy.callers(spec.risk_tier))} call {spec.risk_tier}-tier services. Ask the "
-                    f"service's owner ({spec.owner}) or the risk team to add the caller to `services` in the policy.")
+                    f"caller {caller!r} may not call {name} (risk tier {tier}): the policy lets "
+                    f"{', '.join(self.policy.callers(tier))} call {tier}-tier services. Ask the "
+                    f"service's owner ({owner}) or the risk team to add the caller to `services` in the policy.")
             if frame.height == 0:
                 raise ScoringInputError([FeatureProblem(INPUT, "there are no rows", "send at least one row")])
-            if spec.kind == "function":
+            if name in FUNCTIONS:
                 if alias != "champion":
                     raise ServiceNotFoundError(f"{name} is a function service: it has no alias or version {alias!r}")
-                outputs, warnings = FUNCTIONS[name][1](frame)
+                spec, compute = FUNCTIONS[name]
+                version = spec.version
+                outputs, warnings = compute(frame)
             else:
-                scored = self.scoring.score(name, frame, alias=spec.version)
+                scored = self.scoring.score(name, frame, alias=alias)  # verifies the model's files, as nightly scoring
+                version = scored.model_version
                 outputs, warnings = scored.frame.select("prediction", "model_version"), scored.warnings
             status = "ok"
-            return ServiceResult(name, spec.version, outputs, warnings)
+            return ServiceResult(name, version, outputs, warnings)
         except ScoringInputError:
             status, error = "bad_input", "input does not fit the contract"
             raise
