@@ -415,8 +415,23 @@ def _stream_dagster_dbt(context, invocation, manifest, carried, step: DbtStep, t
         yield from _as_asset_results(events, set(context.selected_asset_check_keys), carried, step, tracer)
     finally:
         _release_duckdb(invocation)
-    _raise_on_model_errors(model_errors(parse_run_results(invocation.get_artifact("run_results.json"), manifest)[0]),
-                           "see the dbt log above")
+    errors = model_errors(parse_run_results(invocation.get_artifact("run_results.json"), manifest)[0])
+    _retry_if_lost_race(context, errors)
+    _raise_on_model_errors(errors, "see the dbt log above")
+
+
+def _retry_if_lost_race(context, errors: list[str]) -> None:
+    """This path streams dbt's results as they come, so it cannot build again inside the step as the
+    nightly path does (``_build_until_no_race``): when every model error is a lost race for the lake,
+    Dagster runs the step again instead (each model replaces its table or slice: nothing twice)."""
+    import random
+
+    from factory_assets.lib.lake import is_conflict_message
+
+    if errors and all(is_conflict_message(e) for e in errors):
+        delay = min(10.0, 0.5 * 2 ** (getattr(context, "retry_number", 0) + 1)) * (0.5 + random.random())
+        context.log.warning(f"dbt lost a race for the lake ({errors[0][:300]}); the step runs again in {delay:.1f} s")
+        raise dg.RetryRequested(max_retries=DBT_RACE_ATTEMPTS - 1, seconds_to_wait=delay)
 
 
 #: ENOSPC as DuckDB and dbt report it (a model's error, a line of dbt's log).
