@@ -132,13 +132,19 @@ def train_and_register(spec: UseCaseSpec, frame: pl.DataFrame, info: Mapping, *,
     from factory_assets.assembly.training import improvement
     from factory_assets.distribution.feature_schema import infer_feature_schema
 
+    from factory_assets.governance.policy import text_features_refusal
+
+    refusal = text_features_refusal(policy, spec.name, spec.risk_tier, spec.text_columns)
+    if refusal:
+        raise ValueError(refusal)
     as_of = date.fromisoformat(info["as_of"])
     features = feature_columns(frame, spec, builder.labels, policy.tier(spec.risk_tier).pii_features_allowed)
     results = {}
     for engine in spec.engines:
         results[engine] = fit_template(spec.template, frame, target=spec.target, feature_columns=features,
                                        time_column="split_time", engine=engine, device=device,
-                                       metric=spec.metric, segment_columns=policy.segments)
+                                       metric=spec.metric, segment_columns=policy.segments,
+                                       text_columns=spec.text_columns)
         used = results[engine].model.device
         if log:
             log(f"{engine} trained on {used.device if used else 'cpu'}: {used.reason if used else ''}")
@@ -159,7 +165,7 @@ def train_and_register(spec: UseCaseSpec, frame: pl.DataFrame, info: Mapping, *,
         created_by=trained_by or os.environ.get("FACTORY_TRAINER") or getpass.getuser(),
         extra={"categories": best.categories, "test_window": list(best.test_window), "template": spec.template,
                "rows": best.rows, "baseline": best.baseline_name, "training_as_of": as_of.isoformat(),
-               "segment_metrics": best.segment_metrics, "pii_features": pii_derived(features),
+               "segment_metrics": best.segment_metrics, "pii_features": sorted({*pii_derived(features), *spec.text_columns}),
                "feature_schema": infer_feature_schema(frame, features, best.categories),
                "reference": {"file": "reference.parquet", "rows": reference.height,
                              "days": [str(as_of - timedelta(days=k)) for k in REFERENCE_DAYS],

@@ -40,7 +40,7 @@ USE_CASE_COMPONENT = "factory_assets.components.UseCase"
 #: The core location's use cases.
 USE_CASES_DIR = PROJECT_ROOT / "factory_assets" / "defs" / "use_cases"
 
-Template = Literal["binary_classification", "regression", "forecasting"]
+Template = Literal["binary_classification", "regression", "forecasting", "text_classification"]
 Metric = Literal["auc", "pr_auc", "log_loss", "mae", "rmse", "wape"]
 RiskTier = Literal["low", "medium", "high"]
 Engine = Literal["lightgbm", "xgboost", "both"]
@@ -52,6 +52,7 @@ _METRICS_BY_TEMPLATE = {
     "binary_classification": {"auc", "pr_auc", "log_loss"},
     "regression": {"mae", "rmse", "wape"},
     "forecasting": {"mae", "rmse", "wape"},
+    "text_classification": {"auc", "pr_auc", "log_loss"},
 }
 
 
@@ -123,6 +124,9 @@ class UseCaseSpec(BaseModel):
     entity: tuple[str, ...] = Field(min_length=1)
     #: Other key columns of the rows (a feature set's join key such as a patient id): never features.
     identifiers: tuple[str, ...] = ()
+    #: Free-text columns of the rows (template text_classification): hashed words for the model,
+    #: personal data for the policy, descriptors (never the text) in monitoring.
+    text_columns: tuple[str, ...] = ()
     time_column: str = Field(min_length=1)
     horizon_days: int = Field(default=0, ge=0)
     metric: Metric
@@ -152,7 +156,7 @@ class UseCaseSpec(BaseModel):
     def _training_set(cls, v):
         return {"builder": v} if isinstance(v, str) else v
 
-    @field_validator("entity", "identifiers", "drift_exclude", mode="before")
+    @field_validator("entity", "identifiers", "drift_exclude", "text_columns", mode="before")
     @classmethod
     def _one_or_many(cls, v):
         return (v,) if isinstance(v, str) else v
@@ -185,6 +189,13 @@ class UseCaseSpec(BaseModel):
         allowed = _METRICS_BY_TEMPLATE[self.template]
         if self.metric not in allowed:
             raise ValueError(f"field 'metric': {self.metric!r} does not fit template {self.template!r}; allowed: {sorted(allowed)}")
+        if (self.template == "text_classification") != bool(self.text_columns):
+            raise ValueError("field 'text_columns': the text_classification template needs at least one text column; "
+                             "other templates take none")
+        keys = {*self.entity, *self.identifiers, self.time_column, self.target}
+        if keys & set(self.text_columns):
+            raise ValueError(f"field 'text_columns': {sorted(keys & set(self.text_columns))} is a key, the time or the "
+                             "target; a text column holds free text")
         if self.target in self.entity or self.target == self.time_column:
             raise ValueError(f"field 'target': {self.target!r} is also the entity or the time column; the label "
                              "must be a column of its own")

@@ -1,8 +1,9 @@
 """Model templates: turn a training set into a trained, evaluated model, the same way every time.
 
-A template fixes the task (binary classification, regression, forecasting), the naive baseline
-a model must beat on the same test window, and the metrics reported. Frames come in as polars
-and go to the engines as one float32 numpy matrix: no pandas copy of the whole table.
+A template fixes the task (binary classification, regression, forecasting, text classification),
+the naive baseline a model must beat on the same test window, and the metrics reported. Frames
+come in as polars and go to the engines as one float32 numpy matrix (sparse when text is hashed
+into it): no pandas copy of the whole table.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from factory_assets.assembly.text import hash_text, hashed_names, is_text_encoding, text_encoding
 from factory_assets.assembly.training import (
     TrainedModel,
     classification_metrics,
@@ -24,7 +26,8 @@ from factory_assets.assembly.training import (
     train_model,
 )
 
-TEMPLATE_TASK = {"binary_classification": "binary", "regression": "regression", "forecasting": "regression"}
+TEMPLATE_TASK = {"binary_classification": "binary", "regression": "regression", "forecasting": "regression",
+                 "text_classification": "binary"}
 #: The forecasting template's seasonal-naive baseline reads this column (value one week earlier).
 SEASONAL_LAG_COLUMN = "units_lag_7"
 
@@ -70,15 +73,19 @@ def segment_metrics(frame: pl.DataFrame, y: np.ndarray, prediction: np.ndarray, 
     return out
 
 
-def encode_features(frame: pl.DataFrame, columns: list[str], categories: dict[str, list[str]] | None = None):
-    """float32 matrix of ``columns``; strings become stable integer codes (unknown -> NaN).
+def encode_features(frame: pl.DataFrame, columns: list[str], categories: dict | None = None):
+    """float32 matrix of ``columns``; strings become stable integer codes (unknown -> NaN), and a
+    column whose codes are a text encoding becomes its hashed words (the matrix is then CSR).
 
-    Returns the matrix and the category lists used, so scoring can apply the same codes.
+    Returns the matrix and the category codes used, so scoring can apply the same codes.
     """
     categories = dict(categories or {})
-    exprs = []
+    exprs, text = [], {}
     for name in columns:
         dtype = frame.schema[name]
+        if is_text_encoding(categories.get(name)):
+            text[name] = len(exprs)
+            continue
         if dtype in (pl.String, pl.Categorical, pl.Enum):
             if name not in categories:
                 categories[name] = sorted(v for v in frame[name].unique().to_list() if v is not None)
@@ -90,8 +97,29 @@ def encode_features(frame: pl.DataFrame, columns: list[str], categories: dict[st
             raise TypeError(f"feature {name!r} is {dtype}; derive a number from it (age in days, day of week)")
         else:
             exprs.append(pl.col(name).cast(pl.Float32))
-    matrix = frame.select(exprs).to_numpy().astype(np.float32, copy=False)
-    return matrix, categories
+    dense = frame.select(exprs).to_numpy().astype(np.float32, copy=False) if exprs else np.zeros((frame.height, 0), np.float32)
+    if not text:
+        return dense, categories
+    import scipy.sparse
+
+    # Dense columns keep their order, each text column's hashed block goes where the column stood.
+    blocks, at = [], 0
+    for name, position in text.items():
+        if position > at:
+            blocks.append(scipy.sparse.csr_matrix(dense[:, at:position]))
+        blocks.append(hash_text(frame[name], categories[name]))
+        at = position
+    if at < dense.shape[1]:
+        blocks.append(scipy.sparse.csr_matrix(dense[:, at:]))
+    return scipy.sparse.hstack(blocks, format="csr", dtype=np.float32), categories
+
+
+def matrix_columns(columns: list[str], categories: dict) -> list[str]:
+    """The names of the matrix ``encode_features`` builds: a text column becomes its hashed columns."""
+    out = []
+    for name in columns:
+        out += hashed_names(name, categories[name]) if is_text_encoding(categories.get(name)) else [name]
+    return out
 
 
 def objective_params(engine: str, template: str, metric: str) -> dict:
@@ -121,6 +149,8 @@ def fit_template(
     seed: int = 0,
     refit: bool = True,
     segment_columns: tuple[str, ...] = (),
+    text_columns: tuple[str, ...] = (),
+    text_features: int = 2**16,
 ) -> TemplateResult:
     """Time-split ``frame``, train ``engine`` with early stopping, evaluate model and baseline on test.
 
@@ -128,29 +158,46 @@ def fit_template(
     again on training + validation rows with that many rounds. The model then knows the most
     recent weeks before the test window, which is what lets a retrained challenger learn a change
     in the world (e.g. a new sales channel) instead of only being judged on it.
+
+    ``text_columns`` (the text-classification template, which needs at least one): free text
+    hashed into ``text_features`` sparse columns of words and word pairs; the naive baseline is
+    then a logistic regression on the same hashed text.
     """
     task = TEMPLATE_TASK[template]
+    if (template == "text_classification") != bool(text_columns):
+        raise ValueError("the text_classification template needs text_columns; other templates take none"
+                         f" (template {template!r}, text_columns {list(text_columns)})")
+    missing = [c for c in text_columns if c not in feature_columns]
+    if missing:
+        raise ValueError(f"text columns {missing} are not among the feature columns")
     params = {**objective_params(engine, template, metric), **(params or {})} if metric else params
     frame = frame.sort(time_column)
     times = frame[time_column].to_numpy()
     train_idx, valid_idx, test_idx = time_split(times)
-    X, categories = encode_features(frame, feature_columns)
+    X, categories = encode_features(frame, feature_columns, {c: text_encoding(text_features) for c in text_columns})
+    names = matrix_columns(feature_columns, categories)
     y = frame[target].cast(pl.Float64).to_numpy()
     model = train_model(
         task, engine, X[train_idx], y[train_idx], X[valid_idx], y[valid_idx],
-        feature_names=feature_columns, params=params, device=device, seed=seed,
+        feature_names=names, params=params, device=device, seed=seed,
     )
     if refit:
         early = model
         fit_idx = np.concatenate([train_idx, valid_idx])
         model = train_model(
-            task, engine, X[fit_idx], y[fit_idx], X[valid_idx], y[valid_idx], feature_names=feature_columns,
+            task, engine, X[fit_idx], y[fit_idx], X[valid_idx], y[valid_idx], feature_names=names,
             params=params, device=device, seed=seed, num_boost_round=max(early.best_iteration, 1), early_stopping_rounds=0,
         )
         model.training_seconds += early.training_seconds
+    model.feature_names = list(feature_columns)  # what scoring passes to encode_features
     prediction = model.predict(X[test_idx])
     y_test = y[test_idx]
-    if task == "binary":
+    if template == "text_classification":
+        metrics = classification_metrics(y_test, prediction)
+        baseline = linear_text_baseline(frame, text_columns, categories, y, train_idx, test_idx, seed)
+        baseline_metrics = classification_metrics(y_test, baseline)
+        baseline_name = "linear (logistic regression on the hashed text)"
+    elif task == "binary":
         metrics = classification_metrics(y_test, prediction)
         baseline = prior_rate_baseline(y[train_idx], len(test_idx))
         baseline_metrics, baseline_name = classification_metrics(y_test, baseline), "prior rate"
@@ -175,6 +222,21 @@ def fit_template(
         categories=categories,
         segment_metrics=segments,
     )
+
+
+def linear_text_baseline(frame: pl.DataFrame, text_columns, categories: dict, y: np.ndarray,
+                         train_idx: np.ndarray, test_idx: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Probabilities of a logistic regression on the text alone (rows scaled to unit length): what
+    a plain bag-of-words model gets, which the boosted model with its context must beat."""
+    import scipy.sparse
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import normalize
+
+    words = normalize(scipy.sparse.hstack([hash_text(frame[c], categories[c]) for c in text_columns], format="csr"))
+    if len(np.unique(y[train_idx])) < 2:
+        return prior_rate_baseline(y[train_idx], len(test_idx))
+    linear = LogisticRegression(C=1.0, max_iter=200, random_state=seed).fit(words[train_idx], y[train_idx])
+    return linear.predict_proba(words[test_idx])[:, 1]
 
 
 def evaluate_on_holdout(spec, registry, alias: str, frame: pl.DataFrame, window: tuple[str, str],

@@ -15,6 +15,7 @@ Conventions
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -213,28 +214,41 @@ class TrainedModel:
     best_iteration: int = 0
     training_seconds: float = 0.0
 
+    @functools.cached_property
+    def matrix_names(self) -> list[str]:
+        """The booster's own columns: ``feature_names`` unless a text column became hashed columns."""
+        names = self.booster.feature_names if self.engine == "xgboost" else self.booster.feature_name()
+        return list(names) if names else list(self.feature_names)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Probabilities of class 1 for ``binary``, values for ``regression`` (float64, 1-D)."""
-        X = _as_features(X, self.feature_names, "X")
+        X = _as_features(X, self.matrix_names, "X")
         if self.engine == "xgboost":
             import xgboost
 
-            out = self.booster.predict(xgboost.DMatrix(X, missing=np.nan, feature_names=self.feature_names))
+            out = self.booster.predict(xgboost.DMatrix(X, missing=np.nan, feature_names=self.matrix_names))
         else:
             out = self.booster.predict(X)
         return np.asarray(out, dtype=np.float64).reshape(-1)
 
     def feature_importance(self) -> dict[str, float]:
-        """Total gain per feature, normalised to sum 1 (all zeros if the model has no splits)."""
+        """Total gain per feature, normalised to sum 1 (all zeros if the model has no splits); a text
+        column's is the sum over its hashed columns."""
+        from factory_assets.assembly.text import input_column
+
+        names = self.matrix_names
         if self.engine == "xgboost":
             raw = self.booster.get_score(importance_type="total_gain")
-            gains = np.array([float(raw.get(f, 0.0)) for f in self.feature_names])
+            gains = np.array([float(raw.get(f, 0.0)) for f in names])
         else:
             gains = np.asarray(self.booster.feature_importance(importance_type="gain"), dtype=np.float64)
         total = float(gains.sum())
         if total > 0:
             gains = gains / total
-        return {f: float(g) for f, g in zip(self.feature_names, gains)}
+        out = dict.fromkeys(self.feature_names, 0.0)
+        for name, gain in zip(names, gains):
+            out[input_column(name) if name not in out else name] += float(gain)
+        return out
 
     def to_bytes(self) -> bytes:
         """Engine-native serialisation: XGBoost UBJSON, LightGBM text model."""
@@ -302,9 +316,9 @@ def train_model(
         raise ValueError("feature_names must be unique")
     X_train = _as_features(X_train, feature_names, "X_train")
     X_valid = _as_features(X_valid, feature_names, "X_valid")
-    y_train = _as_target(y_train, len(X_train), "y_train", task)
-    y_valid = _as_target(y_valid, len(X_valid), "y_valid", task)
-    if len(X_train) == 0 or len(X_valid) == 0:
+    y_train = _as_target(y_train, X_train.shape[0], "y_train", task)
+    y_valid = _as_target(y_valid, X_valid.shape[0], "y_valid", task)
+    if X_train.shape[0] == 0 or X_valid.shape[0] == 0:
         raise ValueError("training and validation sets must not be empty")
     if num_boost_round < 1:
         raise ValueError("num_boost_round must be >= 1")
@@ -390,6 +404,13 @@ def _train_lightgbm(params, choice, X_train, y_train, X_valid, y_valid, feature_
 
 
 def _as_features(X: Any, feature_names: list[str], name: str) -> np.ndarray:
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):  # hashed text: kept sparse, both engines take CSR
+        X = scipy.sparse.csr_matrix(X, dtype=np.float32)
+        if X.shape[1] != len(feature_names):
+            raise ValueError(f"{name} has {X.shape[1]} columns but {len(feature_names)} feature names")
+        return X
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D, got shape {X.shape}")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from factory_assets.assembly import features as fs
 from factory_assets.assembly.specs import UseCaseSpec, UseCaseSpecError
+from factory_assets.assembly.templates import TEMPLATE_TASK
 
 _TEMPORAL = ("DATE", "TIMESTAMP")
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
@@ -91,10 +92,17 @@ def check_declared_sql(spec: UseCaseSpec, path: Path, spine_sql: str, outcome_sq
         raise UseCaseSpecError(f"{path}: field 'target': {spec.target!r} is not a column of {where} "
                                f"(its columns: {sorted(label_source)})")
     label_type = label_source[spec.target]
-    wanted = ("BOOLEAN", *_NUMERIC) if spec.template == "binary_classification" else _NUMERIC
+    binary = TEMPLATE_TASK[spec.template] == "binary"
+    wanted = ("BOOLEAN", *_NUMERIC) if binary else _NUMERIC
     if not label_type.startswith(wanted):
         raise UseCaseSpecError(f"{path}: field 'target': {spec.target!r} is {label_type}, which template "
-                               f"{spec.template!r} cannot learn; give a {'boolean or 0/1' if spec.template == 'binary_classification' else 'numeric'} column")
+                               f"{spec.template!r} cannot learn; give a {'boolean or 0/1' if binary else 'numeric'} column")
+    for column in spec.text_columns:
+        if column not in spine:
+            raise UseCaseSpecError(f"{path}: field 'text_columns': {column!r} is not a column of training_set.spine "
+                                   f"(its columns: {sorted(spine)})")
+        if not spine[column].startswith("VARCHAR"):
+            raise UseCaseSpecError(f"{path}: field 'text_columns': {column!r} is {spine[column]}, not text (VARCHAR)")
     for name in spec.feature_sets:
         missing = [c for c in feature_sets[name].entity if c not in spine]
         if missing:

@@ -87,10 +87,12 @@ def infer_feature_schema(frame: pl.DataFrame, columns: list[str], categories: di
     the list ``encode_features`` would derive (sorted distinct values), so the contract always
     matches the codes.
     """
+    from factory_assets.assembly.text import is_text_encoding
+
     schema = []
     for name in columns:
         series = frame[name]
-        kind = feature_kind(series.dtype)
+        kind = "text" if is_text_encoding(categories.get(name)) else feature_kind(series.dtype)
         entry = {"name": name, "kind": kind, "nullable": bool(_missing(series).any()),
                  "min": None, "max": None, "categories": None}
         if kind == "numeric":
@@ -142,7 +144,7 @@ def _cast(series: pl.Series, feature: dict) -> tuple[pl.Series, FeatureProblem |
     """``series`` in the feature's type, or an error naming the values that do not convert."""
     kind, name = feature["kind"], series.name
     dtype = series.dtype
-    if kind == "categorical":
+    if kind in ("categorical", "text"):
         if dtype in _TEXT or dtype.is_numeric() or dtype in (pl.Boolean, pl.Null):
             return series.cast(pl.String), None
         return series, _wrong_type(series, feature)
@@ -232,7 +234,7 @@ def _describe(feature: dict) -> str:
     if feature["kind"] == "categorical":
         cats = feature.get("categories")
         return f"text, one of {_shown(cats)}" if cats else "text"
-    return {"numeric": "a number", "boolean": "true/false"}[feature["kind"]]
+    return {"numeric": "a number", "boolean": "true/false", "text": "free text"}[feature["kind"]]
 
 
 def _shown(values: list, limit: int = 10) -> str:

@@ -252,9 +252,9 @@ def home_catalogue(paths) -> ServiceCatalogue:
 
 
 def _column_of_feature(feature: dict) -> Column:
-    """A model's recorded feature (feature_schema.py: numeric, boolean or categorical) as a contract column."""
+    """A model's recorded feature (feature_schema.py: numeric, boolean, categorical or text) as a contract column."""
     categorical = feature.get("kind") == "categorical"
-    kind = {"categorical": "string", "boolean": "boolean"}.get(feature.get("kind"), "number")
+    kind = {"categorical": "string", "text": "string", "boolean": "boolean"}.get(feature.get("kind"), "number")
     return Column(feature["name"], kind, bool(feature.get("nullable", True)),
                   categories=tuple(feature["categories"]) if categorical and feature.get("categories") else None,
                   minimum=feature.get("min"), maximum=feature.get("max"))

@@ -72,7 +72,7 @@ def monitor_day(conn, store: FactoryStore, spec: UseCaseSpec, builder: TrainingS
         heading = mon.ReportContext(spec.name, day.isoformat(), spec.risk_tier, limits, model_version=model_version,
                                     reference=mon.drift_reference_text(model_version, version.manifest.get("extra", {})))
         drift = mon.data_drift(reference, current, features, config=config, report_path=reports / "data_drift.html",
-                               context=heading)
+                               context=heading, text_columns=spec.text_columns)
         drift.excluded.update({f: "calendar position of the batch (use case's drift_exclude)"
                                for f in version.feature_names if f in spec.drift_exclude})
         prediction = mon.data_drift(reference, current, ["prediction"], config=config,

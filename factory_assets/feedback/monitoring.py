@@ -234,8 +234,13 @@ def _value_drift_scores(snapshot) -> dict[str, float]:
 
 def data_drift(reference: pl.DataFrame, current: pl.DataFrame, columns: list[str], *,
                config: MonitoringConfig | None = None, report_path: Path | None = None, seed: int = 0,
-               context: ReportContext | None = None, kind: str = "data drift") -> DriftResult:
+               context: ReportContext | None = None, kind: str = "data drift",
+               text_columns: tuple[str, ...] = ()) -> DriftResult:
     """Evidently drift of each of ``columns`` (see the module docstring for the method).
+
+    A column of ``text_columns`` (free text, personal data) is monitored through its descriptors
+    (length in characters and words, share of words unseen in the reference): the text itself
+    never enters the report.
 
     The report is the preset's own metrics (``DriftedColumnsCount`` and one ``ValueDrift`` per
     column) rather than ``DataDriftPreset``: the preset renders every column's plots twice, and
@@ -247,9 +252,12 @@ def data_drift(reference: pl.DataFrame, current: pl.DataFrame, columns: list[str
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import DriftedColumnsCount, ValueDrift
 
+    from factory_assets.assembly.text import with_text_described
+
     config = config or monitoring_config()
     if current.height == 0 or reference.height == 0:
         raise ValueError(f"drift needs rows on both sides (reference {reference.height}, current {current.height})")
+    reference, current, columns = with_text_described(reference, current, list(columns), list(text_columns))
     numerical, categorical, excluded = _kinds(reference, columns, config.max_categories)
     monitored = numerical + categorical
     ref = sample_rows(reference, config.sample_rows, seed)

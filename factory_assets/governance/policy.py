@@ -487,6 +487,19 @@ def _pii_features(policy: Policy, facts: ModelFacts) -> RuleResult:
     return RuleResult("pii_features", False, f"PII-derived features {pii} not allowed for tier {facts.risk_tier}")
 
 
+def text_features_refusal(policy: Policy, use_case: str, tier: str, text_columns) -> str | None:
+    """Why a use case may not train on its text columns (free text is personal data), or None.
+
+    Checked before training: the gate's ``pii_features`` rule would refuse the model anyway."""
+    if not text_columns or policy.tier(tier).pii_features_allowed:
+        return None
+    allowed = [name for name in ("low", "medium", "high") if name in policy.tiers and policy.tier(name).pii_features_allowed]
+    return (f"use case {use_case!r}: its text columns {sorted(text_columns)} are personal data, and risk tier {tier!r} "
+            f"does not allow features derived from personal data (policy tiers.{tier}.pii_features_allowed). "
+            f"Declare a tier that allows them ({', '.join(allowed) or 'none does'}; with its approvals) or remove "
+            "text_columns")
+
+
 def _approvals(policy: Policy, facts: ModelFacts) -> RuleResult:
     """Signed approvals (one per key, never the trainer's) against the tier's count; a broken log blocks."""
     required = policy.tier(facts.risk_tier).required_approvals

@@ -135,6 +135,7 @@ __all__ = [
     "SimulationConfig",
     "generate_demo_data",
     "simulate",
+    "ticket_triage",
     "write_landing_files",
 ]
 
@@ -1213,6 +1214,36 @@ def _service_usage(config: SimulationConfig) -> tuple[pl.DataFrame, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
+
+
+def ticket_triage(n: int, seed: int = 0, days: int = 120, start: date = date(2026, 1, 1)) -> pl.DataFrame:
+    """``n`` support tickets written from the simulator's phrases, with a triage label to learn.
+
+    ``escalated``: whether the ticket went to a senior agent. Complaints (late, damaged or wrong
+    goods) escalate more often than questions and praise, and far more often when the customer
+    phoned: the text alone gives part of the signal, the contact channel the rest."""
+    rng = np.random.default_rng(seed)
+    kind = rng.choice(len(_KINDS), size=n, p=[0.25, 0.2, 0.15, 0.1, 0.3])
+    channel = rng.choice(len(CONTACT_CHANNELS), size=n, p=[0.5, 0.3, 0.2])
+    pick = rng.integers(0, 1 << 30, (n, 5))
+    body = []
+    for i in range(n):
+        k = int(kind[i])
+        body.append(" ".join((_OPENINGS[k][pick[i, 1] % len(_OPENINGS[k])], _MIDDLES[k][pick[i, 2] % len(_MIDDLES[k])],
+                              _CLOSINGS[k][pick[i, 3] % len(_CLOSINGS[k])],
+                              _SIGNOFFS[pick[i, 4] % len(_SIGNOFFS)] + _FIRST_NAMES[pick[i, 0] % len(_FIRST_NAMES)] + ".")))
+    complaint = np.isin(kind, [0, 2])
+    phoned = channel == CONTACT_CHANNELS.index("phone")
+    logit = -2.5 + 1.2 * complaint + 0.4 * (kind == 1) + 2.3 * (complaint & phoned) - 0.8 * (phoned & ~complaint)
+    escalated = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
+    day = np.sort(rng.integers(0, days, n))
+    return pl.DataFrame({
+        "ticket_id": _ids("T", np.arange(1, n + 1), 8),
+        "created_date": pl.Series([start + datetime.timedelta(days=int(d)) for d in day], dtype=pl.Date),
+        "contact_channel": _gather(CONTACT_CHANNELS, channel),
+        "body": pl.Series(body, dtype=pl.String),
+        "escalated": pl.Series(escalated, dtype=pl.Boolean),
+    })
 
 
 def _atomic_write(path: Path, payload: bytes | memoryview) -> None:
