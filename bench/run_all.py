@@ -41,9 +41,11 @@ SUITE = {
                        "only": ["two_at_once", "ingestion"]}},
     # HTTP scoring on Starlette/uvicorn (policy and usage log on) against the first http.server endpoint.
     "services": {"full": {"requests": 1000, "rows": 100, "clients": 8}, "smoke": {"requests": 40, "rows": 20, "clients": 4}},
+    # The text-classification template against a plain scikit-learn + LightGBM script on the same tickets.
+    "text": {"full": {"rows": 200_000, "repeats": 2}, "smoke": {"rows": 3_000, "repeats": 1}},
 }
 TARGETS = {"startup": 1.5, "overhead": 1.25, "incremental": 0.10, "scaling": 1.10, "memory_gib": 6.0, "gpu": 1 / 0.9,
-           "lake": 1.2, "two_at_once": 1.0, "ingestion": 100.0, "services": 1.0}
+           "lake": 1.2, "two_at_once": 1.0, "ingestion": 100.0, "services": 1.0, "text": 1.25}
 
 
 def machine() -> str:
@@ -152,6 +154,20 @@ def lake_rows(r: dict) -> list[dict]:
     return rows
 
 
+def measure_text(scale: dict) -> dict:
+    import bench_text
+
+    return bench_text.measure(**scale)
+
+
+def text_rows(r: dict) -> list[dict]:
+    t, p = r["template"], r["plain"]
+    return [_row("text template training", f"{r['rows']:,} tickets, hashed text + LightGBM + linear baseline: template "
+                 f"{t['seconds']:.1f} s vs plain scikit-learn + LightGBM script {p['seconds']:.1f} s (AUC {t['auc']:.3f} "
+                 f"vs {p['auc']:.3f}; peak memory {t['peak_rss_gib']:.2f} vs {p['peak_rss_gib']:.2f} GiB)",
+                 r["ratio"], TARGETS["text"])]
+
+
 def measure_services(scale: dict) -> dict:
     import bench_services
 
@@ -170,7 +186,8 @@ def services_rows(r: dict) -> list[dict]:
 
 #: name -> (measure at a scale -> raw result, raw result -> report rows)
 RUNNERS = {"startup": (measure_startup, startup_rows), "chain": (measure_chain, chain_rows), "gpu": (measure_gpu, gpu_rows),
-           "lake": (measure_lake, lake_rows), "services": (measure_services, services_rows)}
+           "lake": (measure_lake, lake_rows), "services": (measure_services, services_rows),
+           "text": (measure_text, text_rows)}
 
 
 def raw_results(markdown: Path) -> dict:

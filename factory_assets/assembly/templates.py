@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from factory_assets.assembly.text import hash_text, hashed_names, is_text_encoding, text_encoding
+from factory_assets.assembly.text import hash_text, hashed_names, input_column, is_text_encoding, text_encoding
 from factory_assets.assembly.training import (
     TrainedModel,
     classification_metrics,
@@ -194,7 +194,8 @@ def fit_template(
     y_test = y[test_idx]
     if template == "text_classification":
         metrics = classification_metrics(y_test, prediction)
-        baseline = linear_text_baseline(frame, text_columns, categories, y, train_idx, test_idx, seed)
+        hashed = [i for i, name in enumerate(names) if name not in feature_columns and input_column(name) in text_columns]
+        baseline = linear_text_baseline(X[:, hashed], y, train_idx, test_idx, seed)
         baseline_metrics = classification_metrics(y_test, baseline)
         baseline_name = "linear (logistic regression on the hashed text)"
     elif task == "binary":
@@ -224,17 +225,16 @@ def fit_template(
     )
 
 
-def linear_text_baseline(frame: pl.DataFrame, text_columns, categories: dict, y: np.ndarray,
-                         train_idx: np.ndarray, test_idx: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Probabilities of a logistic regression on the text alone (rows scaled to unit length): what
-    a plain bag-of-words model gets, which the boosted model with its context must beat."""
-    import scipy.sparse
+def linear_text_baseline(words, y: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
+                         seed: int = 0) -> np.ndarray:
+    """Probabilities of a logistic regression on the hashed ``words`` alone (rows scaled to unit
+    length): what a plain bag-of-words model gets, which the boosted model with its context must beat."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import normalize
 
-    words = normalize(scipy.sparse.hstack([hash_text(frame[c], categories[c]) for c in text_columns], format="csr"))
     if len(np.unique(y[train_idx])) < 2:
         return prior_rate_baseline(y[train_idx], len(test_idx))
+    words = normalize(words)
     linear = LogisticRegression(C=1.0, max_iter=200, random_state=seed).fit(words[train_idx], y[train_idx])
     return linear.predict_proba(words[test_idx])[:, 1]
 
