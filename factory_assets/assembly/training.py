@@ -29,6 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from factory_assets.lib.jsonable import jsonable
+
 log = logging.getLogger(__name__)
 
 Engine = Literal["lightgbm", "xgboost"]
@@ -343,7 +345,7 @@ def train_model(
         task=task,
         feature_names=feature_names,
         booster=booster,
-        params=_jsonable(used),
+        params=jsonable(used),
         device=choice,
         best_iteration=best,
         training_seconds=elapsed,
@@ -428,15 +430,6 @@ def _as_target(y: Any, n: int, name: str, task: str) -> np.ndarray:
     if task == "binary" and not np.all((y == 0) | (y == 1)):
         raise ValueError(f"{name} must be 0/1 for a binary task")
     return y
-
-
-def _jsonable(params: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in params.items():
-        if isinstance(v, np.generic):
-            v = v.item()
-        out[str(k)] = v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)
-    return out
 
 
 def _check_engine(engine: str) -> None:

@@ -36,6 +36,7 @@ from starlette.routing import Route
 from factory_assets.distribution.feature_schema import INPUT, FeatureProblem, ScoringInputError
 from factory_assets.distribution.service import ModelNotFoundError
 from factory_assets.distribution.services import ANONYMOUS, CallerNotAllowedError, ServiceCatalogue
+from factory_assets.lib.jsonable import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -55,17 +56,6 @@ class _TooLarge(Exception):
 
 def _number(value):
     return value if value is None or not isinstance(value, float) or math.isfinite(value) else None
-
-
-def _jsonable(obj):
-    """NaN/inf become null: JSON has no NaN, and a client's parser would reject it."""
-    if isinstance(obj, float):
-        return _number(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def _json(status: int, payload: dict | bytes) -> Response:
@@ -113,7 +103,7 @@ def _rows_of(body: bytes) -> list:
 
 
 def _encoded(payload: dict) -> bytes:
-    return json.dumps(_jsonable(payload), allow_nan=False).encode()
+    return json.dumps(jsonable(payload), allow_nan=False).encode()
 
 
 def build_app(catalogue: ServiceCatalogue, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:

@@ -13,21 +13,18 @@ Pure (no Dagster): the CLI and assets call these functions.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import json
-import math
-import os
 import re
-import tempfile
 from collections.abc import Mapping
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 
-from factory_assets.lib.files import sha256_file as _sha256_file
+from factory_assets.lib.files import atomic_write, sha256_file as _sha256_file
+from factory_assets.lib.jsonable import jsonable
 from factory_assets.assembly.registry import ALIASES, ModelRegistry
 from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.training import PRIMARY_METRIC, improvement
@@ -67,23 +64,6 @@ class AuditBundleError(ValueError):
 # --------------------------------------------------------------------------------------
 
 
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON values only: NaN/inf -> null (strict JSON), tuples -> lists, dates -> ISO text."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if hasattr(obj, "item"):  # numpy scalar
-        return _jsonable(obj.item())
-    if isinstance(obj, (datetime, date)):
-        return obj.isoformat()
-    return str(obj)
 
 
 def _window(value: Any) -> dict[str, str] | None:
@@ -271,7 +251,7 @@ def build_audit_bundle(
         "policy": _policy_section(policy, policy_file),
         "promotion_history": _promotion_section(registry, use_case, mv.version),
     }
-    return _jsonable(bundle)
+    return jsonable(bundle)
 
 
 # --------------------------------------------------------------------------------------
@@ -452,19 +432,6 @@ def render_html(bundle: dict) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def write_bundle(bundle: dict, out_dir: Path) -> tuple[Path, Path]:
     """Validate, copy the reports in (checking their hashes), write bundle.json and index.html.
 
@@ -480,8 +447,8 @@ def write_bundle(bundle: dict, out_dir: Path) -> tuple[Path, Path]:
             data = original.read_bytes()
             if hashlib.sha256(data).hexdigest() != report["sha256"]:
                 raise AuditBundleError(f"{original} changed after the bundle was built (sha256 differs); build it again")
-            _atomic_write(out_dir / report["path"], data)
+            atomic_write(out_dir / report["path"], data)
     json_path, html_path = out_dir / BUNDLE_JSON, out_dir / BUNDLE_HTML
-    _atomic_write(json_path, (json.dumps(bundle, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode())
-    _atomic_write(html_path, render_html(bundle).encode())
+    atomic_write(json_path, (json.dumps(bundle, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode())
+    atomic_write(html_path, render_html(bundle).encode())
     return json_path, html_path

@@ -115,7 +115,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -124,6 +123,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
+from factory_assets.lib.files import atomic_write
 
 __all__ = [
     "COLUMNS",
@@ -1246,18 +1247,6 @@ def ticket_triage(n: int, seed: int = 0, days: int = 120, start: date = date(202
     })
 
 
-def _atomic_write(path: Path, payload: bytes | memoryview) -> None:
-    """Write to ``<name>.tmp`` in the same folder, then rename: a watcher never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(payload)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _encode(frame: pl.DataFrame, ext: str) -> str:
     if ext == "csv":
         return frame.write_csv(datetime_format=TIMESTAMP_FORMAT, date_format=DATE_FORMAT)
@@ -1319,7 +1308,7 @@ def write_landing_files(data: SimulatedData, landing_dir: Path) -> dict[str, lis
                     payload = header + view[offsets[a] : offsets[b]]
                 else:
                     payload = view[offsets[a] : offsets[b]]
-                _atomic_write(path, payload)
+                atomic_write(path, payload, durable=False)
                 paths.append(path)
             i = j
         written[source] = paths
