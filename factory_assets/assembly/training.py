@@ -362,15 +362,16 @@ def _train_xgboost(params, choice, X_train, y_train, X_valid, y_valid, feature_n
     dtrain = xgboost.QuantileDMatrix(
         X_train, label=y_train, feature_names=feature_names, missing=np.nan, max_bin=max_bin
     )
-    dvalid = xgboost.QuantileDMatrix(
-        X_valid, label=y_valid, feature_names=feature_names, missing=np.nan, ref=dtrain, max_bin=max_bin
-    )
+    stopping = bool(es_rounds and es_rounds > 0)
+    # the validation rows only serve early stopping: without it they are not even built
+    evals = [(xgboost.QuantileDMatrix(X_valid, label=y_valid, feature_names=feature_names, missing=np.nan, ref=dtrain,
+                                      max_bin=max_bin), "valid")] if stopping else []
     booster = xgboost.train(
         used,
         dtrain,
         num_boost_round=rounds,
-        evals=[(dvalid, "valid")],
-        early_stopping_rounds=es_rounds if es_rounds and es_rounds > 0 else None,
+        evals=evals,
+        early_stopping_rounds=es_rounds if stopping else None,
         verbose_eval=False,
     )
     best_attr = getattr(booster, "best_iteration", None)
@@ -389,12 +390,14 @@ def _train_lightgbm(params, choice, X_train, y_train, X_valid, y_valid, feature_
     used.update({"device_type": "gpu" if choice.device == "gpu" else "cpu", "seed": seed, "verbosity": -1})
     used.pop("device", None)  # alias of device_type; ours wins
     dtrain = lightgbm.Dataset(X_train, label=y_train, feature_name=feature_names, free_raw_data=True)
-    dvalid = lightgbm.Dataset(X_valid, label=y_valid, feature_name=feature_names, reference=dtrain, free_raw_data=True)
-    callbacks = []
-    if es_rounds and es_rounds > 0:
+    valid_sets, callbacks = [], []
+    if es_rounds and es_rounds > 0:  # the validation rows only serve early stopping
+        valid_sets = [lightgbm.Dataset(X_valid, label=y_valid, feature_name=feature_names, reference=dtrain,
+                                       free_raw_data=True)]
         callbacks.append(lightgbm.early_stopping(es_rounds, verbose=False))
     booster = lightgbm.train(
-        used, dtrain, num_boost_round=rounds, valid_sets=[dvalid], valid_names=["valid"], callbacks=callbacks
+        used, dtrain, num_boost_round=rounds, valid_sets=valid_sets, valid_names=["valid"] if valid_sets else None,
+        callbacks=callbacks,
     )
     best = int(booster.best_iteration or 0)
     if best <= 0:
