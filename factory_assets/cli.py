@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from factory_assets.lib.formatting import format_table
 from factory_assets.settings import (
     PARTITIONS_START_FILE,
     PROJECT_ROOT,
@@ -103,13 +104,6 @@ def positive_int(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return number
-
-
-def format_table(headers: list[str], rows: list[list[object]]) -> str:
-    """Left-aligned columns separated by two spaces; None shows as '-'."""
-    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
 
 def plural(n: int, word: str) -> str:

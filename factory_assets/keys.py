@@ -7,6 +7,8 @@ these functions, so a key's shape changes here and nowhere else.
 import dagster as dg
 
 __all__ = [
+    "BREACHES",
+    "USAGE_KEY",
     "COMPLIANCE_KEY",
     "PORTFOLIO_KEY",
     "champion_key",
@@ -23,6 +25,9 @@ __all__ = [
 
 COMPLIANCE_KEY = dg.AssetKey(["feedback", "model_compliance"])
 PORTFOLIO_KEY = dg.AssetKey(["feedback", "use_case_portfolio"])
+USAGE_KEY = dg.AssetKey(["feedback", "service_usage"])
+#: The monitoring asset's metadata entry listing the limits a day breached (the retraining sensor reads it).
+BREACHES = "breaches"
 
 
 def raw_key(source: str) -> dg.AssetKey:

@@ -163,7 +163,7 @@ def cmd_services(args) -> int:
     from factory_assets.distribution.feature_schema import ScoringInputError
     from factory_assets.distribution.service import ModelNotFoundError
     from factory_assets.distribution.services import CallerNotAllowedError, home_catalogue, usage_log
-    from factory_assets.cli import format_table
+    from factory_assets.lib.formatting import format_table
 
     paths = default_paths()
     if args.action == "deliver-usage":

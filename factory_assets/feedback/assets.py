@@ -20,7 +20,7 @@ from factory_assets.assembly.templates import TEMPLATE_TASK
 from factory_assets.distribution.assets import no_champion_reason, snapshot_path
 from factory_assets.feedback import monitoring as mon
 from factory_assets.feedback.outcomes import labelled_predictions, override_feedback
-from factory_assets.keys import monitoring_key, predictions_key, product_key
+from factory_assets.keys import BREACHES, USAGE_KEY, monitoring_key, predictions_key, product_key
 from factory_assets.lib.metadata import round_metadata
 from factory_assets.lib.warehouse_sql import table_exists
 from factory_assets.raw_material.assets import daily_partitions
@@ -28,7 +28,6 @@ from factory_assets.resources import FactoryStore
 from factory_assets.settings import artifacts_url
 
 #: Metadata key the retraining sensor reads: the list of thresholds a partition crossed.
-BREACHES = "breaches"
 
 
 def _report_links(name: str, path, artifacts) -> dict:
@@ -193,7 +192,6 @@ def monitoring_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
     return _monitoring
 
 
-USAGE_KEY = dg.AssetKey(["feedback", "service_usage"])
 
 
 @dg.asset(

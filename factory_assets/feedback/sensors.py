@@ -11,7 +11,7 @@ from datetime import date
 
 import dagster as dg
 
-from factory_assets.feedback.assets import BREACHES
+from factory_assets.keys import BREACHES
 from factory_assets.keys import monitoring_key, training_keys
 from factory_assets.settings import ML_TEAM
 

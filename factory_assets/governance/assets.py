@@ -22,9 +22,8 @@ import dagster as dg
 import polars as pl
 
 from factory_assets.assembly.specs import load_use_cases, use_case_paths
-from factory_assets.feedback.assets import BREACHES, USAGE_KEY
 from factory_assets.governance.portfolio import Monitoring, compliance_reports, portfolio_rows
-from factory_assets.keys import COMPLIANCE_KEY, PORTFOLIO_KEY, champion_key, monitoring_key
+from factory_assets.keys import BREACHES, COMPLIANCE_KEY, PORTFOLIO_KEY, USAGE_KEY, champion_key, monitoring_key
 from factory_assets.resources import FactoryStore, GovernancePolicy
 from factory_assets.settings import RISK_TEAM, WAREHOUSE_WRITER_TAG
 
