@@ -382,7 +382,7 @@ class Progress:
                 try:
                     progress.on_record(record.levelno, meta.get("orig_message") or record.getMessage(), event,
                                        meta.get("run_id"))
-                except Exception:  # noqa: BLE001 - printing progress must never break a run
+                except Exception:  # printing progress must never break a run
                     pass
 
         @dg.logger(description="One line per finished asset, failed check or step (factory run).")
@@ -1033,7 +1033,8 @@ def cmd_ui(args) -> int:
         raise UsageError(f"cannot serve the reports on {args.host}:{args.artifacts_port} ({exc.strerror}); "
                          "stop what uses that port, or pass --artifacts-port N and set FACTORY_ARTIFACTS_URL to match "
                          "for the runs that write the reports.") from exc
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+           "-h", args.host, "-p", str(args.port)]
     print(f"Starting the Dagster UI on http://{args.host}:{args.port} (FACTORY_HOME={paths.home}); reports on "
           f"http://{args.host}:{args.artifacts_port}/; Ctrl-C stops both.", flush=True)
     # `dagster dev` alone does not stop in time (see lib/process_session): it runs in a session of
@@ -1252,7 +1253,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - a message, not a traceback (FACTORY_DEBUG=1 shows it)
+    except Exception as exc:  # a message, not a traceback (FACTORY_DEBUG=1 shows it)
         if os.environ.get("FACTORY_DEBUG") == "1":
             raise
         code, message = explain_error(exc)
@@ -1282,7 +1283,7 @@ def _validation_text(exc) -> str:
     """A pydantic ValidationError as the fields it names, one clause each."""
     try:
         errors = exc.errors()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return str(exc).splitlines()[0]
     fields = "; ".join(f"field '{'.'.join(str(p) for p in e.get('loc', ())) or '(top)'}': {e.get('msg', '')}"
                        for e in errors[:10])

@@ -184,7 +184,8 @@ class UseCaseSpec(BaseModel):
     def _consistent(self) -> "UseCaseSpec":
         allowed = _METRICS_BY_TEMPLATE[self.template]
         if self.metric not in allowed:
-            raise ValueError(f"field 'metric': {self.metric!r} does not fit template {self.template!r}; allowed: {sorted(allowed)}")
+            raise ValueError(f"field 'metric': {self.metric!r} does not fit template {self.template!r}; "
+                             f"allowed: {sorted(allowed)}")
         if self.target in self.entity or self.target == self.time_column:
             raise ValueError(f"field 'target': {self.target!r} is also the entity or the time column; the label "
                              "must be a column of its own")

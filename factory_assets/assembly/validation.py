@@ -94,7 +94,8 @@ def check_declared_sql(spec: UseCaseSpec, path: Path, spine_sql: str, outcome_sq
     wanted = ("BOOLEAN", *_NUMERIC) if spec.template == "binary_classification" else _NUMERIC
     if not label_type.startswith(wanted):
         raise UseCaseSpecError(f"{path}: field 'target': {spec.target!r} is {label_type}, which template "
-                               f"{spec.template!r} cannot learn; give a {'boolean or 0/1' if spec.template == 'binary_classification' else 'numeric'} column")
+                               f"{spec.template!r} cannot learn; give a "
+                               f"{'boolean or 0/1' if spec.template == 'binary_classification' else 'numeric'} column")
     for name in spec.feature_sets:
         missing = [c for c in feature_sets[name].entity if c not in spine]
         if missing:
