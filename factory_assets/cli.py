@@ -425,12 +425,13 @@ def _execute_on_configured_executor(job_name: str, instance, run_config=None, ta
     (module and name), so each step's process loads the same code location. The progress logger
     lives in this process only: the run's events are printed once it ends."""
     import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    repository = ReconstructableRepository.for_module("factory_assets.definitions", "defs",
-                                                      working_directory=str(Path(__file__).resolve().parents[1]))
+    from factory_assets.compat import reconstructable_job
+
+    job = reconstructable_job("factory_assets.definitions", "defs", job_name,
+                              working_directory=str(Path(__file__).resolve().parents[1]))
     config = {k: v for k, v in (run_config or {}).items() if k != "loggers"}
-    with dg.execute_job(repository.get_reconstructable_job(job_name), instance=instance, run_config=config, tags=tags,
+    with dg.execute_job(job, instance=instance, run_config=config, tags=tags,
                         asset_selection=asset_selection, raise_on_error=False) as result:
         return result
 
