@@ -2,7 +2,8 @@
 """Set up and run the AI Factory with nothing but python3.
 
     python3 tasks.py run      # set up, then run the main job on embedded defaults
-    python3 tasks.py test     # set up (and Chromium, PostgreSQL for the tests), then run the whole test suite (CI)
+    python3 tasks.py test     # set up (and Chromium, PostgreSQL for the tests), then ruff and the whole test suite (CI)
+    python3 tasks.py test --fast  # set up, then ruff and the unit tier only (pure tests, under a minute)
     python3 tasks.py setup    # only set up: .venv, pinned dependencies, dbt manifest, .venv-datacontract
     python3 tasks.py ui       # set up, then open the Dagster UI (dagster dev)
     python3 tasks.py bench    # set up, then run the benchmarks and write BENCHMARKS.md (--smoke: tiny)
@@ -155,7 +156,8 @@ def setup() -> dict:
     sources = _dbt_sources(ROOT / "dbt_project")
     if not manifest.exists() or any(p.stat().st_mtime > manifest.stat().st_mtime for p in sources):
         _say("preparing the dbt manifest (dbt parse)")
-        _run([BIN / "dbt", "parse", "--quiet", "--project-dir", ROOT / "dbt_project", "--profiles-dir", ROOT / "dbt_project"], env=env, cwd=ROOT)
+        _run([BIN / "dbt", "parse", "--quiet", "--project-dir", ROOT / "dbt_project", "--profiles-dir", ROOT / "dbt_project"],
+             env=env, cwd=ROOT)
     return env
 
 
@@ -205,6 +207,15 @@ def main(argv: list[str]) -> None:
     if command == "run":
         _run([BIN / "factory", "demo", *rest], env=env, cwd=ROOT)
     elif command == "test":
+        fast = "--fast" in rest
+        rest = [arg for arg in rest if arg != "--fast"]
+        # Lint first: a ruff finding fails the command before any test runs ([tool.ruff] in pyproject.toml).
+        _run([PY, "-m", "ruff", "check", ROOT], env=env, cwd=ROOT)
+        if fast:
+            # The unit tier (tests/conftest.py assigns every test one tier): no Dagster run, no dbt,
+            # no Chromium or PostgreSQL, so neither is installed and one process is quicker than workers.
+            _run([PY, "-m", "pytest", "-m", "unit", *rest], env=env, cwd=ROOT)
+            return
         ensure_chromium()
         ensure_postgres()
         # One test module per worker (module-scoped worlds stay in one process), up to 4 workers.

@@ -186,8 +186,8 @@ def child(mode: str, home: Path, first: dt.date, night: dt.date) -> None:
 
 
 def _in_child(mode: str, home: Path, first: dt.date, night: dt.date) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", mode, str(home), first.isoformat(), night.isoformat()], check=False,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "--child", mode, str(home), first.isoformat(), night.isoformat()],
+                         check=False, capture_output=True, text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"{mode} failed ({out.returncode}):\n{out.stderr[-3000:]}")

@@ -38,7 +38,8 @@ else:
     from factory_assets.distribution.http_api import ServiceServer
     from factory_assets.distribution.services import ServiceCatalogue, UsageLog
     from factory_assets.governance.policy import load_policy
-    catalogue = ServiceCatalogue(registry, policy=load_policy({policy!r}), usage=UsageLog(Path(home) / "usage", Path(home) / "landing"))
+    catalogue = ServiceCatalogue(registry, policy=load_policy({policy!r}),
+                                 usage=UsageLog(Path(home) / "usage", Path(home) / "landing"))
     server = ServiceServer(catalogue, port=0)
 print("PORT", server.server_address[1], flush=True)
 server.serve_forever()

@@ -57,7 +57,8 @@ params = {{"objective": "binary", "metric": "binary_logloss", "learning_rate": 0
           "min_data_in_leaf": 20, "feature_fraction": 0.8, "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0,
           "seed": 0, "verbosity": -1}}
 dtrain = lightgbm.Dataset(X[train], label=y[train])
-first = lightgbm.train(params, dtrain, num_boost_round=500, valid_sets=[lightgbm.Dataset(X[valid], label=y[valid], reference=dtrain)],
+dvalid = lightgbm.Dataset(X[valid], label=y[valid], reference=dtrain)
+first = lightgbm.train(params, dtrain, num_boost_round=500, valid_sets=[dvalid],
                        callbacks=[lightgbm.early_stopping(30, verbose=False)])
 fit = train | valid
 model = lightgbm.train(params, lightgbm.Dataset(X[fit], label=y[fit]), num_boost_round=max(first.best_iteration, 1))

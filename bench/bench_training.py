@@ -67,7 +67,8 @@ def main() -> None:
         base = results["baseline"]["peak_mb"]
         for engine in ("lightgbm", "xgboost"):
             r = results[engine]
-            print(f"| {rows:,} | {engine} | {r['seconds']:.1f} s | {r['peak_mb']:.0f} MB | {r['peak_mb'] / base:.2f}x ({base:.0f} MB) |", flush=True)
+            print(f"| {rows:,} | {engine} | {r['seconds']:.1f} s | {r['peak_mb']:.0f} MB "
+                  f"| {r['peak_mb'] / base:.2f}x ({base:.0f} MB) |", flush=True)
 
 
 if __name__ == "__main__":

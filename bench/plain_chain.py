@@ -71,7 +71,7 @@ def build_feature_sets(store) -> bool:
     with store.warehouse() as conn:
         as_of = fs.data_end_date(conn)
         conn.execute("create schema if not exists features")
-        for name, feature_set in fs.FEATURE_SETS.items():
+        for name in fs.FEATURE_SETS:
             conn.execute(f"create or replace table features.{name} as {fs.latest_snapshot_sql(name, as_of)}")
             passed &= evaluate_contract(conn, feature_contract(name), f"features.{name}").passed
     return passed

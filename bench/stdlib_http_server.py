@@ -132,7 +132,7 @@ class ScoringHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args) -> None:  # the base class's name
         log.info("%s %s", self.address_string(), format % args)
 
 

@@ -376,7 +376,7 @@ class Progress:
                 try:
                     progress.on_record(record.levelno, meta.get("orig_message") or record.getMessage(), event,
                                        meta.get("run_id"))
-                except Exception:  # noqa: BLE001 - printing progress must never break a run
+                except Exception:  # printing progress must never break a run
                     pass
 
         @dg.logger(description="One line per finished asset, failed check or step (factory run).")
@@ -419,12 +419,13 @@ def _execute_on_configured_executor(job_name: str, instance, run_config=None, ta
     (module and name), so each step's process loads the same code location. The progress logger
     lives in this process only: the run's events are printed once it ends."""
     import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    repository = ReconstructableRepository.for_module("factory_assets.definitions", "defs",
-                                                      working_directory=str(Path(__file__).resolve().parents[1]))
+    from factory_assets.compat import reconstructable_job
+
+    job = reconstructable_job("factory_assets.definitions", "defs", job_name,
+                              working_directory=str(Path(__file__).resolve().parents[1]))
     config = {k: v for k, v in (run_config or {}).items() if k != "loggers"}
-    with dg.execute_job(repository.get_reconstructable_job(job_name), instance=instance, run_config=config, tags=tags,
+    with dg.execute_job(job, instance=instance, run_config=config, tags=tags,
                         asset_selection=asset_selection, raise_on_error=False) as result:
         return result
 
@@ -1027,7 +1028,8 @@ def cmd_ui(args) -> int:
         raise UsageError(f"cannot serve the reports on {args.host}:{args.artifacts_port} ({exc.strerror}); "
                          "stop what uses that port, or pass --artifacts-port N and set FACTORY_ARTIFACTS_URL to match "
                          "for the runs that write the reports.") from exc
-    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
+    cmd = [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
+           "-h", args.host, "-p", str(args.port)]
     print(f"Starting the Dagster UI on http://{args.host}:{args.port} (FACTORY_HOME={paths.home}); reports on "
           f"http://{args.host}:{args.artifacts_port}/; Ctrl-C stops both.", flush=True)
     # `dagster dev` alone does not stop in time (see lib/process_session): it runs in a session of
@@ -1246,7 +1248,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - a message, not a traceback (FACTORY_DEBUG=1 shows it)
+    except Exception as exc:  # a message, not a traceback (FACTORY_DEBUG=1 shows it)
         if os.environ.get("FACTORY_DEBUG") == "1":
             raise
         code, message = explain_error(exc)
@@ -1276,7 +1278,7 @@ def _validation_text(exc) -> str:
     """A pydantic ValidationError as the fields it names, one clause each."""
     try:
         errors = exc.errors()
-    except Exception:  # noqa: BLE001
+    except Exception:
         return str(exc).splitlines()[0]
     fields = "; ".join(f"field '{'.'.join(str(p) for p in e.get('loc', ())) or '(top)'}': {e.get('msg', '')}"
                        for e in errors[:10])

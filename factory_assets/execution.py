@@ -25,41 +25,13 @@ import socket
 import time
 
 import dagster as dg
-from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
+from factory_assets.compat import CheckRunHealthResult, WorkerStatus, dask_executor, settle_skips_after_abandons
 
 EXECUTORS = ("in_process", "multiprocess", "dask")
 
 
-def settle_skips_after_abandons() -> None:
-    """Make Dagster's plan bookkeeping settle completely after each step (a fix for Dagster 1.13).
-
-    After a step ends, ``ActiveExecution.plan_events_iterator`` first emits every skip (a step whose
-    input was not produced), then every abandon (a step whose input failed), and stops. Abandoning a
-    step can make a third step ready to be *skipped*: one that also reads a skipped step. In the
-    nightly chain, ``feedback/use_case_portfolio`` reads ``operations/service_priority`` (skipped when
-    no use case without champion scored) and every use case's monitoring (abandoned when its
-    prediction step fails); when the last failing prediction step ran after the skip, the portfolio
-    waited in the skip queue that nothing processed again. The in-process executor then found no step
-    to run, nothing in flight and the plan not complete, and looped forever at 100 % CPU in
-    ``ActiveExecution._update`` (issue 19, item 7). Here both phases repeat until neither moves a
-    step, so every skip and abandon is reported and the run ends with its failures.
-    """
-    from dagster._core.execution.plan.active import ActiveExecution
-
-    original = ActiveExecution.plan_events_iterator
-    if getattr(original, "_factory_settles", False):
-        return
-
-    def plan_events_iterator(self, job_context):
-        yield from original(self, job_context)
-        while self._pending_skip or self._pending_abandon:  # queued by the last abandon
-            yield from original(self, job_context)
-
-    plan_events_iterator._factory_settles = True
-    plan_events_iterator._factory_original = original  # what the tests put back to show the hang
-    ActiveExecution.plan_events_iterator = plan_events_iterator
-
-
+# A fix for Dagster 1.13 (issue 19, item 7): a run whose failures leave a step both skipped and
+# abandoned ends instead of looping for ever (factory_assets.compat.settle_skips_after_abandons).
 settle_skips_after_abandons()
 
 
@@ -90,78 +62,13 @@ def executor_from_env(environ: dict | None = None) -> dg.ExecutorDefinition:
 
 
 def _dask_executor(cluster: dict) -> dg.ExecutorDefinition:
-    """dagster-dask's executor, with the two fixes this project needs (see :func:`_submit_steps`)."""
+    """dagster-dask's executor, with the two fixes this project needs (factory_assets.compat.dask_executor)."""
 
     @dg.executor(name="dask", requirements=dg.multiple_process_executor_requirements())
     def dask(_init_context):
-        from dagster_dask.executor import DaskExecutor  # imports dask: only when chosen
-
-        class FactoryDaskExecutor(DaskExecutor):
-            def execute(self, plan_context, execution_plan):
-                yield from _submit_steps(self, plan_context, execution_plan)
-
-        ((kind, configuration),) = cluster.items()
-        return FactoryDaskExecutor(kind, configuration)
+        return dask_executor(cluster)
 
     return dask
-
-
-class _Opaque:
-    """Step arguments that Dask must pass through untouched (see :func:`_submit_steps`)."""
-
-    __slots__ = ("args",)
-
-    def __init__(self, args: tuple):
-        self.args = args
-
-
-def _run_step(dependencies, opaque: _Opaque):
-    from dagster_dask.executor import query_on_dask_worker
-
-    return query_on_dask_worker(dependencies, *opaque.args)
-
-
-def _submit_steps(executor, plan_context, execution_plan):
-    """dagster-dask's step submission, as in ``DaskExecutor.execute``, with two fixes:
-
-    - Dask >= 2024.12 walks every tuple passed to ``Client.submit`` looking for futures; Dagster's
-      run and partition records are tuples that forbid iteration, so a partitioned run (the nightly
-      job) failed before its first step ("Iteration is not allowed on @record"). The arguments
-      travel wrapped in one opaque object instead.
-    - The Dask task key carries the run id, so two runs of the same job do not share (and skip)
-      each other's tasks (dagster-io/dagster#21418).
-    """
-    import dask.distributed
-
-    from dagster._core.errors import raise_execution_interrupts
-    from dagster._utils import iterate_with_context
-    from dagster_dask.executor import get_dask_resource_requirements
-
-    if not plan_context.instance.is_persistent:
-        raise dg.DagsterInvariantViolationError(
-            "the Dask executor needs a persistent Dagster instance: set DAGSTER_HOME to a folder with a dagster.yaml "
-            "(deploy/production/dagster.yaml for PostgreSQL).")
-    if executor.cluster_type == "existing":
-        cluster = executor.cluster_configuration["address"]
-    else:
-        from dask.distributed import LocalCluster
-
-        cluster = LocalCluster(**executor.build_dict(plan_context.job_name))
-    run = plan_context.dagster_run
-    with dask.distributed.Client(cluster) as client:
-        futures, by_step = [], {}
-        for level in execution_plan.get_steps_to_execute_by_level():
-            for step in level:
-                dependencies = [by_step[key] for step_input in step.step_inputs for key in step_input.dependency_keys]
-                args = (plan_context.reconstructable_job, run, plan_context.run_config, [step.key],
-                        plan_context.instance.get_ref(), execution_plan.known_state)
-                future = client.submit(_run_step, dependencies, _Opaque(args), key=f"{run.run_id}.{step.key}",
-                                       resources=get_dask_resource_requirements(step.tags), pure=False)
-                futures.append(future)
-                by_step[step.key] = future
-        for _future, events in iterate_with_context(raise_execution_interrupts,
-                                                    dask.distributed.as_completed(futures, with_results=True)):
-            yield from events
 
 
 # --------------------------------------------------------------------------------------
@@ -217,12 +124,10 @@ def process_alive(pid: int, started_by: float | None = None) -> bool:
 
 def run_worker_health(instance, run) -> CheckRunHealthResult:
     """The health of the process that started ``run`` (its RUN_START event's pid), on this machine."""
-    from dagster._core.events import DagsterEventType
-
     host = run.tags.get(RUN_HOST_TAG)
     if host != this_host():
         return CheckRunHealthResult(WorkerStatus.RUNNING, f"run of host {host or 'unknown'}: not checked here")
-    records = instance.get_records_for_run(run.run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
     if not records or records[0].event_log_entry.dagster_event is None:
         return CheckRunHealthResult(WorkerStatus.RUNNING, "no RUN_START event yet")
     entry = records[0].event_log_entry
@@ -237,7 +142,7 @@ def run_worker_health(instance, run) -> CheckRunHealthResult:
         f"out of memory, a closed terminal); noticed {time.time() - entry.timestamp:.0f} s after the run started")
 
 
-class FactoryRunLauncher(DefaultRunLauncher):
+class FactoryRunLauncher(dg.DefaultRunLauncher):
     """Dagster's default launcher (runs start in a subprocess of the code server), with run worker
     health checks for run monitoring.
 

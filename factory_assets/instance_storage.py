@@ -28,28 +28,20 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from dagster._config import StringSource
-from dagster._core.storage.base_storage import DagsterStorage
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
-    SQLITE_BUSY_TIMEOUT_SECONDS,
-    SqliteEventLogStorage,
-)
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
-from dagster._core.storage.sqlite_storage import (
-    DagsterSqliteStorage,
-    _event_logs_directory,
-    _runs_directory,
-    _schedule_directory,
-)
-from dagster._utils import mkdir_p
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 
-__all__ = ["MAX_OPEN_SHARDS", "EngineCache", "PooledSqliteStorage"]
+# The storage classes subclass Dagster's private SQLite storages: they live in factory_assets.compat
+# with the other private-API uses, and are re-exported here, the module dagster.yaml names.
+from factory_assets.compat import (  # compat reads MAX_OPEN_SHARDS and EngineCache from here, lazily
+    PooledSqliteEventLogStorage,
+    PooledSqliteRunStorage,
+    PooledSqliteStorage,
+)
+
+__all__ = ["MAX_OPEN_SHARDS", "EngineCache", "PooledSqliteEventLogStorage", "PooledSqliteRunStorage",
+           "PooledSqliteStorage"]
 
 #: run shards (one SQLite file per run) that keep an open engine in one process
 MAX_OPEN_SHARDS = 16
@@ -94,69 +86,3 @@ class EngineCache:
 
     def __len__(self) -> int:
         return len(self._engines)
-
-
-class PooledSqliteEventLogStorage(SqliteEventLogStorage):
-    """Dagster's run-sharded SQLite event log, keeping one engine per shard (see the module doc)."""
-
-    def __init__(self, base_dir: str, inst_data=None):
-        self.engines = EngineCache(MAX_OPEN_SHARDS + 1)  # + the index shard; the parent connects
-        super().__init__(base_dir, inst_data=inst_data)
-
-    @contextmanager
-    def _connect(self, shard: str) -> Iterator:
-        with self._db_lock:
-            engine = self.engines.get(self.conn_string_for_shard(shard), SQLITE_BUSY_TIMEOUT_SECONDS)
-            if shard not in self._initialized_dbs:
-                self._initdb(engine)
-                self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
-
-    def wipe(self) -> None:
-        self.engines.close_all()  # no open handle may outlive the files wipe deletes
-        super().wipe()
-
-    def dispose(self) -> None:
-        self.engines.close_all()
-        super().dispose()
-
-
-class PooledSqliteRunStorage(SqliteRunStorage):
-    """Dagster's SQLite run storage, keeping its engine (see the module doc)."""
-
-    def __init__(self, conn_string: str, inst_data=None):
-        self.engines = EngineCache(1)
-        super().__init__(conn_string, inst_data=inst_data)
-
-    @contextmanager
-    def connect(self) -> Iterator:
-        engine = self.engines.get(self._conn_string)
-        with engine.connect() as conn, conn.begin():
-            yield conn
-
-    def dispose(self) -> None:
-        self.engines.close_all()
-        super().dispose()
-
-
-class PooledSqliteStorage(DagsterSqliteStorage):
-    """``DagsterSqliteStorage`` (same folders: ``history/``, ``history/runs/``, ``schedules/``) with
-    pooled run and event-log connections. ``base_dir`` is the instance's DAGSTER_HOME."""
-
-    def __init__(self, base_dir: str, inst_data=None):
-        self.base_dir = base_dir
-        self._run_storage = PooledSqliteRunStorage.from_local(_runs_directory(base_dir))
-        self._event_log_storage = PooledSqliteEventLogStorage(_event_logs_directory(base_dir))
-        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
-        self._inst_data = inst_data
-        DagsterStorage.__init__(self)
-
-    @classmethod
-    def config_type(cls):
-        return {"base_dir": StringSource}
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        mkdir_p(config_value["base_dir"])
-        return cls(config_value["base_dir"], inst_data=inst_data)

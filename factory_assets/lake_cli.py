@@ -68,7 +68,8 @@ def register_commands(subparsers, help_text: str, formatter_class=None) -> None:
     p = sub.add_parser("backup", help="a consistent copy of the lake's SQLite catalog", **extra,
                        description="Copies the SQLite catalog with SQLite's online backup (safe while writers commit) "
                        "to --to, default FACTORY_HOME/lake/backups/catalog-<time>.sqlite. Restoring is copying it "
-                       "back over lake/catalog.sqlite (its -wal and -shm files deleted) while nothing runs. A PostgreSQL catalog is backed up with "
+                       "back over lake/catalog.sqlite (its -wal and -shm files deleted) while nothing runs. "
+                       "A PostgreSQL catalog is backed up with "
                        "the server's own tools (pg_dump, point-in-time recovery).")
     p.add_argument("--to", type=Path, help="the copy's path")
     p.set_defaults(func=cmd_backup)

@@ -254,8 +254,6 @@ def run_nightly(trained, selection, day=LAST_DAY):
 
 
 def test_champions_score_every_use_case_into_contracted_products_that_operations_reads(trained):
-    import duckdb
-
     selection = [dg.AssetKey(["distribution", f"{uc}_predictions"]) for uc in BUILT_IN]
     selection += [dg.AssetKey(["feedback", f"{uc}_monitoring"]) for uc in BUILT_IN]
     selection.append(dg.AssetKey(["distribution", "service_priority"]))
@@ -315,8 +313,6 @@ def test_a_prediction_product_breaking_its_contract_blocks_monitoring(trained):
 
 
 def test_a_policy_change_flips_compliance_and_the_review_reports_it(trained, tmp_path, monkeypatch):
-    import duckdb
-
     from factory_assets.governance.policy import POLICY_FILE
 
     def review():
@@ -356,8 +352,6 @@ def test_a_policy_change_flips_compliance_and_the_review_reports_it(trained, tmp
 def test_no_raw_personal_data_in_products_features_predictions_reports_or_bundles(trained):
     """Sweep everything downstream of the raw store for the simulator's names, emails and customer ids."""
     import re
-
-    import duckdb
 
     from factory_assets.raw_material.simulator import SimulationConfig, simulate
 

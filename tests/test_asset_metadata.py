@@ -260,8 +260,6 @@ def _materialization(result, key: dg.AssetKey) -> dg.AssetMaterialization:
 
 
 def _raw_rows(world, table: str) -> int:
-    import duckdb
-
     with open_warehouse(world.paths) as conn:
         return conn.execute(f"select count(*) from raw.{table}").fetchone()[0]
 

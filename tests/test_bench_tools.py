@@ -13,8 +13,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-import layers
-import run_all
+import layers  # noqa: E402 - bench/ is on sys.path only from the line above
+import run_all  # noqa: E402
 
 
 def test_every_step_maps_to_the_layer_of_its_assets():

@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -34,7 +33,7 @@ from customer_care.training_sets import COMPLAINT_CUTOFFS, LABEL, WINDOW_DAYS  #
 
 from factory_assets.keys import training_keys, use_case_keys  # noqa: E402
 from factory_assets.public import UseCaseSpecError, business_unit_definitions, load_use_case  # noqa: E402
-from factory_assets.lib.warehouse import open_warehouse
+from factory_assets.lib.warehouse import open_warehouse  # noqa: E402
 
 USE_CASES_DIR = UNIT_DIR / "customer_care" / "defs" / "use_cases"
 CUSTOMER_ACTIVITY = dg.AssetKey(["assembly", "customer_activity"])

@@ -20,12 +20,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
-import duckdb
 from factory_assets.lib.warehouse import open_warehouse
 from factory_assets.settings import FactoryPaths
 import pytest
 
-from factory_cli import FACTORY, factory  # noqa: E402,F401 - the shared CLI runner
+from factory_cli import FACTORY, factory  # noqa: F401 - the shared CLI runner
 FIRST, LAST = date(2025, 1, 1), date(2025, 2, 4)  # the simulated days
 DAYS = (LAST - FIRST).days + 1
 RUN_FROM = LAST - timedelta(days=7)  # the chain runs RUN_FROM .. LAST (the last landed day by default)

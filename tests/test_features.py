@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -250,7 +249,7 @@ def test_feature_set_registry():
 
 def test_small_feature_sets_on_a_spine(conn):
     day = END - timedelta(days=10)
-    for name, key, values in [
+    for name, _key, values in [
         ("supplier_performance", "supplier_id", "select distinct supplier_id from marts.fct_order_lines"),
         ("warehouse_load", "warehouse_id", "select distinct warehouse_id from marts.fct_order_lines"),
         ("regional_conditions", "region", "select distinct region from marts.calendar"),

@@ -154,8 +154,6 @@ def test_monitoring_records_numbers_reports_and_the_method(drifted):
 
 
 def test_prediction_rows_carry_model_version_and_feature_snapshot(drifted):
-    import duckdb
-
     with open_warehouse(drifted.paths) as conn:
         rows = conn.execute("select * from predictions.late_delivery").pl()
     assert sorted(rows["scored_date"].unique().to_list()) == WINDOW
@@ -206,8 +204,6 @@ def test_retrained_challenger_beats_the_degraded_champion_and_scores_the_next_ba
     assert new_auc > old_auc + 0.01, (old_auc, new_auc)
     # the promoted champion scores the next nightly batch
     assert run_nightly(drifted, END, END, ["late_delivery"]).success
-    import duckdb
-
     with open_warehouse(drifted.paths) as conn:
         versions = conn.execute("select distinct model_version from predictions.late_delivery where scored_date = ?",
                                 [END]).fetchall()

@@ -13,7 +13,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import dagster as dg
-import duckdb
 import numpy as np
 import polars as pl
 import pytest

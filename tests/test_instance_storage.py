@@ -56,7 +56,7 @@ def test_the_embedded_instance_uses_the_pooled_storage_in_dagsters_own_folders(h
             [dg.AssetCheckKey(dg.AssetKey("answer"), "answer_is_positive")])
         assert len(check) == 1
     # Dagster's stock SQLite storage reads what the pooled one wrote
-    from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+    from factory_assets.compat import DagsterSqliteStorage
 
     stock = DagsterSqliteStorage.from_local(str(home))
     assert [r.run_id for r in stock.run_storage.get_runs()] == [result.run_id]

@@ -522,7 +522,6 @@ def drive(out: str) -> None:
     import io
 
     import dagster as dg
-    import duckdb
 
     from factory_assets.lib.warehouse import open_warehouse
     from factory_assets.public import FactoryStore, business_unit_definitions

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from factory_assets.feedback.monitoring import load_monitoring_config
 from factory_assets.governance.policy import (
     POLICY_FILE,
     ModelFacts,

@@ -123,11 +123,11 @@ def test_runs_and_materializations_are_stored_in_postgres_not_sqlite(world, serv
 
 
 def test_the_run_queue_lets_warehouse_writers_run_at_once_on_the_lake(world):
-    from dagster._core.run_coordinator import QueuedRunCoordinator
+    import dagster as dg
 
     instance = _instance(world)
     coordinator = instance.run_coordinator
-    assert isinstance(coordinator, QueuedRunCoordinator)
+    assert isinstance(coordinator, dg.QueuedRunCoordinator)
     queue = instance.get_concurrency_config().run_queue_config
     assert not queue.tag_concurrency_limits  # the lake takes writers at once; a DuckDB file would need one
     assert queue.max_concurrent_runs == 8

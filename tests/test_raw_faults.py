@@ -18,7 +18,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 import yaml
@@ -508,11 +507,9 @@ def test_messages_are_bounded_and_count_what_they_leave_out(paths, warehouse):
 
 
 def _event_texts(instance) -> list[str]:
-    from dagster._serdes import serialize_value
-
     texts = []
     for run in instance.get_runs():
-        texts += [serialize_value(entry) for entry in instance.all_logs(run.run_id)]
+        texts += [dg.serialize_value(entry) for entry in instance.all_logs(run.run_id)]
     return texts
 
 

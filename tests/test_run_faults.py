@@ -308,8 +308,6 @@ def _launch(daemon, job: str) -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_a_killed_run_is_failed_by_the_daemon_frees_the_queue_and_is_retried(daemon):
-    from dagster._core.events import DagsterEventType
-
     instance = daemon.instance
     # 1. `factory run` killed with kill -9 while its step works
     worker = subprocess.Popen([sys.executable, "-c", IN_PROCESS], cwd=daemon.cwd, env=daemon.env,
@@ -326,7 +324,7 @@ def test_a_killed_run_is_failed_by_the_daemon_frees_the_queue_and_is_retried(dae
     failed = _wait_for("run monitoring to fail the killed run", lambda: (
         r := instance.get_run_by_id(run.run_id)).status == dg.DagsterRunStatus.FAILURE and r, 60)
     detected = time.monotonic() - killed_at
-    failure = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)[-1].message
+    failure = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[-1].message
     assert "is gone" in failure and str(failed.tags.get("factory/run_host")) in failure
     # 3. the queue moves on
     (after,) = _wait_for("the queued run to finish", lambda: [
@@ -337,9 +335,9 @@ def test_a_killed_run_is_failed_by_the_daemon_frees_the_queue_and_is_retried(dae
     launched = _wait_for("the launched run to start", lambda: next(
         (r for r in _runs(instance, "long_night") if r.run_id != run.run_id
          and r.status == dg.DagsterRunStatus.STARTED), None), 90)
-    start = instance.get_records_for_run(launched.run_id, of_type=DagsterEventType.RUN_START).records[0]
+    start = instance.get_records_for_run(launched.run_id, of_type=dg.DagsterEventType.RUN_START).records[0]
     _wait_for("the step to begin", lambda: instance.get_records_for_run(
-        launched.run_id, of_type=DagsterEventType.STEP_START).records, 60)
+        launched.run_id, of_type=dg.DagsterEventType.STEP_START).records, 60)
     os.kill(start.event_log_entry.dagster_event.pid, signal.SIGKILL)
     retry = _wait_for("the retry to succeed", lambda: next(
         (r for r in _runs(instance, "long_night") if r.tags.get("dagster/retry_number") == "1"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import tasks  # noqa: E402
+import tasks
 
 
 def _nvidia_smi(folder: Path, stdout: str, code: int = 0) -> dict:

@@ -188,7 +188,8 @@ class UseCaseSpec(BaseModel):
     def _consistent(self) -> "UseCaseSpec":
         allowed = _METRICS_BY_TEMPLATE[self.template]
         if self.metric not in allowed:
-            raise ValueError(f"field 'metric': {self.metric!r} does not fit template {self.template!r}; allowed: {sorted(allowed)}")
+            raise ValueError(f"field 'metric': {self.metric!r} does not fit template {self.template!r}; "
+                             f"allowed: {sorted(allowed)}")
         if (self.template == "text_classification") != bool(self.text_columns):
             raise ValueError("field 'text_columns': the text_classification template needs at least one text column; "
                              "other templates take none")

@@ -96,7 +96,8 @@ def check_declared_sql(spec: UseCaseSpec, path: Path, spine_sql: str, outcome_sq
     wanted = ("BOOLEAN", *_NUMERIC) if binary else _NUMERIC
     if not label_type.startswith(wanted):
         raise UseCaseSpecError(f"{path}: field 'target': {spec.target!r} is {label_type}, which template "
-                               f"{spec.template!r} cannot learn; give a {'boolean or 0/1' if binary else 'numeric'} column")
+                               f"{spec.template!r} cannot learn; give a "
+                               f"{'boolean or 0/1' if binary else 'numeric'} column")
     for column in spec.text_columns:
         if column not in spine:
             raise UseCaseSpecError(f"{path}: field 'text_columns': {column!r} is not a column of training_set.spine "

@@ -80,7 +80,8 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         description=f"Nightly {spec.name} scores by the champion model, table predictions.{spec.name}, contract "
         f"{contract_text}. Each row names the model version and the "
         "feature snapshot it used. Nothing is written while the use case has no champion.",
-        metadata={"contract": contract_file.name if contract_file.is_file() else "generated", "table": f"predictions.{spec.name}"},
+        metadata={"contract": contract_file.name if contract_file.is_file() else "generated",
+                  "table": f"predictions.{spec.name}"},
     )
     def _predictions(context: dg.AssetExecutionContext, store: FactoryStore, policy: GovernancePolicy):
         from factory_assets.assembly.registry import RegistryIntegrityError, RegistryKeyError

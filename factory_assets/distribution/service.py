@@ -128,7 +128,8 @@ class ScoringService:
         checked = validate_features(frame, feature_schema(mv))
         if checked.errors:
             raise ScoringInputError(
-                checked.errors, context=f"the input does not fit model {use_case} {mv.version} ({len(checked.errors)} problem(s))")
+                checked.errors,
+                context=f"the input does not fit model {use_case} {mv.version} ({len(checked.errors)} problem(s))")
         model = self._model(mv)
         X, _ = encode_features(checked.frame, list(model.feature_names), _categories(mv))
         prediction = np.asarray(model.predict(X), dtype=np.float64)

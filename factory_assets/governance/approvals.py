@@ -315,7 +315,7 @@ def load_approvers(path: Path | str = APPROVERS_FILE) -> Approvers:
     except OSError as exc:
         raise ApproversError(f"{path}: cannot read the approvers file ({exc.strerror or exc}); declare approvers "
                              "there (see governance/approvers.yaml) or point FACTORY_APPROVERS_FILE at it") from None
-    except Exception as exc:  # noqa: BLE001 - any YAML error
+    except Exception as exc:  # any YAML error
         raise ApproversError(f"{path}: not valid YAML ({exc})") from None
     try:
         parsed = _ApproversFile.model_validate(raw if raw is not None else {})

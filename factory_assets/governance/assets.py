@@ -79,7 +79,8 @@ def _figure(value: float | None, spec: str) -> str:
 
 
 def _write(store: FactoryStore, table: str, rows: list[dict]) -> None:
-    frame = pl.DataFrame(rows, infer_schema_length=None) if rows else pl.DataFrame({"use_case": []}, schema={"use_case": pl.String})
+    frame = (pl.DataFrame(rows, infer_schema_length=None) if rows
+             else pl.DataFrame({"use_case": []}, schema={"use_case": pl.String}))
     from factory_assets.lib.lake import ddl, in_transaction
 
     with store.warehouse() as conn:

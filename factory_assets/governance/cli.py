@@ -200,7 +200,8 @@ def cmd_keygen(args) -> int:
                           "public_key": line, "fingerprint": fingerprint(public_key),
                           "encrypted": bool(passphrase)}))
         return 0
-    print(f"private key: {private} (keep it to yourself{'' if passphrase else '; not encrypted: set ' + PASSPHRASE_ENV + ' before keygen to encrypt it'})")
+    unencrypted = "" if passphrase else f"; not encrypted: set {PASSPHRASE_ENV} before keygen to encrypt it"
+    print(f"private key: {private} (keep it to yourself{unencrypted})")
     print(f"public key:  {line}")
     print(f"fingerprint: {fingerprint(public_key)}")
     print("Declare it in governance/approvers.yaml (under `approvers:`), reviewed like the policy:")
@@ -237,7 +238,7 @@ def cmd_promote(args) -> int:
     defs, training_job = _location_definitions(args.use_case)
     try:
         defs.resolve_assets_def(key)
-    except Exception:  # noqa: BLE001 - any lookup failure means the same thing to the user
+    except Exception:  # any lookup failure means the same thing to the user
         return _fail(f"unknown use case {args.use_case!r}")
     result = defs.resolve_job_def(training_job).execute_in_process(
         instance=dg.DagsterInstance.get(), asset_selection=[key], raise_on_error=False,
@@ -336,6 +337,6 @@ def _rebuild_training_set(spec, version) -> dict:
 
     try:
         return rebuild_training_set(default_paths(), spec, version.manifest)
-    except Exception as exc:  # noqa: BLE001 - snapshot expired by hand, lake unreachable: the bundle still says why
+    except Exception as exc:  # snapshot expired by hand, lake unreachable: the bundle still says why
         return {"lake_snapshot": (version.manifest.get("data_versions") or {}).get("lake_snapshot"),
                 "matches": None, "why": f"cannot be rebuilt: {exc}"}

@@ -93,7 +93,8 @@ def portfolio_rows(specs: dict[str, UseCaseSpec], registry: ModelRegistry, compl
             "last_trained_at": max((v.created_at for v in versions), default=None),
             "champion_version": champion.version if champion else None,
             "champion_metric": spec.metric,
-            "champion_metric_value": float(champion.metrics.get(spec.metric)) if champion and spec.metric in champion.metrics else None,
+            "champion_metric_value": (float(champion.metrics.get(spec.metric))
+                                      if champion and spec.metric in champion.metrics else None),
             "latest_drift_share": latest.drift_share,
             "health": health,
             "failed_rules": ", ".join(r.rule for r in report.failed) if report else "",

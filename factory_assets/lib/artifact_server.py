@@ -66,7 +66,7 @@ class _ReportsHandler(BaseHTTPRequestHandler):
     sys_version = ""
     root: Path  # set by start_artifact_server on a subclass
 
-    def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
+    def log_message(self, format, *args):  # the stdlib's signature
         pass  # the UI's own log is enough; reports are static files
 
     def _not_found(self, send_body: bool) -> None:
@@ -102,10 +102,10 @@ class _ReportsHandler(BaseHTTPRequestHandler):
             if send_body:
                 shutil.copyfileobj(handle, self.wfile)
 
-    def do_GET(self):  # noqa: N802 - the stdlib's naming
+    def do_GET(self):  # the stdlib's naming
         self._serve(send_body=True)
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._serve(send_body=False)
 
     def _not_allowed(self):
@@ -114,7 +114,7 @@ class _ReportsHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
 
 def start_artifact_server(root: Path, host: str = "127.0.0.1", port: int = 3001) -> ThreadingHTTPServer:

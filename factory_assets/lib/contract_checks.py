@@ -112,7 +112,8 @@ def schema_problems(conn, contract: DataContract, relation: str) -> list[str]:
 def _sample(conn, sql: str) -> list[dict]:
     cursor = conn.execute(sql)
     names = [d[0] for d in cursor.description]
-    return [{k: (v if isinstance(v, (int, float, bool, type(None))) else str(v)) for k, v in zip(names, row)} for row in cursor.fetchall()]
+    return [{k: (v if isinstance(v, (int, float, bool, type(None))) else str(v)) for k, v in zip(names, row)}
+            for row in cursor.fetchall()]
 
 
 def evaluate_contract(conn, contract: DataContract, relation: str | None = None) -> ContractReport:

@@ -76,7 +76,7 @@ GENERATED_MARKER = "# GENERATED FILE - DO NOT EDIT."
 class _Dumper(yaml.SafeDumper):
     """SafeDumper that indents block sequences under their key (the usual dbt YAML style)."""
 
-    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:  # noqa: D102
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
         super().increase_indent(flow, False)
 
 

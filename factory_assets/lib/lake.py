@@ -57,7 +57,8 @@ def extension_repository(root: Path) -> Path:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError(f"the package {package.replace('_', '-')} is not installed: run `python3 tasks.py setup`")
-        source = Path(next(iter(spec.submodule_search_locations))) / "extensions" / version / f"{_PACKAGE_FILE[name]}.duckdb_extension"
+        source = (Path(next(iter(spec.submodule_search_locations))) / "extensions" / version
+                  / f"{_PACKAGE_FILE[name]}.duckdb_extension")
         if not source.is_file():
             raise RuntimeError(f"{source} is missing: the {package} package must match duckdb {duckdb.__version__}")
         partial = wanted.with_suffix(".partial")
@@ -291,4 +292,5 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, select_sql: str, pa
 
 def snapshots(conn: duckdb.DuckDBPyConnection, alias: str = "lake") -> list[int]:
     """The lake's snapshot ids, oldest first (each commit makes one; time travel reads ``AT (VERSION => n)``)."""
-    return [row[0] for row in conn.execute(f"SELECT snapshot_id FROM ducklake_snapshots('{alias}') ORDER BY snapshot_id").fetchall()]
+    rows = conn.execute(f"SELECT snapshot_id FROM ducklake_snapshots('{alias}') ORDER BY snapshot_id").fetchall()
+    return [row[0] for row in rows]

@@ -15,4 +15,4 @@ _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def load_yaml(text: str | bytes) -> Any:
     """``yaml.safe_load``, faster: the same safe constructors over the C scanner and parser."""
-    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader
+    return yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader

@@ -21,7 +21,8 @@ def contract_check(contract: DataContract, asset: dg.AssetKey) -> dg.AssetChecks
         asset=asset,
         name="contract",
         blocking=True,
-        description=f"Blocking: the product satisfies {contract.path.name} (schema, nulls, ranges, patterns, allowed values, uniqueness).",
+        description=f"Blocking: the product satisfies {contract.path.name} "
+                    "(schema, nulls, ranges, patterns, allowed values, uniqueness).",
     )
     def _check(store: FactoryStore) -> dg.AssetCheckResult:
         with store.warehouse(read_only=True) as conn:

@@ -252,15 +252,11 @@ def release_duckdb() -> None:
     """Close the DuckDB database dbt-duckdb keeps open for the whole process.
 
     Left open, it holds the warehouse file's write lock after dbt is done: this process's read-only
-    connections fail ("different configuration") and other processes cannot write."""
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # another adapter (production warehouse): nothing process-wide to release
-        return
-    with DuckDBConnectionManager._LOCK:
-        if DuckDBConnectionManager._ENV is not None:
-            DuckDBConnectionManager._ENV.close()
-            DuckDBConnectionManager._ENV = None
+    connections fail ("different configuration") and other processes cannot write. It takes dbt-duckdb's
+    private state: factory_assets.compat.close_dbt_duckdb_environment."""
+    from factory_assets.compat import close_dbt_duckdb_environment
+
+    close_dbt_duckdb_environment()
 
 
 def table_row_counts(conn, models: Sequence[ModelResult]) -> dict[str, int]:

@@ -114,7 +114,8 @@ def model_nodes(manifest: Mapping[str, Any], operations: bool) -> dict[str, Mapp
     """The refable nodes of this project, of the operations folder or of every other folder."""
     return {
         uid: node for uid, node in manifest["nodes"].items()
-        if node["resource_type"] in REFABLE and node["package_name"] == manifest["metadata"].get("project_name", node["package_name"])
+        if node["resource_type"] in REFABLE
+        and node["package_name"] == manifest["metadata"].get("project_name", node["package_name"])
         and (dbt_folder(node) == OPERATIONS_FOLDER) == operations
     }
 

@@ -75,7 +75,8 @@ def ingestion_asset(contract: DataContract) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 "landing_files_clean",
                 asset=key,
-                description="Fails when a landing file of this run was quarantined (malformed, truncated, empty, duplicate or breaking the contract).",
+                description="Fails when a landing file of this run was quarantined "
+                            "(malformed, truncated, empty, duplicate or breaking the contract).",
             )
         ],
     )

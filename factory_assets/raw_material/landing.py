@@ -102,7 +102,8 @@ def parse_landing_name(path: Path, contract: DataContract) -> LandingName:
         try:
             date.fromisoformat(found)
         except ValueError:
-            raise LandingFileError(path, "file_name", f"{found} is not a calendar date (the day in the file name). {like}") from None
+            raise LandingFileError(path, "file_name",
+                                   f"{found} is not a calendar date (the day in the file name). {like}") from None
     if match is None:
         actual_ext = name.rpartition(".")[2] if "." in name else ""
         if actual_ext.lower() != ext.lower():
@@ -130,15 +131,18 @@ def _sniff(path: Path, contract: DataContract) -> None:
             raise LandingFileError(
                 path, "format",
                 f"the file is {what}, not {contract.landing_format} as {contract.path.name} (landingFormat) says. "
-                f"Export it as {'comma-separated UTF-8 text with a header row' if contract.landing_format == 'csv' else 'JSON lines (one object per line, UTF-8)'} "
-                "and drop it again under the same name.",
+                "Export it as "
+                + ("comma-separated UTF-8 text with a header row" if contract.landing_format == "csv"
+                   else "JSON lines (one object per line, UTF-8)")
+                + " and drop it again under the same name.",
             )
 
 
 def _check_bytes(path: Path) -> None:
     size = path.stat().st_size
     if size == 0:
-        raise LandingFileError(path, "empty", "the file is empty (0 bytes). Re-export it from the source system and drop it again.")
+        raise LandingFileError(path, "empty",
+                               "the file is empty (0 bytes). Re-export it from the source system and drop it again.")
     with open(path, "rb") as fh:
         fh.seek(size - 1)
         if fh.read(1) != b"\n":
@@ -233,7 +237,8 @@ def _raise_first_bad_json_line(path: Path) -> None:
                 ) from exc
             if not isinstance(record, dict):
                 raise LandingFileError(path, "malformed", f"line {line_no} is not a JSON object; each line must be one record.")
-    raise LandingFileError(path, "malformed", "the JSON lines do not share one structure (a field changes type between lines). Fix the export and drop the file again.")
+    raise LandingFileError(path, "malformed", "the JSON lines do not share one structure (a field changes type between lines). "
+                                              "Fix the export and drop the file again.")
 
 
 def _names(names: list[str], limit: int = 20) -> str:

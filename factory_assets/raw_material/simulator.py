@@ -623,7 +623,8 @@ def simulate(config: SimulationConfig) -> SimulatedData:
     next_order = 1
     log_churn_factor, log_churn_floor = math.log(_CHURN_FACTOR), math.log(_CHURN_FLOOR)
 
-    O: dict[str, list[np.ndarray]] = {k: [] for k in ("day", "num", "cust", "sec", "wh", "chan", "delay", "tele_sec", "tele_temp")}
+    O: dict[str, list[np.ndarray]] = {  # noqa: E741 - renamed with simulate()'s split (issue 23, item 3)
+        k: [] for k in ("day", "num", "cust", "sec", "wh", "chan", "delay", "tele_sec", "tele_temp")}
     L: dict[str, list[np.ndarray]] = {
         k: []
         for k in ("order", "line", "prod", "qty", "lead", "rel", "load", "storm", "hol", "delay", "score", "p",
