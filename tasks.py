@@ -2,8 +2,8 @@
 """Set up and run the AI Factory with nothing but python3.
 
     python3 tasks.py run      # set up, then run the main job on embedded defaults
-    python3 tasks.py test     # set up (and Chromium, PostgreSQL for the tests), then ruff and the whole test suite (CI)
-    python3 tasks.py test --fast  # set up, then ruff and the unit tier only (pure tests, under a minute)
+    python3 tasks.py test     # set up (Chromium, PostgreSQL too), then ruff, the layer contracts, the whole suite (CI)
+    python3 tasks.py test --fast  # set up, then ruff, the layer contracts and the unit tier (pure tests, under a minute)
     python3 tasks.py setup    # only set up: .venv, pinned dependencies, dbt manifest, .venv-datacontract
     python3 tasks.py ui       # set up, then open the Dagster UI (dagster dev)
     python3 tasks.py bench    # set up, then run the benchmarks and write BENCHMARKS.md (--smoke: tiny)
@@ -211,6 +211,8 @@ def main(argv: list[str]) -> None:
         rest = [arg for arg in rest if arg != "--fast"]
         # Lint first: a ruff finding fails the command before any test runs ([tool.ruff] in pyproject.toml).
         _run([PY, "-m", "ruff", "check", ROOT], env=env, cwd=ROOT)
+        # Then the layer contracts (.importlinter): which layer may import which, pure modules without Dagster.
+        _run([BIN / "lint-imports", "--no-cache"], env=env, cwd=ROOT)
         if fast:
             # The unit tier (tests/conftest.py assigns every test one tier): no Dagster run, no dbt,
             # no Chromium or PostgreSQL, so neither is installed and one process is quicker than workers.

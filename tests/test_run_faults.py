@@ -196,11 +196,11 @@ def test_a_full_disk_outside_a_run_exits_1_naming_the_file(tmp_path, monkeypatch
     from factory_assets import cli
     from factory_assets.raw_material import simulator
 
-    def full(path, _payload):
+    def full(path, _payload, **_options):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setenv("FACTORY_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(simulator, "_atomic_write", full)
+    monkeypatch.setattr(simulator, "atomic_write", full)
     code = cli.main(["data", "generate", "--days", "2", "--lines-per-day", "5", "--end", "2025-01-02"])
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
