@@ -1,8 +1,8 @@
 """Which engine runs a run's steps: chosen by configuration (FACTORY_EXECUTOR), not by code.
 
 - ``in_process`` (default): one process per run. Steps share imports (dbt, polars, evidently) and
-  DuckDB's single writer is trivially respected; fastest on one machine (shared/ANCHORS.md: a
-  4-asset chain took 21 s in process vs 43 s multiprocess on 2 cores).
+  DuckDB's single writer is trivially respected; fastest on one machine, where a process per step
+  pays those imports again for every step (README, "Steps on separate workers (Dask)").
 - ``multiprocess``: Dagster's executor, one process per step on this machine.
 - ``dask``: dagster-dask; each step is a task on a Dask cluster's workers. FACTORY_DASK_SCHEDULER
   is the scheduler's address (``tcp://host:8786``, a cluster started with ``dask scheduler`` /

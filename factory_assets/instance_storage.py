@@ -1,12 +1,11 @@
 """The embedded Dagster instance's storage: Dagster's own SQLite storage, with pooled connections.
 
 Dagster's SQLite run and event-log storages build a new SQLAlchemy engine, and open a new SQLite
-connection, for every single write (``poolclass=NullPool``). A night of the chain writes about 630
+connection, for every single write (``poolclass=NullPool``). A night of the chain writes hundreds of
 events (step, output, materialisation and one planned + one evaluation event per asset check), so
-the embedded instance spent seconds per night opening connections: 4.5 ms per engine event and
-9.8 ms per materialisation, against 1.3 ms and 3.3 ms with a kept connection (measured on this
-project's 2-core machine). That was most of the gap between a night through Dagster and the same
-work as a plain script (``bench/bench_overhead.py``).
+the embedded instance spent seconds per night opening connections; a kept connection makes each
+write several times cheaper (the figures: README, "What the benchmarks found"). That was most of the
+gap between a night through Dagster and the same work as a plain script (``bench/bench_overhead.py``).
 
 ``PooledSqliteStorage`` is ``DagsterSqliteStorage`` with the same files and schema, so the UI,
 the daemon and ``dagster`` CLI read it as they read the default; only the connection handling

@@ -59,7 +59,7 @@ def default_store() -> FactoryStore:
 class DbtRunner(dg.ConfigurableResource):
     """Where and how dbt runs: project, profiles, executable and profile target.
 
-    A thin configuration holder: dagster-dbt (and the dbt-core it imports, ~2 s) is imported only
+    A thin configuration holder: dagster-dbt (and the dbt-core it imports, slow) is imported only
     when a step runs dbt, not when the code location loads. ``target`` picks a profiles.yml output
     (e.g. a production warehouse) with no code change. The nightly path on the embedded warehouse
     runs the dbt installed with this project, in the step's process (``processing/dbt_cli.py``);

@@ -236,8 +236,9 @@ RUN_MONITORING_POLL_S = 5
 
 #: Environment for the Dagster processes that create runs (CLI, webserver, daemon). A run over a
 #: range of daily partitions (a history backfill) otherwise writes one "materialization planned"
-#: event per asset and partition before its first step: 13,104 single-row SQLite writes, 4 min 15 s,
-#: for 365 days x 36 assets (bench/bench_overhead.py). One event per asset carries the whole
+#: event per asset and partition before its first step: one single-row SQLite write each, so a year of
+#: history waited minutes before doing any work (bench/bench_overhead.py; the figures: README, "What
+#: the benchmarks found"). One event per asset carries the whole
 #: partition range instead. The trade Dagster documents: a failed range run leaves its partitions
 #: "missing" rather than "failed" in the UI; the run itself still shows as failed.
 DAGSTER_RUNTIME_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}

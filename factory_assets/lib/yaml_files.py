@@ -1,7 +1,7 @@
 """YAML parsing with libyaml's C parser when PyYAML has it (the PyPI wheels do).
 
-Contracts, use cases and the policy are parsed when the code location loads: with the
-pure-Python parser that was about 0.4 s of a 5.4 s start-up (bench/bench_startup.py).
+Contracts, use cases and the policy are parsed when the code location loads, so the parser's speed
+is start-up time (bench/bench_startup.py; the figures: README, "What the benchmarks found").
 """
 
 from __future__ import annotations

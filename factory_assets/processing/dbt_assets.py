@@ -216,7 +216,7 @@ def recorded_column_metadata(context: dg.AssetExecutionContext) -> dict[dg.Asset
     version, to carry onto tonight's materializations; None when any model needs them fetched.
 
     Column lineage changes only when a model's SQL does, but fetching it reads every model's and
-    parent's columns (about 1 s per model, most of a nightly dbt step's overhead). So it is fetched
+    parent's columns (a query per model, most of a nightly dbt step's overhead). So it is fetched
     on the first run and whenever a model's code version (its SQL checksum) changes, and carried
     forward otherwise: the latest materialization always shows it."""
     versions, carried = context.assets_def.code_versions_by_key, {}

@@ -1,17 +1,18 @@
 """``dbt build`` through dbt's own Python entry point, and what its run_results.json says: no
 Dagster, no dagster-dbt.
 
-The nightly dbt step runs dbt this way. dagster-dbt's runtime path cost a fixed ~7 s per
+The nightly dbt step runs dbt this way. dagster-dbt's runtime path paid a fixed cost per
 invocation before dbt started (a ``dbt --version`` subprocess and an in-process dbt adapter for
 row counts), and while dbt ran on DuckDB its event post-processing (``dagster._core.utils.imap``)
-polled futures in a loop without sleeping, taking one of two cores from dbt (BENCHMARKS.md).
+polled futures in a loop without sleeping, taking one of two cores from dbt (the figures: README,
+"What the benchmarks found").
 Here dbt gets the machine to itself; results are read from the run_results.json it writes, and
 row counts with one read-only DuckDB connection after dbt is done.
 
-dbt runs in the step's own process (``dbtRunner``), not as a ``dbt`` subprocess: importing dbt
-takes ~3 s and setting it up (adapter, macros) another ~2 s, paid once per process instead of once
-per invocation. With the default in-process executor the night's second dbt step (the
-operations models) took 1.3 s instead of 6.9 s (README, what the benchmarks found). Invocations in
+dbt runs in the step's own process (``dbtRunner``), not as a ``dbt`` subprocess: importing dbt and
+setting it up (adapter, macros) take seconds, paid once per process instead of once per invocation,
+so with the default in-process executor the night's second dbt step (the operations models) reuses
+the first one's (README, "What the benchmarks found", has the before and after). Invocations in
 one process run one at a time (dbt's global flags and adapter registry are per process); the dbt
 steps hold the warehouse's write lock, and a process runs one step at a time, so nothing else has
 to keep them apart.
@@ -39,7 +40,7 @@ MODEL_FAILED = {"error", "runtime error"}
 #: What the orchestrated ``dbt build`` leaves out: dbt's unit tests. Their inputs are fixtures in the
 #: project, so they prove the SQL, not the night's data; dbt recommends running them in development
 #: and CI only. They run with the test suite (tests/test_dbt_project.py) and in a plain ``dbt build``;
-#: in every night they cost six nodes, ~1.2 s of node time at 1M lines.
+#: in every night they would only add nodes that cannot fail on the night's data.
 ORCHESTRATED_BUILD_EXCLUDES = ("--exclude-resource-type", "unit_test")
 
 
@@ -123,7 +124,7 @@ def partial_parse_file(state_folder: Path, target: str | None) -> Path:
 
 def partial_parse_args(state_file: Path) -> list[str]:
     """Where dbt reads its last parse from, so an invocation in a fresh target folder re-parses only
-    the files that changed (a full parse of this project is ~2-3 s per invocation, README findings).
+    the files that changed (a full parse costs seconds per invocation: README, "What the benchmarks found").
     dbt itself checks the saved parse against the project's files, its version, the profile
     (warehouse path included) and the env vars used, and parses in full when any differ, or when
     the file does not load. No saved parse yet: nothing to point at (dbt refuses a missing file)."""
@@ -136,8 +137,8 @@ def seed_partial_parse(target_dir: Path, state_file: Path) -> None:
     dagster-dbt copies the project's ``target/partial_parse.msgpack`` (the set-up parse, made for
     another warehouse path) into an invocation's target folder that has none. A dbt that reuses the
     saved parse unchanged writes none of its own, so :func:`keep_partial_parse` kept that set-up
-    parse, and the next invocation found "profile has changed" and parsed in full (~3 s,
-    BENCHMARKS.md). With the folder seeded, dagster-dbt copies nothing."""
+    parse, and the next invocation found "profile has changed" and parsed in full (README, "What the
+    benchmarks found"). With the folder seeded, dagster-dbt copies nothing."""
     if not state_file.is_file():
         return
     with contextlib.suppress(OSError):  # a cache: without the seed, dbt still reads the saved parse
@@ -188,7 +189,7 @@ def run_build(args: Sequence[str], target_dir: Path, manifest: Mapping[str, Any]
 
     A dbt that ends without writing run_results.json (bad profile, project that does not parse)
     is an error naming the log, not an empty success."""
-    from dbt.cli.main import dbtRunner  # ~3 s: only when a step builds
+    from dbt.cli.main import dbtRunner  # a slow import: only when a step builds
 
     target_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Reading dbt's manifest.json without dbt: asset keys, layers and test descriptions.
 
 The code location builds its dbt asset specs from this plain JSON. Importing dagster-dbt at load
-pulls in dbt-core (about 2 s of a 7 s start-up, see BENCHMARKS.md); dagster-dbt is imported only
+pulls in dbt-core, a large share of start-up (README, "What the benchmarks found"); dagster-dbt is imported only
 inside the step that runs ``dbt build``, where it maps dbt's events to the same keys through
 :func:`asset_key_path`.
 """
