@@ -22,8 +22,9 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from factory_assets.distribution.feature_schema import ScoringInputError
-from factory_assets.distribution.http_api import _body_error, _jsonable, _number, _problem
+from factory_assets.distribution.http_api import _body_error, _number, _problem
 from factory_assets.distribution.service import ModelNotFoundError, ScoringService
+from factory_assets.lib.jsonable import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class ScoringHandler(BaseHTTPRequestHandler):
             length -= len(chunk)
 
     def _send(self, status: int, payload: dict) -> None:
-        body = json.dumps(_jsonable(payload), allow_nan=False).encode()
+        body = json.dumps(jsonable(payload), allow_nan=False).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -63,3 +63,13 @@ def test_scaling_figure_is_the_worst_doubling(lines, worst):
     assert scaling["ratio"] == pytest.approx(worst)
     memory = next(r for r in rows if r["benchmark"].startswith("peak memory"))
     assert memory["ratio"] == pytest.approx(100.0 * max(lines) / 1024)
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in BENCH.glob("*.py")))
+def test_every_benchmark_module_imports(module):
+    """A benchmark that no longer imports (a helper it borrowed was renamed) fails here, not at the
+    end of CI's benchmark smoke: each module is imported in a fresh interpreter, as run_all does."""
+    tests = Path(__file__).resolve().parent
+    code = f"import sys; sys.path[:0] = [{str(BENCH)!r}, {str(tests)!r}]; import {module}"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
