@@ -61,11 +61,6 @@ def input_column(matrix_column: str) -> str:
     return match.group("column") if match else matrix_column
 
 
-def text_columns(categories: dict) -> list[str]:
-    """The columns a model's category codes encode as text."""
-    return [name for name, codes in (categories or {}).items() if is_text_encoding(codes)]
-
-
 def _tokens(values: pl.Series) -> pl.Series:
     return values.cast(pl.String).fill_null("").str.to_lowercase().str.extract_all(TOKEN_PATTERN)
 
@@ -97,15 +92,13 @@ def with_text_described(reference: pl.DataFrame, current: pl.DataFrame, columns:
                         text: list[str]) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
     """``reference`` and ``current`` with each text column of ``columns`` replaced by its descriptors
     (the vocabulary is the reference's), and the monitored column list to match."""
-    text = [c for c in columns if c in set(text)]
-    if not text:
+    described = [c for c in columns if c in set(text)]
+    if not described:
         return reference, current, columns
-    described = []
-    for column in text:
+    for column in described:
         words = vocabulary(reference[column])
         reference = reference.drop(column).hstack(text_descriptors(reference[column], words))
         current = current.drop(column).hstack(text_descriptors(current[column], words))
-        described.append(column)
     out = []
     for column in columns:
         out += [f"{column}_{d}" for d in DESCRIPTORS] if column in described else [column]

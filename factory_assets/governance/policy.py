@@ -493,7 +493,7 @@ def text_features_refusal(policy: Policy, use_case: str, tier: str, text_columns
     Checked before training: the gate's ``pii_features`` rule would refuse the model anyway."""
     if not text_columns or policy.tier(tier).pii_features_allowed:
         return None
-    allowed = [name for name in ("low", "medium", "high") if name in policy.tiers and policy.tier(name).pii_features_allowed]
+    allowed = [name for name in TIERS if name in policy.tiers and policy.tier(name).pii_features_allowed]
     return (f"use case {use_case!r}: its text columns {sorted(text_columns)} are personal data, and risk tier {tier!r} "
             f"does not allow features derived from personal data (policy tiers.{tier}.pii_features_allowed). "
             f"Declare a tier that allows them ({', '.join(allowed) or 'none does'}; with its approvals) or remove "

@@ -8,7 +8,7 @@ derived from ``config.seed`` (one independent stream per sub-model, so e.g. the 
 change when the order volume does).
 
 Landing layout (``landing_dir/<source>/<source>_YYYY-MM-DD.<ext>``; the date is the delivery /
-partition day; every file is written to ``<name>.tmp`` and then ``os.replace``-d into place):
+partition day; every file is written to a hidden temporary file and then ``os.replace``-d into place):
 
 =============  =====  ==========================================================================
 source         ext    rows in the file of day D
