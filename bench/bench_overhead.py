@@ -123,8 +123,9 @@ def _approve_and_promote(defs, instance, home: Path):
 
     paths, policy = FactoryPaths(home), current_policy()
     registry, approvals = ModelRegistry(paths.artifacts / "models"), approvals_log(paths.artifacts)
+    trained = set(registry.use_cases())  # a scale too short for a use case's label window trains none
     gated = [spec for spec in load_use_cases(USE_CASES_DIR).values() if policy.tier(spec.risk_tier).required_approvals
-             and "challenger" in registry.aliases(spec.name)]
+             and spec.name in trained and "challenger" in registry.aliases(spec.name)]
     if not gated:
         return None
     from cryptography.hazmat.primitives.serialization import load_pem_private_key

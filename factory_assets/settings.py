@@ -283,7 +283,3 @@ def dagster_yaml(kind: str | None = None) -> str:
             "runs write the DuckLake warehouse at once.").replace(
             "FactoryRunLauncher). That frees the warehouse-writer\n# slot above. ", "FactoryRunLauncher).\n# ")
     return text
-
-
-def parse_day(value: str) -> date:
-    return date.fromisoformat(value)

@@ -64,6 +64,7 @@ UNIT_MODULES = frozenset({
     "test_policy.py",
     "test_test_tiers.py",
     "test_use_case_specs.py",
+    "test_yaml_files.py",
 })
 
 #: the unit tests of modules that also hold integration or e2e tests, by test function (all its parameters)

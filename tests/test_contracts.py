@@ -87,7 +87,7 @@ def test_malformed_contract_names_file_and_field(tmp_path, mutate, message):
 def test_not_yaml_is_a_clear_error(tmp_path):
     path = tmp_path / "x.odcs.yaml"
     path.write_text("kind: [unclosed")
-    with pytest.raises(ContractError, match="not valid YAML"):
+    with pytest.raises(ContractError, match="cannot read YAML"):
         load_contract(path)
 
 

@@ -19,7 +19,7 @@ from factory_assets.assembly import features as fs
 from factory_assets.assembly.specs import UseCaseSpecError, declaration_files, validation_problems
 from factory_assets.lib.contracts import ContractError, load_contract
 from factory_assets.lib.locations import contract_files, workspace_locations, workspace_path
-from factory_assets.lib.yaml_files import load_yaml
+from factory_assets.lib.yaml_files import read_yaml_file
 
 __all__ = ["FEATURE_SET_COMPONENT", "FeatureSetDecl", "feature_set_from_declaration", "feature_sets",
            "product_relations"]
@@ -100,7 +100,9 @@ def feature_set_from_declaration(decl: FeatureSetDecl, path: Path, contracts_fol
 
 
 def load_feature_set_file(path: Path, contracts_folder: Path) -> fs.FeatureSet:
-    raw = load_yaml(path.read_text()) or {}
+    raw = read_yaml_file(path, UseCaseSpecError) or {}
+    if not isinstance(raw, dict):
+        raise UseCaseSpecError(f"{path}: expected a mapping with 'type' and 'attributes', got {type(raw).__name__}")
     try:
         decl = FeatureSetDecl.model_validate(raw.get("attributes"))
     except ValidationError as exc:

@@ -16,10 +16,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from factory_assets.lib.yaml_files import load_yaml
+from factory_assets.lib.yaml_files import read_yaml_file
 from factory_assets.settings import PROJECT_ROOT
 
 __all__ = [
@@ -246,10 +245,7 @@ def spec_from_attributes(raw, path: Path) -> UseCaseSpec:
 
 
 def _read(path: Path):
-    try:
-        return load_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UseCaseSpecError(f"{path}: cannot read YAML: {exc}") from exc
+    return read_yaml_file(path, UseCaseSpecError)
 
 
 def load_use_case(path: str | Path) -> UseCaseSpec:

@@ -30,11 +30,10 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from factory_assets.lib.warehouse_sql import sample_rows
-from factory_assets.lib.yaml_files import load_yaml
+from factory_assets.lib.yaml_files import read_yaml_file
 
 THRESHOLDS_FILE = Path(__file__).with_name("monitoring_method.yaml")
 
@@ -69,10 +68,7 @@ def load_monitoring_config(path: Path | str = THRESHOLDS_FILE, policy_file: Path
     from factory_assets.governance.policy import POLICY_FILE, load_policy
 
     path = Path(path)
-    try:
-        raw = load_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise MonitoringConfigError(f"{path}: cannot read YAML: {exc}") from exc
+    raw = read_yaml_file(path, MonitoringConfigError)
     if not isinstance(raw, dict):
         raise MonitoringConfigError(f"{path}: expected a mapping of settings")
     policy = load_policy(policy_file or POLICY_FILE)

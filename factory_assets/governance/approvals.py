@@ -307,16 +307,11 @@ class Approvers:
 
 def load_approvers(path: Path | str = APPROVERS_FILE) -> Approvers:
     """Load and validate the approvers file; a mistake raises ``ApproversError`` naming the file and field."""
-    from factory_assets.lib.yaml_files import load_yaml
+    from factory_assets.lib.yaml_files import read_yaml_file
 
     path = Path(path)
-    try:
-        raw = load_yaml(path.read_text())
-    except OSError as exc:
-        raise ApproversError(f"{path}: cannot read the approvers file ({exc.strerror or exc}); declare approvers "
-                             "there (see governance/approvers.yaml) or point FACTORY_APPROVERS_FILE at it") from None
-    except Exception as exc:  # any YAML error
-        raise ApproversError(f"{path}: not valid YAML ({exc})") from None
+    raw = read_yaml_file(path, ApproversError, "declare approvers there (see governance/approvers.yaml) or point "
+                                               "FACTORY_APPROVERS_FILE at it")
     try:
         parsed = _ApproversFile.model_validate(raw if raw is not None else {})
     except ValidationError as exc:

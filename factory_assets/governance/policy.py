@@ -24,9 +24,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 
-from factory_assets.lib.yaml_files import load_yaml
+from factory_assets.lib.yaml_files import read_yaml_file
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 __all__ = [
@@ -237,10 +236,7 @@ def _describe(err: Mapping[str, Any]) -> str:
 def load_policy(path: str | Path = POLICY_FILE) -> Policy:
     """Load and validate the policy file; every mistake raises ``PolicyError`` naming file and field."""
     path = Path(path)
-    try:
-        raw = load_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: cannot read YAML: {exc}") from exc
+    raw = read_yaml_file(path, PolicyError)
     if not isinstance(raw, dict):
         raise PolicyError(
             f"{path}: expected a mapping with fields {sorted(Policy.model_fields)}, got {type(raw).__name__}"

@@ -26,9 +26,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 
-from factory_assets.lib.yaml_files import load_yaml
+from factory_assets.lib.yaml_files import read_yaml_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS_DIR = PROJECT_ROOT / "data_contracts"
@@ -353,11 +352,7 @@ def parse_contract(doc: Any, path: Path) -> DataContract:
 
 def load_contract(path: Path | str) -> DataContract:
     path = Path(path)
-    try:
-        doc = load_yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_contract(doc, path)
+    return parse_contract(read_yaml_file(path, ContractError), path)
 
 
 def raw_source_name(path: Path) -> str:
