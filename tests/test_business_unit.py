@@ -174,7 +174,7 @@ def tiny():
 
 
 #: cutoff, customer, region, recency, tenure, orders_30d, orders_90d, monetary_90d, lifetime_orders,
-#: tickets_90d, negative_tickets_90d, avg_sentiment_90d, label
+#: tickets_90d, negative_tickets_90d, avg_ticket_sentiment_90d, label
 EXPECTED = [
     ("2025-01-29", "A", "south", 9, 28, 2, 2, 150.0, 2, 1, 1, -0.8, True),    # t2 on cutoff + 14: label
     ("2025-01-29", "B", "north", 19, 19, 1, 1, 30.0, 1, 0, 0, 0.0, False),    # t4 on cutoff + 15: not; o4, t3 later
@@ -185,7 +185,7 @@ EXPECTED = [
     ("2025-02-12", "C", "west", 2, 2, 1, 1, 10.0, 1, 0, 0, 0.0, False),       # t5 on cutoff + 15: not
 ]
 COLUMNS = ["cutoff_date", "customer_key", "region", "recency_days", "tenure_days", "orders_30d", "orders_90d",
-           "monetary_90d", "lifetime_orders", "tickets_90d", "negative_tickets_90d", "avg_sentiment_90d", LABEL]
+           "monetary_90d", "lifetime_orders", "tickets_90d", "negative_tickets_90d", "avg_ticket_sentiment_90d", LABEL]
 
 
 def test_training_set_rows_are_point_in_time_exact(tiny):
@@ -193,7 +193,7 @@ def test_training_set_rows_are_point_in_time_exact(tiny):
     frame = builder.build(tiny, _spec(), D("2025-03-01"))  # knows everything up to 28 Feb
     # 19 and 26 Feb are cutoffs too, but their 14-day ticket windows are not over by 28 Feb
     rows = [tuple(r) for r in frame.select(COLUMNS).with_columns(
-        pl.col("cutoff_date").cast(pl.String), pl.col("avg_sentiment_90d").round(6)).iter_rows()]
+        pl.col("cutoff_date").cast(pl.String), pl.col("avg_ticket_sentiment_90d").round(6)).iter_rows()]
     assert rows == EXPECTED
     assert frame["split_time"].to_list() == [D(r[0]) + timedelta(days=WINDOW_DAYS + 1) for r in EXPECTED]
     assert builder.labels == frozenset({LABEL})
@@ -301,7 +301,7 @@ def test_business_unit_trains_against_the_core_world(tmp_path, monkeypatch):
     assert challenger.version == model["version"] and challenger.metrics["auc"] == pytest.approx(model["metric/auc"])
     assert challenger.manifest["feature_contracts"] == {"customer_activity": "1.0.0"}
     # medium tier: no feature derived from ticket text sentiment; the label is never a feature
-    assert not {"negative_tickets_90d", "avg_sentiment_90d", LABEL} & set(challenger.feature_names)
+    assert not {"negative_tickets_90d", "avg_ticket_sentiment_90d", LABEL} & set(challenger.feature_names)
     assert {"recency_days", "orders_30d"} <= set(challenger.feature_names)
 
     gate = meta["assembly/complaint_risk_champion"]

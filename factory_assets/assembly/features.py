@@ -109,7 +109,7 @@ ticket_stats as (
         s.customer_key, s.feature_date,
         count(*) as tickets_90d,
         count(*) filter (where t.is_negative) as negative_tickets_90d,
-        avg(t.sentiment_score) as avg_sentiment_90d
+        avg(t.sentiment_score) as avg_ticket_sentiment_90d
     from req s
     join {TICKETS} t
         on t.customer_key = s.customer_key
@@ -128,7 +128,7 @@ select
     cast(o.lifetime_orders as integer) as lifetime_orders,
     cast(coalesce(t.tickets_90d, 0) as integer) as tickets_90d,
     cast(coalesce(t.negative_tickets_90d, 0) as integer) as negative_tickets_90d,
-    cast(coalesce(t.avg_sentiment_90d, 0) as double) as avg_sentiment_90d
+    cast(coalesce(t.avg_ticket_sentiment_90d, 0) as double) as avg_ticket_sentiment_90d
 from order_stats o
 left join ticket_stats t
     on t.customer_key = o.customer_key and t.feature_date = o.feature_date
@@ -259,7 +259,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
                 "lifetime_orders": "orders up to feature_date",
                 "tickets_90d": "support tickets created in the 90 days",
                 "negative_tickets_90d": "negative-sentiment tickets in the 90 days",
-                "avg_sentiment_90d": "mean ticket sentiment in the 90 days (0: no ticket)",
+                "avg_ticket_sentiment_90d": "mean ticket sentiment in the 90 days (0: no ticket)",
             },
             sql=_CUSTOMER_ACTIVITY_SQL,
         ),
@@ -471,7 +471,7 @@ select
     ca.orders_90d as customer_orders_90d,
     ca.tickets_90d as customer_tickets_90d,
     ca.negative_tickets_90d as customer_negative_tickets_90d,
-    ca.avg_sentiment_90d as customer_avg_sentiment_90d,
+    ca.avg_ticket_sentiment_90d as customer_avg_ticket_sentiment_90d,
     {label}
 from lines l
 left join customer_activity ca

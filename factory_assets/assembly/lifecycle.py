@@ -32,7 +32,7 @@ IDENTIFIERS = {"order_line_id", "customer_key", "order_id"}
 
 def pii_derived(columns) -> list[str]:
     """The columns computed from personal data: a feature-set column tagged ``pii_derived`` in its
-    contract, under its own name or prefixed (``customer_avg_sentiment_90d``)."""
+    contract, under its own name or prefixed (``customer_avg_ticket_sentiment_90d``)."""
     from factory_assets.lib.contracts import pii_derived_feature_columns
 
     tagged = pii_derived_feature_columns()
