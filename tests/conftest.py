@@ -62,6 +62,7 @@ UNIT_MODULES = frozenset({
     "test_contracts.py",
     "test_landing_sensor.py",
     "test_policy.py",
+    "test_scoring_features.py",
     "test_test_tiers.py",
     "test_use_case_specs.py",
     "test_yaml_files.py",

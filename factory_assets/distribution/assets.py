@@ -114,9 +114,12 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         categories = champion.manifest.get("extra", {}).get("categories", {})
         days = sorted(date.fromisoformat(k) for k in context.partition_keys)
         with store.warehouse() as conn:
-            written = scoring.score_days(conn, spec, builder, model, categories, model_version=champion.version,
-                                         table=table, days=days,
-                                         snapshot_folder=snapshot_folder(store, spec.name))
+            try:
+                written = scoring.score_days(conn, spec, builder, model, categories, model_version=champion.version,
+                                             table=table, days=days,
+                                             snapshot_folder=snapshot_folder(store, spec.name))
+            except scoring.ModelFeaturesMissingError as exc:
+                raise dg.Failure(str(exc)) from exc
             if contract is None:  # contracted from the declaration and the rows' key types
                 from factory_assets.distribution.prediction_contract import write_prediction_contract
                 from factory_assets.lib.contract_checks import evaluate_contract

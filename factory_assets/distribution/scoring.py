@@ -42,6 +42,20 @@ def snapshot_id(frame: pl.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+class ModelFeaturesMissingError(ValueError):
+    """The scoring rows lack features the model was trained on: the use case's features changed
+    (a column renamed or removed) after the champion was trained."""
+
+
+def check_model_features(model, frame: pl.DataFrame, *, use_case: str, model_version: str) -> None:
+    missing = [name for name in model.feature_names if name not in frame.columns]
+    if missing:
+        raise ModelFeaturesMissingError(
+            f"{use_case} {model_version} was trained on feature(s) {missing} that its scoring rows no longer "
+            f"have (a feature renamed or removed since it was trained): retrain the use case (`factory run "
+            f"--layer assembly`), then promote the new version (`factory promote {use_case}`)")
+
+
 def predict(model, categories: dict[str, list[str]], frame: pl.DataFrame) -> np.ndarray:
     """The model's predictions for ``frame`` with the category codes it was trained with."""
     if frame.height == 0:
@@ -101,6 +115,7 @@ def score_days(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, builder: Trai
     written = {}
     for day in days:
         frame = scoring_set(conn, spec, builder, day)
+        check_model_features(model, frame, use_case=spec.name, model_version=model_version)
         predictions = predict(model, categories, frame)
         frame.with_columns(pl.Series("prediction", predictions, dtype=pl.Float64)).write_parquet(
             snapshot_folder / f"{day.isoformat()}.parquet")
