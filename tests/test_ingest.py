@@ -280,3 +280,20 @@ def test_a_conflicting_commit_retries_the_whole_batch_without_duplicates(paths, 
     assert _ledger(warehouse) == [(f"transactions_2025-03-0{d}.csv", 1) for d in (1, 2, 3, 5)]
     assert warehouse.execute("SELECT count(*) FROM raw.quarantine_log").fetchone()[0] == 1
     assert len(list((paths.quarantine / "transactions").glob("*.reason.json"))) == 1
+
+
+def test_ledger_rows_without_event_ranges_get_them_back_from_the_raw_rows(paths, warehouse):
+    from factory_assets.raw_material.ingest import ensure_raw_tables
+
+    write_transactions(paths, "transactions_2025-03-01.csv", [order_line(i) for i in range(3)])
+    write_transactions(paths, "transactions_2025-03-02.csv", [order_line(9, day="2025-03-02")])
+    ingest_partitions(warehouse, paths, "transactions", {date(2025, 3, 1), date(2025, 3, 2)})
+    ranges = "SELECT file_name, first_event_date, last_event_date FROM raw.ingestion_log ORDER BY file_name"
+    recorded = warehouse.execute(ranges).fetchall()
+    assert [r[1:] for r in recorded] == [(date(2025, 3, 1),) * 2, (date(2025, 3, 2),) * 2]
+    # a ledger written before the ranges were kept: they are rebuilt from the raw rows, exactly
+    warehouse.execute("UPDATE raw.ingestion_log SET first_event_date = NULL, last_event_date = NULL")
+    assert ensure_raw_tables(warehouse, ["transactions", "deliveries"]) == []
+    assert warehouse.execute(ranges).fetchall() == recorded
+    assert warehouse.execute("SELECT count(*) FROM raw.deliveries").fetchone() == (0,)  # created, empty
+    assert warehouse.execute("SELECT count(*) FROM raw.transactions").fetchone() == (4,)  # nothing added

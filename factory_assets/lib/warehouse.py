@@ -24,6 +24,8 @@ from factory_assets.settings import FactoryPaths, duckdb_memory_limit, warehouse
 
 #: The catalog name of the lake in every connection and in dbt's relations.
 LAKE_ALIAS = "lake"
+#: Lake connections opened read-only, whose block is one read transaction (by ``id``).
+_READING: set[int] = set()
 
 
 def lake_of(paths: FactoryPaths) -> Lake:
@@ -76,8 +78,16 @@ def open_warehouse(paths: FactoryPaths, read_only: bool = False) -> Iterator["du
     if warehouse_kind() == "lake":
         conn = lake_of(paths).cursor(memory_limit=duckdb_memory_limit())
         try:
+            if read_only:
+                # One transaction for all the block's reads: they see one snapshot, and the lake's
+                # catalog is read once, not once per auto-committed statement (BENCHMARKS.md, the night).
+                conn.execute("BEGIN TRANSACTION")
+                _READING.add(id(conn))
             yield conn
         finally:
+            if id(conn) in _READING:
+                _READING.discard(id(conn))
+                conn.execute("ROLLBACK")  # nothing was written: nothing to commit
             conn.close()
         return
     with open_warehouse_file(paths, read_only) as conn:
@@ -158,6 +168,9 @@ def one_snapshot(conn) -> Iterator[int | None]:
         return
     from factory_assets.lib.lake_ops import current_snapshot
 
+    if id(conn) in _READING:  # a read-only connection: already one transaction, one snapshot
+        yield current_snapshot(conn, LAKE_ALIAS)
+        return
     conn.execute("BEGIN TRANSACTION")
     try:
         yield current_snapshot(conn, LAKE_ALIAS)
