@@ -116,10 +116,10 @@ from __future__ import annotations
 import datetime
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -489,7 +489,7 @@ def _validate(config: SimulationConfig) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Simulation
+# Simulation: one function per sub-model, called in order by simulate()
 # --------------------------------------------------------------------------------------------
 
 
@@ -498,459 +498,938 @@ def simulate(config: SimulationConfig) -> SimulatedData:
     _validate(config)
     # a new stream goes at the end: SeedSequence children are numbered, so the others stay the same
     rng = _rngs(config.seed, ("entities", "weather", "promos", "customers", "orders", "tickets", "texts", "operators"))
-    T = config.days
-    TX = T + _MARGIN  # extended horizon (weather, holidays, deliveries after the window)
-    epoch0 = (config.start_date - date(1970, 1, 1)).days
-    n_c, n_p, n_s, n_w, n_r = config.customers, config.n_products, config.n_suppliers, config.n_warehouses, len(REGIONS)
+    timeline = _timeline(config)
+    suppliers = _suppliers(config, rng["entities"])
+    catalogue = _catalogue(config, rng["entities"], suppliers)
+    customers = _customers(config, rng["customers"])
+    warehouses = _warehouses(config, rng["entities"], customers)  # after the catalogue: they share a stream
+    weather = _weather(timeline, rng["weather"])
+    holidays = _holidays(config, timeline)
+    promotions = _promotions(timeline, rng["promos"], catalogue)
+    book = _order_book(config, timeline, suppliers, catalogue, customers, warehouses, weather, holidays, promotions,
+                       rng["orders"], rng["tickets"])
 
-    day_dt = np.datetime64(config.start_date.isoformat(), "D") + np.arange(TX)
-    doy = (day_dt - day_dt.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64) + 1
-    dow = (day_dt.astype(np.int64) + 3) % 7  # 0 = Monday
+    order_ids = _ids("O", book.orders.number, 8)
+    transactions, line_truth = _transactions(config, timeline, book, order_ids, suppliers, catalogue, customers,
+                                             warehouses)
+    deliveries, delivery_days = _deliveries(timeline, book.lines, order_ids)
+    telemetry, telemetry_days = _telemetry(timeline, book.orders, order_ids, customers)
+    overrides, override_days, override_truth = _overrides(timeline, book.lines, transactions, rng["operators"])
+    tickets, ticket_days, ticket_truth = _tickets(timeline, book.ticket_events, customers, rng["texts"])
+    published_holidays, holiday_days, holiday_calendar = _published_holidays(timeline, holidays)
+    weather_reports, weather_days = _weather_reports(timeline, weather)
+    service_usage, service_days = _service_usage(config)
+    return SimulatedData(
+        config=config,
+        transactions=transactions,
+        deliveries=deliveries,
+        telemetry=telemetry,
+        tickets=tickets,
+        holidays=published_holidays,
+        weather=weather_reports,
+        overrides=overrides,
+        service_usage=service_usage,
+        partition_day={
+            "transactions": book.lines.day.astype(np.int32),
+            "deliveries": delivery_days,
+            "telemetry": telemetry_days,
+            "tickets": ticket_days,
+            "holidays": holiday_days,
+            "weather": weather_days,
+            "overrides": override_days,
+            "service_usage": service_days,
+        },
+        line_truth=line_truth,
+        customer_truth=customers.truth(warehouses, book),
+        supplier_truth=suppliers.truth(),
+        product_truth=catalogue.truth(suppliers),
+        warehouse_truth=warehouses.truth(),
+        promotions=promotions.windows,
+        ticket_truth=ticket_truth,
+        override_truth=override_truth,
+        holiday_calendar=holiday_calendar,
+        customer_daily_rate=book.daily_rate,
+        truth=_parameters(config, timeline, catalogue, book, line_truth),
+    )
 
-    drift = config.drift
-    drift_t = (drift.start_date - config.start_date).days if drift is not None else None
 
-    # ---- suppliers, products, warehouses ---------------------------------------------------
-    er = rng["entities"]
+# ---- time ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Timeline:
+    """The simulated days: the window, plus the margin after it that weather, holidays and deliveries reach into."""
+
+    days: int  # the window; day 0 is config.start_date
+    horizon: int  # the window and the margin
+    epoch_day: int  # config.start_date in days since 1970-01-01
+    day_of_year: np.ndarray  # per horizon day, counted from 1 January = 1
+    weekday: np.ndarray  # per horizon day, Monday = 0
+    drift_day: int | None  # the day config.drift starts; None without drift
+
+    def drifted(self, day: int) -> bool:
+        return self.drift_day is not None and day >= self.drift_day
+
+
+def _timeline(config: SimulationConfig) -> _Timeline:
+    horizon = config.days + _MARGIN
+    day_dt = np.datetime64(config.start_date.isoformat(), "D") + np.arange(horizon)
+    return _Timeline(
+        days=config.days,
+        horizon=horizon,
+        epoch_day=(config.start_date - date(1970, 1, 1)).days,
+        day_of_year=(day_dt - day_dt.astype("datetime64[Y]").astype("datetime64[D]")).astype(np.int64) + 1,
+        weekday=(day_dt.astype(np.int64) + 3) % 7,
+        drift_day=(config.drift.start_date - config.start_date).days if config.drift is not None else None,
+    )
+
+
+# ---- entities --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Suppliers:
+    """Who the products come from: how reliable each supplier is (the late model's main term) and its lead time."""
+
+    ids: pl.Series
+    unreliable: np.ndarray
+    reliability: np.ndarray  # base reliability, before any drift
+    lead_days: np.ndarray
+
+    def truth(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "supplier_id": self.ids,
+                "base_reliability": self.reliability,
+                "lead_days": self.lead_days.astype(np.int32),
+                "bad_supplier": self.unreliable,
+            }
+        )
+
+
+def _suppliers(config: SimulationConfig, rng: np.random.Generator) -> _Suppliers:
+    n_suppliers = config.n_suppliers
     # a quarter of the suppliers (at least one when there are two or more) are unreliable; S003,
     # the default degraded supplier of the drift scenario, is always a good one so that its drift
     # is visible
-    candidates = np.array([i for i in range(n_s) if i != 2 or n_s < 3])
-    n_bad = min(max(round(0.25 * n_s), 1 if n_s >= 2 else 0), candidates.size)
-    bad = np.zeros(n_s, dtype=bool)
-    bad[er.choice(candidates, size=n_bad, replace=False)] = True
-    reliability = np.where(bad, er.beta(3.0, 2.5, n_s), er.beta(16.0, 2.0, n_s))
-    sup_lead = er.integers(2, 4, n_s)
+    candidates = np.array([i for i in range(n_suppliers) if i != 2 or n_suppliers < 3])
+    n_unreliable = min(max(round(0.25 * n_suppliers), 1 if n_suppliers >= 2 else 0), candidates.size)
+    unreliable = np.zeros(n_suppliers, dtype=bool)
+    unreliable[rng.choice(candidates, size=n_unreliable, replace=False)] = True
+    reliability = np.where(unreliable, rng.beta(3.0, 2.5, n_suppliers), rng.beta(16.0, 2.0, n_suppliers))
+    lead_days = rng.integers(2, 4, n_suppliers)
+    return _Suppliers(ids=_ids("S", np.arange(1, n_suppliers + 1), 3), unreliable=unreliable, reliability=reliability,
+                      lead_days=lead_days)
 
-    prod_sup = np.concatenate([er.permutation(n_s)[: min(n_s, n_p)], er.integers(0, n_s, max(0, n_p - n_s))])
-    prod_sup = er.permutation(prod_sup)
-    popularity = er.lognormal(0.0, 0.8, n_p)
-    base_price = np.round(np.clip(er.lognormal(3.2, 0.7, n_p), 1.0, 2000.0), 2)
-    qty_mean = er.uniform(1.5, 6.0, n_p)
-    season_amp = er.uniform(0.05, 0.5, n_p)
-    season_phase = er.uniform(0.0, 2 * np.pi, n_p)
 
-    wh_region = np.arange(n_w) % n_r
-    rel_ref = float(np.sum(popularity * reliability[prod_sup]) / np.sum(popularity))
+@dataclass(frozen=True)
+class _Catalogue:
+    """The products: supplier, list price, how popular, how many per line, and their own yearly season."""
 
-    # ---- customers -------------------------------------------------------------------------
-    cr = rng["customers"]
-    cust_region = cr.choice(n_r, size=n_c, p=_REGION_WEIGHTS)
-    home_wh = np.empty(n_c, dtype=np.int64)
-    for r in range(n_r):
-        mask = cust_region == r
-        options = np.flatnonzero(wh_region == r)
-        if options.size == 0:
-            options = np.arange(n_w)
-        home_wh[mask] = options[cr.integers(0, options.size, mask.sum())]
-    first_idx = cr.integers(0, len(_FIRST_NAMES), n_c)
-    last_idx = cr.integers(0, len(_LAST_NAMES), n_c)
-    pref_channel = cr.choice(len(CHANNELS), size=n_c, p=_CHANNEL_WEIGHTS)
-    z_rate = cr.standard_normal(n_c)
-    log_base = _BASE_RATE_SD * z_rate
-    size_factor = np.exp(0.25 * z_rate + 0.35 * cr.standard_normal(n_c))
-    walk = cr.normal(0.0, _WALK_SD / math.sqrt(1 - _WALK_PHI**2), n_c)
-    churn_log = np.zeros(n_c)
+    ids: pl.Series
+    supplier: np.ndarray
+    popularity: np.ndarray
+    base_price: np.ndarray  # list price, before the drift's price shift
+    mean_quantity: np.ndarray
+    season_amplitude: np.ndarray
+    season_phase: np.ndarray
+    #: popularity-weighted mean base reliability of the suppliers: the late model's reference point, which keeps
+    #: the overall late rate stable across seeds
+    reliability_ref: float
 
-    base_share = np.exp(log_base) / np.exp(log_base).sum()
-    wh_share = _HOME_WAREHOUSE_P * np.bincount(home_wh, weights=base_share, minlength=n_w) + (1 - _HOME_WAREHOUSE_P) / n_w
-    weekday_level = _WEEKLY[:5].mean()
-    capacity = np.maximum(
-        config.order_lines_per_day * wh_share * weekday_level * _CAPACITY_FACTOR * er.uniform(0.9, 1.1, n_w), 1.0
+    def truth(self, suppliers: _Suppliers) -> pl.DataFrame:
+        return pl.DataFrame(
+            {
+                "product_id": self.ids,
+                "supplier_id": suppliers.ids.gather(self.supplier),
+                "base_price": self.base_price,
+                "popularity": self.popularity,
+                "mean_quantity": self.mean_quantity,
+                "season_amplitude": self.season_amplitude,
+                "season_phase": self.season_phase,
+            }
+        )
+
+
+def _catalogue(config: SimulationConfig, rng: np.random.Generator, suppliers: _Suppliers) -> _Catalogue:
+    n_products, n_suppliers = config.n_products, config.n_suppliers
+    # every supplier sells at least one product when there are enough products
+    supplier = np.concatenate([rng.permutation(n_suppliers)[: min(n_suppliers, n_products)],
+                               rng.integers(0, n_suppliers, max(0, n_products - n_suppliers))])
+    supplier = rng.permutation(supplier)
+    popularity = rng.lognormal(0.0, 0.8, n_products)
+    base_price = np.round(np.clip(rng.lognormal(3.2, 0.7, n_products), 1.0, 2000.0), 2)
+    mean_quantity = rng.uniform(1.5, 6.0, n_products)
+    season_amplitude = rng.uniform(0.05, 0.5, n_products)
+    season_phase = rng.uniform(0.0, 2 * np.pi, n_products)
+    return _Catalogue(
+        ids=_ids("P", np.arange(1, n_products + 1), 4),
+        supplier=supplier,
+        popularity=popularity,
+        base_price=base_price,
+        mean_quantity=mean_quantity,
+        season_amplitude=season_amplitude,
+        season_phase=season_phase,
+        reliability_ref=float(np.sum(popularity * suppliers.reliability[supplier]) / np.sum(popularity)),
     )
 
-    # ---- weather (extended horizon) ---------------------------------------------------------
-    wr = rng["weather"]
-    winter = np.cos(2 * np.pi * (doy - 20) / 365.25)
-    temp = _REGION_TEMP_BASE[None, :] - _REGION_TEMP_AMP[None, :] * winter[:, None]
-    noise = np.empty((TX, n_r))
-    eps = wr.normal(0.0, 2.5, (TX, n_r))
-    noise[0] = eps[0] / math.sqrt(1 - 0.7**2)
-    storm = np.zeros((TX, n_r), dtype=bool)
-    p_start = 0.028 * (1 + 0.6 * winter)
-    u = wr.random((TX, n_r))
-    storm[0] = u[0] < p_start[0] * 1.5
-    for t in range(1, TX):
-        noise[t] = 0.7 * noise[t - 1] + eps[t]
-        storm[t] = np.where(storm[t - 1], u[t] < 0.35, u[t] < p_start[t])
-    temp = np.round(temp + noise, 1) + 0.0
-    rainy = wr.random((TX, n_r)) < (0.4 + 0.1 * winter[:, None])
-    precip = np.where(storm, 15.0 + wr.gamma(2.0, 10.0, (TX, n_r)), np.where(rainy, wr.gamma(0.8, 5.0, (TX, n_r)), 0.0))
-    precip = np.round(precip, 1) + 0.0
-    storm_cum = np.vstack([np.zeros((1, n_r), dtype=np.int64), np.cumsum(storm, axis=0)])
 
-    # ---- holidays ---------------------------------------------------------------------------
-    last_day = config.start_date + datetime.timedelta(days=TX - 1)
-    cal = _holiday_calendar(config.seed, range(config.start_date.year, last_day.year + 1))
-    cal = [(d, r, n) for d, r, n in cal if config.start_date <= d <= last_day]
-    cal.sort(key=lambda x: (x[0], x[1]))
-    hol_t = np.array([(d - config.start_date).days for d, _, _ in cal], dtype=np.int64)
-    hol_r = np.array([r for _, r, _ in cal], dtype=np.int64)
-    hol_name = [n for _, _, n in cal]
-    holiday = np.zeros((TX, n_r), dtype=bool)
-    holiday[hol_t, hol_r] = True
-    hol_cum = np.vstack([np.zeros((1, n_r), dtype=np.int64), np.cumsum(holiday, axis=0)])
+def _warehouse_regions(n_warehouses: int) -> np.ndarray:
+    """Region index of each warehouse: they are dealt out over the regions in turn."""
+    return np.arange(n_warehouses) % len(REGIONS)
 
-    # ---- promotions -------------------------------------------------------------------------
-    pr = rng["promos"]
-    promo_disc = np.zeros((TX, n_p))
-    promo_rows: list[tuple[int, int, int, float]] = []
-    for p in range(n_p):
-        t = -int(pr.integers(0, 60))
-        while True:
-            t += int(pr.integers(20, 91))
-            if t >= TX:
-                break
-            length = int(pr.integers(5, 15))
-            disc = float(pr.choice(_PROMO_DISCOUNTS))
-            lo, hi = max(t, 0), min(t + length, TX)
-            if hi > lo:
-                promo_disc[lo:hi, p] = disc
-                promo_rows.append((p, t, t + length - 1, disc))
-            t += length
-    promo_lift = 1.0 + _PROMO_LIFT_PER_DISCOUNT * promo_disc
 
-    yearly = 1.0 + _YEARLY_AMP * np.cos(2 * np.pi * (doy - _YEARLY_PEAK_DOY) / 365.25)
-    prod_season = 1.0 + season_amp[None, :] * np.sin(2 * np.pi * doy[:, None] / 365.25 + season_phase[None, :])
+@dataclass(frozen=True)
+class _Customers:
+    """The customer base: where each customer is, how it orders, and its latent purchase rate's starting point."""
 
-    # ---- day loop ---------------------------------------------------------------------------
-    orr = rng["orders"]
-    tr = rng["tickets"]
-    orders_mean = config.order_lines_per_day / (1.0 + _MEAN_EXTRA_LINES)
-    neg_count = np.zeros((TX + 16, n_c), dtype=np.int16)  # negative tickets by created day
-    last_order = np.full(n_c, -1, dtype=np.int64)
-    daily_rate = np.zeros((T, n_c), dtype=np.float32)
-    next_order = 1
-    log_churn_factor, log_churn_floor = math.log(_CHURN_FACTOR), math.log(_CHURN_FLOOR)
+    ids: pl.Series
+    names: pl.Series
+    emails: pl.Series
+    first_names: pl.Series  # signs the tickets
+    region: np.ndarray
+    home_warehouse: np.ndarray
+    preferred_channel: np.ndarray
+    log_base_rate: np.ndarray
+    size_factor: np.ndarray  # scales the quantity of every line
+    initial_walk: np.ndarray  # the rate's random walk before the first day, drawn from its stationary law
 
-    O: dict[str, list[np.ndarray]] = {  # noqa: E741 - renamed with simulate()'s split (issue 23, item 3)
-        k: [] for k in ("day", "num", "cust", "sec", "wh", "chan", "delay", "tele_sec", "tele_temp")}
-    L: dict[str, list[np.ndarray]] = {
-        k: []
-        for k in ("order", "line", "prod", "qty", "lead", "rel", "load", "storm", "hol", "delay", "score", "p",
-                  "late", "delivered", "report", "qty_deliv", "disc")
-    }
-    K: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "day", "kind", "order")}
-
-    for t in range(T):
-        if t > 0:
-            churn_log = np.maximum(churn_log + log_churn_factor * neg_count[t - 1], log_churn_floor)
-        walk = _WALK_PHI * walk + orr.normal(0.0, _WALK_SD, n_c)
-        rate = np.exp(log_base + walk + churn_log)
-        weight = rate * np.where(holiday[t, cust_region], _HOLIDAY_DEMAND, 1.0)
-        total_w = weight.sum()
-        day_mean = orders_mean * _WEEKLY[dow[t]] * yearly[t] * (total_w / rate.sum()) * orr.lognormal(0.0, 0.05)
-        daily_rate[t] = weight / total_w * day_mean
-        n_o = int(orr.poisson(day_mean))
-        cum = np.cumsum(weight)
-
-        # questions (neutral tickets) from active customers, independent of today's orders
-        n_q = int(tr.poisson(_TICKET["question_per_customer_day"] * n_c))
-        if n_q:
-            q_cust = np.minimum(np.searchsorted(cum, tr.random(n_q) * total_w, side="right"), n_c - 1)
-            q_order = np.where(tr.random(n_q) < 0.5, last_order[q_cust], -1)
-            K["cust"].append(q_cust)
-            K["day"].append(np.full(n_q, t))
-            K["kind"].append(np.full(n_q, 4))
-            K["order"].append(q_order)
-        if n_o == 0:
-            continue
-
-        cust = np.minimum(np.searchsorted(cum, orr.random(n_o) * total_w, side="right"), n_c - 1)
-        sec = np.clip(orr.normal(13.5 * 3600, 3.5 * 3600, n_o), 0, 86399).astype(np.int64)
-        srt = np.argsort(sec, kind="stable")
-        cust, sec = cust[srt], sec[srt]
-        onum = next_order + np.arange(n_o, dtype=np.int64)
-        next_order += n_o
-        np.maximum.at(last_order, cust, onum)
-
-        k = 1 + np.minimum(orr.poisson(_MEAN_EXTRA_LINES, n_o), _MAX_LINES - 1)
-        n_l = int(k.sum())
-        starts = np.cumsum(k) - k
-        o_idx = np.repeat(np.arange(n_o), k)
-        line_no = np.arange(n_l) - np.repeat(starts, k) + 1
-
-        # products
-        pw = popularity * prod_season[t] * promo_lift[t] * orr.lognormal(0.0, 0.15, n_p)
-        pcum = np.cumsum(pw)
-        prod = np.minimum(np.searchsorted(pcum, orr.random(n_l) * pcum[-1], side="right"), n_p - 1)
-        disc = promo_disc[t, prod]
-        c_line = cust[o_idx]
-        qty = 1 + orr.poisson((qty_mean[prod] - 1.0) * size_factor[c_line] * np.where(disc > 0, _PROMO_QTY, 1.0))
-        qty = np.minimum(qty, _MAX_QTY)
-
-        # warehouse + channel per order
-        wh = np.where(orr.random(n_o) < _HOME_WAREHOUSE_P, home_wh[cust], orr.integers(0, n_w, n_o))
-        chan = np.where(orr.random(n_o) < _PREFERRED_CHANNEL_P, pref_channel[cust], orr.integers(0, len(CHANNELS), n_o))
-        if drift_t is not None and t >= drift_t:
-            chan = np.where(orr.random(n_o) < _NEW_CHANNEL_SHARE, len(CHANNELS), chan)
-        wh_l = wh[o_idx]
-        reg_o = cust_region[cust]
-        reg_l = reg_o[o_idx]
-
-        sup = prod_sup[prod]
-        lead = sup_lead[sup] + (wh_region[wh_l] != reg_l) + (orr.random(n_l) < 0.3)
-        lead = np.clip(lead, 2, 5)
-
-        load_w = np.clip(np.bincount(wh_l, minlength=n_w) / capacity, 0.0, 3.0)
-        load_o = load_w[wh]
-        storm_disp = storm[t, reg_o] | storm[t + 1, reg_o]
-        g = orr.gamma(_DELAY["gamma_shape"], 1.0 / _DELAY["gamma_shape"], n_o)
-        delay_o = orr.poisson(
-            g * (_DELAY["base"] + _DELAY["storm"] * storm_disp + _DELAY["load"] * np.maximum(load_o - _DELAY["load_ref"], 0.0))
+    def truth(self, warehouses: _Warehouses, book: _OrderBook) -> pl.DataFrame:
+        """What the customers were, and what the window's trade made of their purchase rate."""
+        n_days = book.daily_rate.shape[0]
+        return pl.DataFrame(
+            {
+                "customer_id": self.ids,
+                "customer_name": self.names,
+                "customer_email": self.emails,
+                "region": _gather(REGIONS, self.region),
+                "home_warehouse_id": warehouses.ids.gather(self.home_warehouse),
+                "preferred_channel": _gather(CHANNELS, self.preferred_channel),
+                "base_log_rate": self.log_base_rate,
+                "size_factor": self.size_factor,
+                "initial_rate": book.daily_rate[0].astype(np.float64) if n_days else np.zeros(self.region.size),
+                "final_rate": book.daily_rate[-1].astype(np.float64) if n_days else np.zeros(self.region.size),
+                "churn_multiplier": np.exp(book.churn_log),
+                "negative_tickets": book.negative_tickets[:n_days].sum(axis=0).astype(np.int32),
+            }
         )
-        storm_l = (storm_cum[t + 1 + lead, reg_l] - storm_cum[t + 1, reg_l]) > 0
-        hol_l = (hol_cum[t + 1 + lead, reg_l] - hol_cum[t + 1, reg_l]) > 0
-        rel = reliability[sup]
-        if drift_t is not None and t >= drift_t:
-            rel = np.where(sup == int(drift.degraded_supplier_id[1:]) - 1, drift.degraded_reliability, rel)
-        delay_l = delay_o[o_idx]
-        score = (
-            _LATE["intercept"]
-            + _LATE["unreliability"] * (rel_ref - rel)
-            + _LATE["load"] * (load_o[o_idx] - 1.0)
-            + _LATE["storm_in_transit"] * storm_l
-            + _LATE["holiday_in_window"] * hol_l
-            + _LATE["delay_events"] * np.minimum(delay_l, _LATE["delay_cap"])
-        )
-        if drift_t is not None and t >= drift_t:
-            score = score + drift.new_channel_late_shift * (chan[o_idx] == len(CHANNELS))
-        p_late = 1.0 / (1.0 + np.exp(-score))
-        late = orr.random(n_l) < p_late
-        days_late = np.minimum(orr.geometric(0.45, n_l), 6)
-        early = np.minimum(orr.geometric(0.65, n_l) - 1, lead - 1)
-        promised = t + lead
-        delivered = np.where(late, promised + days_late, promised - early)
-        report = delivered + (orr.random(n_l) < _ERP_LAG_P)
-        short = orr.random(n_l) < _SHORT_DELIVERY_P
-        qty_deliv = np.where(short, np.floor(qty * orr.random(n_l)).astype(np.int64), qty)
 
-        # telemetry (recorded on dispatch day t + 1)
-        tele_sec = orr.integers(6 * 3600, 22 * 3600, n_o)
-        tele_temp = np.round(0.5 * temp[t + 1, reg_o] + 10.0 + orr.normal(0.0, 2.0, n_o), 1) + 0.0
 
-        # tickets caused by this day's orders
-        lateness = np.maximum.reduceat(delivered - promised, starts)
-        deliv_max = np.maximum.reduceat(delivered, starts)
-        u_t = tr.random(n_o)
-        p_compl = np.minimum(_TICKET["late_base"] + _TICKET["late_per_day"] * lateness, _TICKET["late_max"])
-        is_late_o = lateness > 0
-        compl = is_late_o & (u_t < p_compl)
-        praise = ~is_late_o & (u_t < _TICKET["positive_p"])
-        damaged = ~is_late_o & (u_t >= _TICKET["positive_p"]) & (u_t < _TICKET["positive_p"] + _TICKET["damaged_p"])
-        kind = np.full(n_o, -1)
-        kind[compl] = np.where(tr.random(int(compl.sum())) < _TICKET["late_negative_share"], 0, 1)
-        kind[praise] = 3
-        kind[damaged] = 2
-        has_t = kind >= 0
-        if has_t.any():
-            created = np.where(
-                compl,
-                deliv_max - np.floor(tr.random(n_o) * np.maximum(lateness, 1)).astype(np.int64),
-                deliv_max + tr.integers(0, 3, n_o),
-            )[has_t]
-            kk = kind[has_t]
-            tc = cust[has_t]
-            K["cust"].append(tc)
-            K["day"].append(created)
-            K["kind"].append(kk)
-            K["order"].append(onum[has_t])
-            neg = _KIND_SENTIMENT[kk] == 0
-            np.add.at(neg_count, (created[neg], tc[neg]), 1)
+def _customers(config: SimulationConfig, rng: np.random.Generator) -> _Customers:
+    n_customers, n_warehouses, n_regions = config.customers, config.n_warehouses, len(REGIONS)
+    warehouse_region = _warehouse_regions(n_warehouses)
+    region = rng.choice(n_regions, size=n_customers, p=_REGION_WEIGHTS)
+    home_warehouse = np.empty(n_customers, dtype=np.int64)
+    for r in range(n_regions):
+        mask = region == r
+        options = np.flatnonzero(warehouse_region == r)
+        if options.size == 0:
+            options = np.arange(n_warehouses)
+        home_warehouse[mask] = options[rng.integers(0, options.size, mask.sum())]
+    first_idx = rng.integers(0, len(_FIRST_NAMES), n_customers)
+    last_idx = rng.integers(0, len(_LAST_NAMES), n_customers)
+    preferred_channel = rng.choice(len(CHANNELS), size=n_customers, p=_CHANNEL_WEIGHTS)
+    z_rate = rng.standard_normal(n_customers)
+    size_factor = np.exp(0.25 * z_rate + 0.35 * rng.standard_normal(n_customers))  # frequent buyers also buy more per line
+    initial_walk = rng.normal(0.0, _WALK_SD / math.sqrt(1 - _WALK_PHI**2), n_customers)
 
-        O["day"].append(np.full(n_o, t))
-        O["num"].append(onum)
-        O["cust"].append(cust)
-        O["sec"].append(sec)
-        O["wh"].append(wh)
-        O["chan"].append(chan)
-        O["delay"].append(delay_o)
-        O["tele_sec"].append(tele_sec)
-        O["tele_temp"].append(tele_temp)
-        L["order"].append(onum[o_idx])
-        L["line"].append(line_no)
-        L["prod"].append(prod)
-        L["qty"].append(qty)
-        L["lead"].append(lead)
-        L["rel"].append(rel)
-        L["load"].append(load_o[o_idx])
-        L["storm"].append(storm_l)
-        L["hol"].append(hol_l)
-        L["delay"].append(delay_l)
-        L["score"].append(score)
-        L["p"].append(p_late)
-        L["late"].append(late)
-        L["delivered"].append(delivered)
-        L["report"].append(report)
-        L["qty_deliv"].append(qty_deliv)
-        L["disc"].append(disc)
-
-    def cat(d: dict[str, list[np.ndarray]], key: str, dtype: Any = np.int64) -> np.ndarray:
-        return np.concatenate(d[key]).astype(dtype, copy=False) if d[key] else np.zeros(0, dtype=dtype)
-
-    # ---- order-level arrays ----------------------------------------------------------------
-    o_day, o_num, o_cust, o_sec = cat(O, "day"), cat(O, "num"), cat(O, "cust"), cat(O, "sec")
-    o_wh, o_chan, o_delay = cat(O, "wh"), cat(O, "chan"), cat(O, "delay")
-    o_tele_sec, o_tele_temp = cat(O, "tele_sec"), cat(O, "tele_temp", np.float64)
-    n_orders = o_num.size
-    # line arrays; map each line to its order position (order numbers are 1..n_orders, consecutive)
-    l_order = cat(L, "order")
-    l_pos = l_order - 1
-    l_day = o_day[l_pos]
-    l_cust = o_cust[l_pos]
-    l_prod = cat(L, "prod")
-    l_sup = prod_sup[l_prod]
-    l_lead = cat(L, "lead")
-    l_delivered, l_report = cat(L, "delivered"), cat(L, "report")
-    l_disc = cat(L, "disc", np.float64)
-
-    # ---- per-entity string tables ----------------------------------------------------------
-    cust_ids = _ids("C", np.arange(1, n_c + 1), 5)
-    first = _gather(_FIRST_NAMES, first_idx)
-    last = _gather(_LAST_NAMES, last_idx)
-    names_df = pl.DataFrame({"f": first, "l": last, "id": cust_ids})
-    names_df = names_df.select(
+    ids = _ids("C", np.arange(1, n_customers + 1), 5)
+    names = pl.DataFrame({"f": _gather(_FIRST_NAMES, first_idx), "l": _gather(_LAST_NAMES, last_idx), "id": ids})
+    names = names.select(
         name=pl.col("f").str.to_titlecase() + pl.lit(" ") + pl.col("l").str.to_titlecase(),
         email=pl.col("f") + pl.lit(".") + pl.col("l") + pl.lit(".") + pl.col("id").str.slice(1) + pl.lit("@example.com"),
         first=pl.col("f").str.to_titlecase(),
     )
-    cust_names, cust_emails, cust_first = names_df["name"], names_df["email"], names_df["first"]
-    prod_ids = _ids("P", np.arange(1, n_p + 1), 4)
-    sup_ids = _ids("S", np.arange(1, n_s + 1), 3)
-    wh_ids = _ids("W", np.arange(1, n_w + 1), 2)
-    channels_all = list(CHANNELS) + ([drift.new_channel] if drift is not None else [])
-
-    # ---- prices ------------------------------------------------------------------------------
-    price = base_price[l_prod]
-    if drift_t is not None:
-        price = np.where(l_day >= drift_t, np.round(base_price[l_prod] * drift.price_shift, 2), price)
-
-    # ---- transactions ------------------------------------------------------------------------
-    order_ids = _ids("O", o_num, 8)
-    transactions = pl.DataFrame(
-        {
-            "order_id": order_ids.gather(l_pos),
-            "line_number": cat(L, "line", np.int32),
-            "ordered_at": _timestamps(epoch0, l_day, o_sec[l_pos]),
-            "customer_id": cust_ids.gather(l_cust),
-            "customer_name": cust_names.gather(l_cust),
-            "customer_email": cust_emails.gather(l_cust),
-            "region": _gather(REGIONS, cust_region[l_cust]),
-            "product_id": prod_ids.gather(l_prod),
-            "warehouse_id": wh_ids.gather(o_wh[l_pos]),
-            "supplier_id": sup_ids.gather(l_sup),
-            "quantity": cat(L, "qty", np.int32),
-            "unit_price": price,
-            "discount_pct": l_disc,
-            "promised_date": _dates(epoch0, l_day + l_lead),
-            "channel": _gather(channels_all, o_chan[l_pos]),
-        }
+    return _Customers(
+        ids=ids,
+        names=names["name"],
+        emails=names["email"],
+        first_names=names["first"],
+        region=region,
+        home_warehouse=home_warehouse,
+        preferred_channel=preferred_channel,
+        log_base_rate=_BASE_RATE_SD * z_rate,
+        size_factor=size_factor,
+        initial_walk=initial_walk,
     )
 
+
+@dataclass(frozen=True)
+class _Warehouses:
+    """Where orders ship from: each warehouse's region and its daily capacity (beyond it, lines come late)."""
+
+    ids: pl.Series
+    region: np.ndarray
+    capacity: np.ndarray  # order lines per day
+
+    def truth(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"warehouse_id": self.ids, "region": _gather(REGIONS, self.region), "capacity_lines_per_day": self.capacity}
+        )
+
+
+def _warehouses(config: SimulationConfig, rng: np.random.Generator, customers: _Customers) -> _Warehouses:
+    """Capacity follows the weekday volume the customers' home warehouses are expected to get."""
+    n_warehouses = config.n_warehouses
+    log_base = customers.log_base_rate
+    base_share = np.exp(log_base) / np.exp(log_base).sum()
+    share = (_HOME_WAREHOUSE_P * np.bincount(customers.home_warehouse, weights=base_share, minlength=n_warehouses)
+             + (1 - _HOME_WAREHOUSE_P) / n_warehouses)
+    weekday_level = _WEEKLY[:5].mean()
+    capacity = np.maximum(
+        config.order_lines_per_day * share * weekday_level * _CAPACITY_FACTOR * rng.uniform(0.9, 1.1, n_warehouses), 1.0
+    )
+    return _Warehouses(ids=_ids("W", np.arange(1, n_warehouses + 1), 2), region=_warehouse_regions(n_warehouses),
+                       capacity=capacity)
+
+
+# ---- the world around the trade: weather, holidays, promotions ------------------------------
+
+
+@dataclass(frozen=True)
+class _Weather:
+    """Each region's weather per horizon day (days x regions); storms delay shipments."""
+
+    temperature: np.ndarray
+    precipitation: np.ndarray
+    storm: np.ndarray
+    storms_before: np.ndarray  # [t, r]: storm days in region r before day t (one row more than the horizon)
+
+
+def _weather(timeline: _Timeline, rng: np.random.Generator) -> _Weather:
+    """A yearly temperature cycle with AR(1) noise; storms a Markov chain, likelier in winter."""
+    horizon, n_regions = timeline.horizon, len(REGIONS)
+    winter = np.cos(2 * np.pi * (timeline.day_of_year - 20) / 365.25)
+    temp = _REGION_TEMP_BASE[None, :] - _REGION_TEMP_AMP[None, :] * winter[:, None]
+    noise = np.empty((horizon, n_regions))
+    eps = rng.normal(0.0, 2.5, (horizon, n_regions))
+    noise[0] = eps[0] / math.sqrt(1 - 0.7**2)
+    storm = np.zeros((horizon, n_regions), dtype=bool)
+    p_start = 0.028 * (1 + 0.6 * winter)
+    u = rng.random((horizon, n_regions))
+    storm[0] = u[0] < p_start[0] * 1.5
+    for t in range(1, horizon):
+        noise[t] = 0.7 * noise[t - 1] + eps[t]
+        storm[t] = np.where(storm[t - 1], u[t] < 0.35, u[t] < p_start[t])
+    temp = np.round(temp + noise, 1) + 0.0
+    rainy = rng.random((horizon, n_regions)) < (0.4 + 0.1 * winter[:, None])
+    precip = np.where(storm, 15.0 + rng.gamma(2.0, 10.0, (horizon, n_regions)),
+                      np.where(rainy, rng.gamma(0.8, 5.0, (horizon, n_regions)), 0.0))
+    precip = np.round(precip, 1) + 0.0
+    return _Weather(
+        temperature=temp,
+        precipitation=precip,
+        storm=storm,
+        storms_before=np.vstack([np.zeros((1, n_regions), dtype=np.int64), np.cumsum(storm, axis=0)]),
+    )
+
+
+@dataclass(frozen=True)
+class _Holidays:
+    """The holidays in the horizon, by date then region: customers order less, shipments take longer."""
+
+    day: np.ndarray
+    region: np.ndarray
+    name: list[str]
+    on: np.ndarray  # [t, r]: day t is a holiday in region r
+    holidays_before: np.ndarray  # [t, r]: holidays in region r before day t (one row more than the horizon)
+
+
+def _holidays(config: SimulationConfig, timeline: _Timeline) -> _Holidays:
+    last_day = config.start_date + datetime.timedelta(days=timeline.horizon - 1)
+    calendar = _holiday_calendar(config.seed, range(config.start_date.year, last_day.year + 1))
+    calendar = [(d, r, n) for d, r, n in calendar if config.start_date <= d <= last_day]
+    calendar.sort(key=lambda x: (x[0], x[1]))
+    day = np.array([(d - config.start_date).days for d, _, _ in calendar], dtype=np.int64)
+    region = np.array([r for _, r, _ in calendar], dtype=np.int64)
+    on = np.zeros((timeline.horizon, len(REGIONS)), dtype=bool)
+    on[day, region] = True
+    return _Holidays(
+        day=day,
+        region=region,
+        name=[n for _, _, n in calendar],
+        on=on,
+        holidays_before=np.vstack([np.zeros((1, len(REGIONS)), dtype=np.int64), np.cumsum(on, axis=0)]),
+    )
+
+
+@dataclass(frozen=True)
+class _Promotions:
+    """Each product's promotion windows: its discount lifts demand and line quantities."""
+
+    discount: np.ndarray  # [t, p]: discount of product p on day t, 0 outside its promotions
+    windows: pl.DataFrame  # one row per promotion (the promotions truth frame)
+
+
+def _promotions(timeline: _Timeline, rng: np.random.Generator, catalogue: _Catalogue) -> _Promotions:
+    horizon, n_products = timeline.horizon, catalogue.supplier.size
+    discount = np.zeros((horizon, n_products))
+    rows: list[tuple[int, int, int, float]] = []
+    for p in range(n_products):
+        t = -int(rng.integers(0, 60))
+        while True:
+            t += int(rng.integers(20, 91))
+            if t >= horizon:
+                break
+            length = int(rng.integers(5, 15))
+            disc = float(rng.choice(_PROMO_DISCOUNTS))
+            lo, hi = max(t, 0), min(t + length, horizon)
+            if hi > lo:
+                discount[lo:hi, p] = disc
+                rows.append((p, t, t + length - 1, disc))
+            t += length
+    table = np.array(rows, dtype=np.float64).reshape(-1, 4)
+    windows = pl.DataFrame(
+        {
+            "product_id": catalogue.ids.gather(table[:, 0].astype(np.int64)),
+            "start_date": _dates(timeline.epoch_day, table[:, 1].astype(np.int64)),
+            "end_date": _dates(timeline.epoch_day, table[:, 2].astype(np.int64)),
+            "discount_pct": table[:, 3],
+        }
+    )
+    return _Promotions(discount=discount, windows=windows)
+
+
+# ---- the trade: orders, their fulfilment and the tickets they raise -------------------------
+
+
+@dataclass(frozen=True)
+class _Orders:
+    """One row per order (each is one shipment), by order number."""
+
+    day: np.ndarray
+    number: np.ndarray
+    customer: np.ndarray
+    second: np.ndarray  # time of day of the order
+    warehouse: np.ndarray
+    channel: np.ndarray  # index into CHANNELS; len(CHANNELS) is the drift's new channel
+    delay_events: np.ndarray
+    tracker_second: np.ndarray  # the tracker's reading, on the dispatch day (the day after the order)
+    tracker_temperature: np.ndarray = field(metadata={"dtype": np.float64})
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """One row per order line, in the order of the transactions: what was ordered and whether it came late."""
+
+    order: np.ndarray  # order number
+    day: np.ndarray
+    customer: np.ndarray
+    line_number: np.ndarray = field(metadata={"dtype": np.int32})
+    product: np.ndarray
+    discount: np.ndarray = field(metadata={"dtype": np.float64})
+    quantity: np.ndarray = field(metadata={"dtype": np.int32})
+    lead: np.ndarray  # days from the order to the promised date
+    reliability: np.ndarray = field(metadata={"dtype": np.float64})  # the supplier's, drift included
+    load: np.ndarray = field(metadata={"dtype": np.float64})
+    storm_in_transit: np.ndarray = field(metadata={"dtype": bool})
+    holiday_in_window: np.ndarray = field(metadata={"dtype": bool})
+    delay_events: np.ndarray = field(metadata={"dtype": np.int32})
+    late_score: np.ndarray = field(metadata={"dtype": np.float64})
+    late_probability: np.ndarray = field(metadata={"dtype": np.float64})
+    is_late: np.ndarray = field(metadata={"dtype": bool})
+    delivered: np.ndarray
+    reported: np.ndarray  # the day the ERP reports the delivery
+    quantity_delivered: np.ndarray = field(metadata={"dtype": np.int32})
+
+
+@dataclass(frozen=True)
+class _TicketEvents:
+    """Tickets raised, before their text is written: who, on which day, what kind (_KINDS), about which order
+    (order number, or not positive for none)."""
+
+    customer: np.ndarray
+    day: np.ndarray
+    kind: np.ndarray
+    order: np.ndarray
+
+
+_Stacked = TypeVar("_Stacked", _Orders, _Lines, _TicketEvents)
+
+
+def _stack(kind: type[_Stacked], parts: list[_Stacked]) -> _Stacked:
+    """The parts' rows end to end, each column in its field's dtype (int64 unless the field says)."""
+
+    def column(name: str, dtype: Any) -> np.ndarray:
+        arrays = [getattr(part, name) for part in parts]
+        return np.concatenate(arrays).astype(dtype, copy=False) if arrays else np.zeros(0, dtype=dtype)
+
+    return kind(**{f.name: column(f.name, f.metadata.get("dtype", np.int64)) for f in fields(kind)})
+
+
+@dataclass(frozen=True)
+class _OrderBook:
+    """The window's trade, and what it did to the customers' purchase rates."""
+
+    orders: _Orders
+    lines: _Lines
+    ticket_events: _TicketEvents
+    daily_rate: np.ndarray  # [t, c]: customer c's expected orders on day t
+    churn_log: np.ndarray  # each customer's log rate multiplier from negative tickets, at the end of the window
+    negative_tickets: np.ndarray  # [t, c]: negative tickets customer c raised on day t
+
+
+def _order_book(
+    config: SimulationConfig,
+    timeline: _Timeline,
+    suppliers: _Suppliers,
+    catalogue: _Catalogue,
+    customers: _Customers,
+    warehouses: _Warehouses,
+    weather: _Weather,
+    holidays: _Holidays,
+    promotions: _Promotions,
+    orders_rng: np.random.Generator,
+    tickets_rng: np.random.Generator,
+) -> _OrderBook:
+    """Day after day: each customer's purchase rate, the day's orders and lines, their fulfilment, the tracker's
+    readings and the tickets. One loop, because a negative ticket lowers its customer's rate from the next day on."""
+    n_customers = config.customers
+    orders_mean = config.order_lines_per_day / (1.0 + _MEAN_EXTRA_LINES)
+    negative_tickets = np.zeros((timeline.horizon + 16, n_customers), dtype=np.int16)  # by created day
+    last_order = np.full(n_customers, -1, dtype=np.int64)
+    daily_rate = np.zeros((timeline.days, n_customers), dtype=np.float32)
+    next_order = 1
+    walk, churn_log = customers.initial_walk, np.zeros(n_customers)
+    log_churn_factor, log_churn_floor = math.log(_CHURN_FACTOR), math.log(_CHURN_FLOOR)
+    day_of_year = timeline.day_of_year
+    yearly = 1.0 + _YEARLY_AMP * np.cos(2 * np.pi * (day_of_year - _YEARLY_PEAK_DOY) / 365.25)
+    product_season = 1.0 + catalogue.season_amplitude[None, :] * np.sin(
+        2 * np.pi * day_of_year[:, None] / 365.25 + catalogue.season_phase[None, :])
+    promo_lift = 1.0 + _PROMO_LIFT_PER_DISCOUNT * promotions.discount
+    orders: list[_Orders] = []
+    lines: list[_Lines] = []
+    ticket_events: list[_TicketEvents] = []
+
+    for t in range(timeline.days):
+        if t > 0:
+            churn_log = np.maximum(churn_log + log_churn_factor * negative_tickets[t - 1], log_churn_floor)
+        walk = _WALK_PHI * walk + orders_rng.normal(0.0, _WALK_SD, n_customers)
+        rate = np.exp(customers.log_base_rate + walk + churn_log)
+        weight = rate * np.where(holidays.on[t, customers.region], _HOLIDAY_DEMAND, 1.0)
+        total_weight = weight.sum()
+        day_mean = (orders_mean * _WEEKLY[timeline.weekday[t]] * yearly[t] * (total_weight / rate.sum())
+                    * orders_rng.lognormal(0.0, 0.05))
+        daily_rate[t] = weight / total_weight * day_mean
+        n_orders = int(orders_rng.poisson(day_mean))
+        cum_weight = np.cumsum(weight)
+
+        questions = _questions(t, tickets_rng, cum_weight, total_weight, last_order)
+        if questions is not None:
+            ticket_events.append(questions)
+        if n_orders == 0:
+            continue
+
+        day = _day_orders(t, n_orders, next_order, orders_rng, cum_weight, total_weight, customers, catalogue,
+                          warehouses, product_season[t], promo_lift[t], promotions.discount[t], timeline)
+        next_order += n_orders
+        np.maximum.at(last_order, day.customer, day.number)
+        fulfilment = _day_fulfilment(t, orders_rng, day, suppliers, catalogue, warehouses, weather, holidays,
+                                     config.drift, timeline)
+        tracker_second, tracker_temperature = _tracker_readings(t, orders_rng, day, weather)
+        raised = _order_tickets(tickets_rng, day, fulfilment)
+        if raised is not None:
+            ticket_events.append(raised)
+            negative = _KIND_SENTIMENT[raised.kind] == 0
+            np.add.at(negative_tickets, (raised.day[negative], raised.customer[negative]), 1)
+
+        orders.append(_Orders(
+            day=np.full(n_orders, t),
+            number=day.number,
+            customer=day.customer,
+            second=day.second,
+            warehouse=day.warehouse,
+            channel=day.channel,
+            delay_events=fulfilment.delay_events,
+            tracker_second=tracker_second,
+            tracker_temperature=tracker_temperature,
+        ))
+        of_line = day.order_of_line
+        lines.append(_Lines(
+            order=day.number[of_line],
+            day=np.full(of_line.size, t),
+            customer=day.customer[of_line],
+            line_number=day.line_number,
+            product=day.product,
+            discount=day.discount,
+            quantity=day.quantity,
+            lead=fulfilment.lead,
+            reliability=fulfilment.reliability,
+            load=fulfilment.load[of_line],
+            storm_in_transit=fulfilment.storm_in_transit,
+            holiday_in_window=fulfilment.holiday_in_window,
+            delay_events=fulfilment.delay_events[of_line],
+            late_score=fulfilment.late_score,
+            late_probability=fulfilment.late_probability,
+            is_late=fulfilment.is_late,
+            delivered=fulfilment.delivered,
+            reported=fulfilment.reported,
+            quantity_delivered=fulfilment.quantity_delivered,
+        ))
+
+    return _OrderBook(
+        orders=_stack(_Orders, orders),
+        lines=_stack(_Lines, lines),
+        ticket_events=_stack(_TicketEvents, ticket_events),
+        daily_rate=daily_rate,
+        churn_log=churn_log,
+        negative_tickets=negative_tickets,
+    )
+
+
+def _questions(t: int, rng: np.random.Generator, cum_weight: np.ndarray, total_weight: float,
+               last_order: np.ndarray) -> _TicketEvents | None:
+    """Neutral questions from active customers, independent of the day's orders (half about their last order)."""
+    n_customers = last_order.size
+    n_questions = int(rng.poisson(_TICKET["question_per_customer_day"] * n_customers))
+    if not n_questions:
+        return None
+    customer = np.minimum(np.searchsorted(cum_weight, rng.random(n_questions) * total_weight, side="right"),
+                          n_customers - 1)
+    order = np.where(rng.random(n_questions) < 0.5, last_order[customer], -1)
+    return _TicketEvents(customer=customer, day=np.full(n_questions, t), kind=np.full(n_questions, 4), order=order)
+
+
+@dataclass(frozen=True)
+class _DayOrders:
+    """One day's orders (sorted by time of day) and their lines: who ordered what, how many, from where, how."""
+
+    customer: np.ndarray
+    second: np.ndarray
+    number: np.ndarray
+    region: np.ndarray  # the customer's
+    warehouse: np.ndarray
+    channel: np.ndarray
+    first_line: np.ndarray  # per order, the index of its first line
+    order_of_line: np.ndarray  # per line, the index of its order
+    line_number: np.ndarray
+    product: np.ndarray
+    discount: np.ndarray
+    quantity: np.ndarray
+
+
+def _day_orders(t: int, n_orders: int, first_number: int, rng: np.random.Generator, cum_weight: np.ndarray,
+                total_weight: float, customers: _Customers, catalogue: _Catalogue, warehouses: _Warehouses,
+                season: np.ndarray, promo_lift: np.ndarray, discount_today: np.ndarray,
+                timeline: _Timeline) -> _DayOrders:
+    """Customers in proportion to their rate; products in proportion to their demand of the day."""
+    n_customers, n_products, n_warehouses = cum_weight.size, catalogue.supplier.size, warehouses.capacity.size
+    customer = np.minimum(np.searchsorted(cum_weight, rng.random(n_orders) * total_weight, side="right"), n_customers - 1)
+    second = np.clip(rng.normal(13.5 * 3600, 3.5 * 3600, n_orders), 0, 86399).astype(np.int64)
+    by_time = np.argsort(second, kind="stable")
+    customer, second = customer[by_time], second[by_time]
+    number = first_number + np.arange(n_orders, dtype=np.int64)
+
+    lines_per_order = 1 + np.minimum(rng.poisson(_MEAN_EXTRA_LINES, n_orders), _MAX_LINES - 1)
+    n_lines = int(lines_per_order.sum())
+    first_line = np.cumsum(lines_per_order) - lines_per_order
+    order_of_line = np.repeat(np.arange(n_orders), lines_per_order)
+    line_number = np.arange(n_lines) - np.repeat(first_line, lines_per_order) + 1
+
+    weight = catalogue.popularity * season * promo_lift * rng.lognormal(0.0, 0.15, n_products)
+    cum = np.cumsum(weight)
+    product = np.minimum(np.searchsorted(cum, rng.random(n_lines) * cum[-1], side="right"), n_products - 1)
+    discount = discount_today[product]
+    size = customers.size_factor[customer[order_of_line]]
+    quantity = 1 + rng.poisson((catalogue.mean_quantity[product] - 1.0) * size * np.where(discount > 0, _PROMO_QTY, 1.0))
+    quantity = np.minimum(quantity, _MAX_QTY)
+
+    warehouse = np.where(rng.random(n_orders) < _HOME_WAREHOUSE_P, customers.home_warehouse[customer],
+                         rng.integers(0, n_warehouses, n_orders))
+    channel = np.where(rng.random(n_orders) < _PREFERRED_CHANNEL_P, customers.preferred_channel[customer],
+                       rng.integers(0, len(CHANNELS), n_orders))
+    if timeline.drifted(t):
+        channel = np.where(rng.random(n_orders) < _NEW_CHANNEL_SHARE, len(CHANNELS), channel)
+    return _DayOrders(
+        customer=customer,
+        second=second,
+        number=number,
+        region=customers.region[customer],
+        warehouse=warehouse,
+        channel=channel,
+        first_line=first_line,
+        order_of_line=order_of_line,
+        line_number=line_number,
+        product=product,
+        discount=discount,
+        quantity=quantity,
+    )
+
+
+@dataclass(frozen=True)
+class _DayFulfilment:
+    """How one day's orders were shipped: per order the warehouse load and delay events, per line the late model
+    (score, probability, draw) and the promised, delivered and reported days."""
+
+    load: np.ndarray  # per order: lines at its warehouse that day / capacity
+    delay_events: np.ndarray  # per order
+    lead: np.ndarray
+    reliability: np.ndarray
+    storm_in_transit: np.ndarray
+    holiday_in_window: np.ndarray
+    late_score: np.ndarray
+    late_probability: np.ndarray
+    is_late: np.ndarray
+    promised: np.ndarray
+    delivered: np.ndarray
+    reported: np.ndarray
+    quantity_delivered: np.ndarray
+
+
+def _day_fulfilment(t: int, rng: np.random.Generator, day: _DayOrders, suppliers: _Suppliers, catalogue: _Catalogue,
+                    warehouses: _Warehouses, weather: _Weather, holidays: _Holidays, drift: DriftScenario | None,
+                    timeline: _Timeline) -> _DayFulfilment:
+    """The late-delivery model (module docstring): supplier, warehouse load, storms, holidays, delay events."""
+    of_line = day.order_of_line
+    n_orders, n_lines = day.number.size, of_line.size
+    line_warehouse = day.warehouse[of_line]
+    order_region = day.region
+    line_region = order_region[of_line]
+    supplier = catalogue.supplier[day.product]
+    lead = suppliers.lead_days[supplier] + (warehouses.region[line_warehouse] != line_region) + (rng.random(n_lines) < 0.3)
+    lead = np.clip(lead, 2, 5)
+
+    warehouse_load = np.clip(np.bincount(line_warehouse, minlength=warehouses.capacity.size) / warehouses.capacity,
+                             0.0, 3.0)
+    load = warehouse_load[day.warehouse]
+    storm_on_dispatch = weather.storm[t, order_region] | weather.storm[t + 1, order_region]
+    g = rng.gamma(_DELAY["gamma_shape"], 1.0 / _DELAY["gamma_shape"], n_orders)
+    delay_events = rng.poisson(
+        g * (_DELAY["base"] + _DELAY["storm"] * storm_on_dispatch
+             + _DELAY["load"] * np.maximum(load - _DELAY["load_ref"], 0.0))
+    )
+    storms = weather.storms_before
+    storm_in_transit = (storms[t + 1 + lead, line_region] - storms[t + 1, line_region]) > 0
+    hols = holidays.holidays_before
+    holiday_in_window = (hols[t + 1 + lead, line_region] - hols[t + 1, line_region]) > 0
+    reliability = suppliers.reliability[supplier]
+    if drift is not None and timeline.drifted(t):
+        reliability = np.where(supplier == int(drift.degraded_supplier_id[1:]) - 1, drift.degraded_reliability,
+                               reliability)
+    score = (
+        _LATE["intercept"]
+        + _LATE["unreliability"] * (catalogue.reliability_ref - reliability)
+        + _LATE["load"] * (load[of_line] - 1.0)
+        + _LATE["storm_in_transit"] * storm_in_transit
+        + _LATE["holiday_in_window"] * holiday_in_window
+        + _LATE["delay_events"] * np.minimum(delay_events[of_line], _LATE["delay_cap"])
+    )
+    if drift is not None and timeline.drifted(t):
+        score = score + drift.new_channel_late_shift * (day.channel[of_line] == len(CHANNELS))
+    late_probability = 1.0 / (1.0 + np.exp(-score))
+    is_late = rng.random(n_lines) < late_probability
+    days_late = np.minimum(rng.geometric(0.45, n_lines), 6)
+    early = np.minimum(rng.geometric(0.65, n_lines) - 1, lead - 1)
+    promised = t + lead
+    delivered = np.where(is_late, promised + days_late, promised - early)
+    reported = delivered + (rng.random(n_lines) < _ERP_LAG_P)
+    short = rng.random(n_lines) < _SHORT_DELIVERY_P
+    quantity_delivered = np.where(short, np.floor(day.quantity * rng.random(n_lines)).astype(np.int64), day.quantity)
+    return _DayFulfilment(
+        load=load,
+        delay_events=delay_events,
+        lead=lead,
+        reliability=reliability,
+        storm_in_transit=storm_in_transit,
+        holiday_in_window=holiday_in_window,
+        late_score=score,
+        late_probability=late_probability,
+        is_late=is_late,
+        promised=promised,
+        delivered=delivered,
+        reported=reported,
+        quantity_delivered=quantity_delivered,
+    )
+
+
+def _tracker_readings(t: int, rng: np.random.Generator, day: _DayOrders,
+                      weather: _Weather) -> tuple[np.ndarray, np.ndarray]:
+    """Each shipment's tracker reading on the dispatch day: time of day and the temperature it recorded."""
+    n_orders = day.number.size
+    second = rng.integers(6 * 3600, 22 * 3600, n_orders)
+    temperature = np.round(0.5 * weather.temperature[t + 1, day.region] + 10.0 + rng.normal(0.0, 2.0, n_orders), 1) + 0.0
+    return second, temperature
+
+
+def _order_tickets(rng: np.random.Generator, day: _DayOrders, fulfilment: _DayFulfilment) -> _TicketEvents | None:
+    """Tickets about the day's orders: complaints and where-is-my-order when late, praise or damaged goods when not."""
+    n_orders = day.number.size
+    lateness = np.maximum.reduceat(fulfilment.delivered - fulfilment.promised, day.first_line)
+    last_delivered = np.maximum.reduceat(fulfilment.delivered, day.first_line)
+    u = rng.random(n_orders)
+    p_complaint = np.minimum(_TICKET["late_base"] + _TICKET["late_per_day"] * lateness, _TICKET["late_max"])
+    late = lateness > 0
+    complaint = late & (u < p_complaint)
+    praise = ~late & (u < _TICKET["positive_p"])
+    damaged = ~late & (u >= _TICKET["positive_p"]) & (u < _TICKET["positive_p"] + _TICKET["damaged_p"])
+    kind = np.full(n_orders, -1)
+    kind[complaint] = np.where(rng.random(int(complaint.sum())) < _TICKET["late_negative_share"], 0, 1)
+    kind[praise] = 3
+    kind[damaged] = 2
+    raised = kind >= 0
+    if not raised.any():
+        return None
+    # complaints come while waiting (between the promised and the delivered day), the others on delivery or soon after
+    created = np.where(
+        complaint,
+        last_delivered - np.floor(rng.random(n_orders) * np.maximum(lateness, 1)).astype(np.int64),
+        last_delivered + rng.integers(0, 3, n_orders),
+    )[raised]
+    return _TicketEvents(customer=day.customer[raised], day=created, kind=kind[raised], order=day.number[raised])
+
+
+# ---- landing sources and truth, rendered from the sub-models --------------------------------
+
+
+def _transactions(config: SimulationConfig, timeline: _Timeline, book: _OrderBook, order_ids: pl.Series,
+                  suppliers: _Suppliers, catalogue: _Catalogue, customers: _Customers,
+                  warehouses: _Warehouses) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The transactions (one row per order line) and the line truth, row-aligned with them."""
+    orders, lines, drift, epoch = book.orders, book.lines, config.drift, timeline.epoch_day
+    position = lines.order - 1  # order numbers are 1..n, consecutive
+    supplier = catalogue.supplier[lines.product]
+    price = catalogue.base_price[lines.product]
+    if drift is not None and timeline.drift_day is not None:
+        shifted = np.round(catalogue.base_price[lines.product] * drift.price_shift, 2)
+        price = np.where(lines.day >= timeline.drift_day, shifted, price)
+    channels = list(CHANNELS) + ([drift.new_channel] if drift is not None else [])
+    transactions = pl.DataFrame(
+        {
+            "order_id": order_ids.gather(position),
+            "line_number": lines.line_number,
+            "ordered_at": _timestamps(epoch, lines.day, orders.second[position]),
+            "customer_id": customers.ids.gather(lines.customer),
+            "customer_name": customers.names.gather(lines.customer),
+            "customer_email": customers.emails.gather(lines.customer),
+            "region": _gather(REGIONS, customers.region[lines.customer]),
+            "product_id": catalogue.ids.gather(lines.product),
+            "warehouse_id": warehouses.ids.gather(orders.warehouse[position]),
+            "supplier_id": suppliers.ids.gather(supplier),
+            "quantity": lines.quantity,
+            "unit_price": price,
+            "discount_pct": lines.discount,
+            "promised_date": _dates(epoch, lines.day + lines.lead),
+            "channel": _gather(channels, orders.channel[position]),
+        }
+    )
     line_truth = pl.DataFrame(
         {
             "order_id": transactions["order_id"],
             "line_number": transactions["line_number"],
-            "order_date": _dates(epoch0, l_day),
-            "supplier_reliability": cat(L, "rel", np.float64),
-            "base_supplier_reliability": reliability[l_sup],
-            "warehouse_load": cat(L, "load", np.float64),
-            "storm_in_transit": cat(L, "storm", bool),
-            "holiday_in_window": cat(L, "hol", bool),
-            "delay_events": cat(L, "delay", np.int32),
-            "promo": l_disc > 0,
-            "late_score": cat(L, "score", np.float64),
-            "late_probability": cat(L, "p", np.float64),
-            "is_late": cat(L, "late", bool),
-            "days_late": np.maximum(l_delivered - (l_day + l_lead), 0).astype(np.int32),
-            "delivered_date": _dates(epoch0, l_delivered),
-            "report_date": _dates(epoch0, l_report),
-            "reported_in_window": l_report < T,
-            "quantity_delivered": cat(L, "qty_deliv", np.int32),
+            "order_date": _dates(epoch, lines.day),
+            "supplier_reliability": lines.reliability,
+            "base_supplier_reliability": suppliers.reliability[supplier],
+            "warehouse_load": lines.load,
+            "storm_in_transit": lines.storm_in_transit,
+            "holiday_in_window": lines.holiday_in_window,
+            "delay_events": lines.delay_events,
+            "promo": lines.discount > 0,
+            "late_score": lines.late_score,
+            "late_probability": lines.late_probability,
+            "is_late": lines.is_late,
+            "days_late": np.maximum(lines.delivered - (lines.day + lines.lead), 0).astype(np.int32),
+            "delivered_date": _dates(epoch, lines.delivered),
+            "report_date": _dates(epoch, lines.reported),
+            "reported_in_window": lines.reported < timeline.days,
+            "quantity_delivered": lines.quantity_delivered,
         }
     )
+    return transactions, line_truth
 
-    # ---- deliveries ------------------------------------------------------------------------
-    in_win = np.flatnonzero(l_report < T)
-    d_sel = in_win[np.lexsort((line_truth["line_number"].to_numpy()[in_win], l_order[in_win], l_report[in_win]))]
+
+def _deliveries(timeline: _Timeline, lines: _Lines, order_ids: pl.Series) -> tuple[pl.DataFrame, np.ndarray]:
+    """Deliveries as the ERP reports them, on their report day; reports after the window are absent."""
+    in_window = np.flatnonzero(lines.reported < timeline.days)
+    sel = in_window[np.lexsort((lines.line_number[in_window], lines.order[in_window], lines.reported[in_window]))]
     deliveries = pl.DataFrame(
         {
-            "order_id": order_ids.gather(l_pos[d_sel]),
-            "line_number": transactions["line_number"].gather(d_sel),
-            "delivered_date": _dates(epoch0, l_delivered[d_sel]),
-            "quantity_delivered": line_truth["quantity_delivered"].gather(d_sel),
+            "order_id": order_ids.gather(lines.order[sel] - 1),
+            "line_number": lines.line_number[sel],
+            "delivered_date": _dates(timeline.epoch_day, lines.delivered[sel]),
+            "quantity_delivered": lines.quantity_delivered[sel],
         }
     )
+    return deliveries, lines.reported[sel].astype(np.int32)
 
-    # ---- telemetry ---------------------------------------------------------------------------
-    tele_day = o_day + 1
-    t_sel = np.flatnonzero(tele_day < T)
-    t_sel = t_sel[np.lexsort((o_num[t_sel], o_tele_sec[t_sel], tele_day[t_sel]))]
+
+def _telemetry(timeline: _Timeline, orders: _Orders, order_ids: pl.Series,
+               customers: _Customers) -> tuple[pl.DataFrame, np.ndarray]:
+    """One tracker reading per shipment, on its dispatch day (the day after the order)."""
+    dispatch = orders.day + 1
+    sel = np.flatnonzero(dispatch < timeline.days)
+    sel = sel[np.lexsort((orders.number[sel], orders.tracker_second[sel], dispatch[sel]))]
     telemetry = pl.DataFrame(
         {
-            "event_id": _ids("EV", np.arange(1, t_sel.size + 1), 9),
-            "shipment_id": _ids("SH", o_num[t_sel], 8),
-            "order_id": order_ids.gather(t_sel),
-            "recorded_at": _timestamps(epoch0, tele_day[t_sel], o_tele_sec[t_sel]),
-            "region": _gather(REGIONS, cust_region[o_cust[t_sel]]),
-            "temperature_c": o_tele_temp[t_sel],
-            "delay_events": o_delay[t_sel].astype(np.int32),
+            "event_id": _ids("EV", np.arange(1, sel.size + 1), 9),
+            "shipment_id": _ids("SH", orders.number[sel], 8),
+            "order_id": order_ids.gather(sel),
+            "recorded_at": _timestamps(timeline.epoch_day, dispatch[sel], orders.tracker_second[sel]),
+            "region": _gather(REGIONS, customers.region[orders.customer[sel]]),
+            "temperature_c": orders.tracker_temperature[sel],
+            "delay_events": orders.delay_events[sel].astype(np.int32),
         }
     )
+    return telemetry, dispatch[sel].astype(np.int32)
 
-    # ---- overrides (operators review lines on the dispatch day, order day + 1) ----------------
-    opr = rng["operators"]
-    l_late = line_truth["is_late"].to_numpy()
-    l_dispatch = l_day + 1
-    v_pick = opr.random(l_order.size) < _OVERRIDE["share"]
-    v_correct = opr.random(l_order.size) < _OVERRIDE["label_accuracy"]
-    v_sec = opr.integers(7 * 3600, 20 * 3600, l_order.size)
-    v_op = opr.integers(1, _OVERRIDE["operators"] + 1, l_order.size)
-    v_reason = opr.integers(0, 1 << 30, l_order.size)
-    v_sel = np.flatnonzero(v_pick & (l_dispatch < T))
-    v_sel = v_sel[np.lexsort((v_sec[v_sel], l_dispatch[v_sel]))]
-    v_label = np.where(v_correct[v_sel], l_late[v_sel], ~l_late[v_sel])
-    n_late_r, n_ontime_r = len(_OVERRIDE["reasons_late"]), len(_OVERRIDE["reasons_on_time"])
-    v_reason_idx = np.where(v_label, v_reason[v_sel] % n_late_r, n_late_r + v_reason[v_sel] % n_ontime_r)
-    override_ids = _ids("OV", np.arange(1, v_sel.size + 1), 8)
+
+def _overrides(timeline: _Timeline, lines: _Lines, transactions: pl.DataFrame,
+               rng: np.random.Generator) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """Operators' overrides of the late-delivery prediction, made on the lines' dispatch day; their label is right
+    most of the time (``_OVERRIDE``). Returns the overrides, their days and their truth."""
+    n_lines = lines.order.size
+    dispatch = lines.day + 1
+    picked = rng.random(n_lines) < _OVERRIDE["share"]
+    correct = rng.random(n_lines) < _OVERRIDE["label_accuracy"]
+    second = rng.integers(7 * 3600, 20 * 3600, n_lines)
+    operator = rng.integers(1, _OVERRIDE["operators"] + 1, n_lines)
+    reason_draw = rng.integers(0, 1 << 30, n_lines)
+    sel = np.flatnonzero(picked & (dispatch < timeline.days))
+    sel = sel[np.lexsort((second[sel], dispatch[sel]))]
+    label = np.where(correct[sel], lines.is_late[sel], ~lines.is_late[sel])
+    n_late_reasons, n_on_time_reasons = len(_OVERRIDE["reasons_late"]), len(_OVERRIDE["reasons_on_time"])
+    reason = np.where(label, reason_draw[sel] % n_late_reasons, n_late_reasons + reason_draw[sel] % n_on_time_reasons)
+    override_ids = _ids("OV", np.arange(1, sel.size + 1), 8)
     overrides = pl.DataFrame(
         {
             "override_id": override_ids,
-            "created_at": _timestamps(epoch0, l_dispatch[v_sel], v_sec[v_sel]),
-            "use_case": _gather(("late_delivery",), np.zeros(v_sel.size)),
+            "created_at": _timestamps(timeline.epoch_day, dispatch[sel], second[sel]),
+            "use_case": _gather(("late_delivery",), np.zeros(sel.size)),
             "entity_id": transactions.select(
                 pl.col("order_id") + pl.lit("-") + pl.col("line_number").cast(pl.String)
-            ).to_series().gather(v_sel),
-            "operator_id": _ids("OP", v_op[v_sel], 2),
-            "override_label": v_label,
-            "reason": _gather(_OVERRIDE["reasons_late"] + _OVERRIDE["reasons_on_time"], v_reason_idx),
+            ).to_series().gather(sel),
+            "operator_id": _ids("OP", operator[sel], 2),
+            "override_label": label,
+            "reason": _gather(_OVERRIDE["reasons_late"] + _OVERRIDE["reasons_on_time"], reason),
         }
     )
     override_truth = pl.DataFrame(
         {
             "override_id": override_ids,
-            "order_id": transactions["order_id"].gather(v_sel),
-            "line_number": transactions["line_number"].gather(v_sel),
-            "is_late": l_late[v_sel],
-            "label_correct": v_correct[v_sel],
+            "order_id": transactions["order_id"].gather(sel),
+            "line_number": transactions["line_number"].gather(sel),
+            "is_late": lines.is_late[sel],
+            "label_correct": correct[sel],
         }
     )
+    return overrides, dispatch[sel].astype(np.int32), override_truth
 
-    # ---- tickets -----------------------------------------------------------------------------
-    k_cust, k_day, k_kind, k_order = cat(K, "cust"), cat(K, "day"), cat(K, "kind"), cat(K, "order")
-    txr = rng["texts"]
-    n_k = k_cust.size
-    k_sec = txr.integers(7 * 3600, 22 * 3600, n_k)
-    k_chan = txr.choice(len(CONTACT_CHANNELS), size=n_k, p=[0.5, 0.3, 0.2])
-    k_pick = txr.integers(0, 1 << 30, (n_k, 5))
-    k_sel = np.flatnonzero(k_day < T)
-    k_sel = k_sel[np.lexsort((k_cust[k_sel], k_sec[k_sel], k_day[k_sel]))]
-    kc, kd, kk, ko = k_cust[k_sel], k_day[k_sel], k_kind[k_sel], k_order[k_sel]
-    pick = k_pick[k_sel]
-    subj = np.empty(kk.size, dtype=object)
-    parts = {name: np.empty(kk.size, dtype=object) for name in ("open", "mid", "close")}
+
+def _tickets(timeline: _Timeline, events: _TicketEvents, customers: _Customers,
+             rng: np.random.Generator) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """The tickets created in the window, with a time, a contact channel and a text written from the kind's phrases.
+    Returns the tickets, their days and their truth (sentiment, kind)."""
+    n_events = events.customer.size
+    second = rng.integers(7 * 3600, 22 * 3600, n_events)
+    contact = rng.choice(len(CONTACT_CHANNELS), size=n_events, p=[0.5, 0.3, 0.2])
+    phrase_draw = rng.integers(0, 1 << 30, (n_events, 5))
+    sel = np.flatnonzero(events.day < timeline.days)
+    sel = sel[np.lexsort((events.customer[sel], second[sel], events.day[sel]))]
+    customer, day, kind, order = events.customer[sel], events.day[sel], events.kind[sel], events.order[sel]
+    pick = phrase_draw[sel]
+    subject = np.empty(kind.size, dtype=object)
+    parts = {name: np.empty(kind.size, dtype=object) for name in ("open", "mid", "close")}
     for kind_code in range(len(_KINDS)):
-        m = kk == kind_code
+        m = kind == kind_code
         if not m.any():
             continue
         for name, table, col in (
@@ -959,27 +1438,27 @@ def simulate(config: SimulationConfig) -> SimulatedData:
             options = np.array(table[kind_code], dtype=object)
             chosen = options[pick[m, col] % len(options)]
             if name == "subj":
-                subj[m] = chosen
+                subject[m] = chosen
             else:
                 parts[name][m] = chosen
-    signoff = np.array(_SIGNOFFS, dtype=object)[pick[:, 4] % len(_SIGNOFFS)] if kk.size else np.empty(0, dtype=object)
-    has_order = ko > 0
-    order_str = pl.Series("x", np.where(has_order, ko, 0)).cast(pl.String).str.zfill(8)
-    order_id_col = pl.select(
+    signoff = np.array(_SIGNOFFS, dtype=object)[pick[:, 4] % len(_SIGNOFFS)] if kind.size else np.empty(0, dtype=object)
+    has_order = order > 0
+    order_str = pl.Series("x", np.where(has_order, order, 0)).cast(pl.String).str.zfill(8)
+    order_id = pl.select(
         pl.when(pl.Series("h", has_order)).then(pl.lit("O") + order_str).otherwise(None).alias("x")
     ).to_series()
-    tk = pl.DataFrame(
+    text = pl.DataFrame(
         {
-            "oid": order_id_col,
-            "subj": pl.Series("s", subj.tolist(), dtype=pl.String),
+            "oid": order_id,
+            "subj": pl.Series("s", subject.tolist(), dtype=pl.String),
             "open": pl.Series("o", parts["open"].tolist(), dtype=pl.String),
             "mid": pl.Series("m", parts["mid"].tolist(), dtype=pl.String),
             "close": pl.Series("c", parts["close"].tolist(), dtype=pl.String),
             "sign": pl.Series("g", signoff.tolist(), dtype=pl.String),
-            "first": cust_first.gather(kc),
+            "first": customers.first_names.gather(customer),
         }
     )
-    body = tk.select(
+    body = text.select(
         pl.concat_str(
             [
                 pl.when(pl.col("oid").is_not_null())
@@ -990,16 +1469,16 @@ def simulate(config: SimulationConfig) -> SimulatedData:
             ]
         ).alias("body")
     )["body"]
-    ticket_ids = _ids("T", np.arange(1, kk.size + 1), 8)
+    ticket_ids = _ids("T", np.arange(1, kind.size + 1), 8)
     tickets = pl.DataFrame(
         {
             "ticket_id": ticket_ids,
-            "created_at": _timestamps(epoch0, kd, k_sec[k_sel]),
-            "customer_id": cust_ids.gather(kc),
-            "customer_email": cust_emails.gather(kc),
-            "order_id": order_id_col,
-            "contact_channel": _gather(CONTACT_CHANNELS, k_chan[k_sel]),
-            "subject": tk["subj"],
+            "created_at": _timestamps(timeline.epoch_day, day, second[sel]),
+            "customer_id": customers.ids.gather(customer),
+            "customer_email": customers.emails.gather(customer),
+            "order_id": order_id,
+            "contact_channel": _gather(CONTACT_CHANNELS, contact[sel]),
+            "subject": text["subj"],
             "body": body,
         }
     )
@@ -1007,111 +1486,69 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         {
             "ticket_id": ticket_ids,
             "customer_id": tickets["customer_id"],
-            "created_date": _dates(epoch0, kd),
-            "sentiment": _gather(_SENTIMENTS, _KIND_SENTIMENT[kk]),
-            "kind": _gather(_KINDS, kk),
+            "created_date": _dates(timeline.epoch_day, day),
+            "sentiment": _gather(_SENTIMENTS, _KIND_SENTIMENT[kind]),
+            "kind": _gather(_KINDS, kind),
         }
     )
+    return tickets, day.astype(np.int32), ticket_truth
 
-    # ---- holidays (published view) ------------------------------------------------------------
-    # holiday h is published on days D in [hol_t - 13, hol_t] within the window
-    pub_lo = np.maximum(hol_t - 13, 0)
-    pub_hi = np.minimum(hol_t, T - 1)
-    n_pub = np.maximum(pub_hi - pub_lo + 1, 0)
-    h_idx = np.repeat(np.arange(hol_t.size), n_pub)
-    h_pub = pub_lo[h_idx] + (np.arange(h_idx.size) - np.repeat(np.cumsum(n_pub) - n_pub, n_pub))
-    h_ord = np.lexsort((hol_r[h_idx], hol_t[h_idx], h_pub))
-    h_idx, h_pub = h_idx[h_ord], h_pub[h_ord]
-    holidays = pl.DataFrame(
-        {
-            "published_date": _dates(epoch0, h_pub),
-            "holiday_date": _dates(epoch0, hol_t[h_idx]),
-            "region": _gather(REGIONS, hol_r[h_idx]),
-            "holiday_name": _gather(hol_name, h_idx) if hol_name else pl.Series("x", [], dtype=pl.String),
-        }
-    )
-    holiday_calendar = pl.DataFrame(
-        {
-            "holiday_date": _dates(epoch0, hol_t),
-            "region": _gather(REGIONS, hol_r),
-            "holiday_name": pl.Series("x", hol_name, dtype=pl.String),
-        }
-    )
 
-    # ---- weather -------------------------------------------------------------------------------
-    w_day = np.repeat(np.arange(T), n_r)
-    w_reg = np.tile(np.arange(n_r), T)
-    weather = pl.DataFrame(
+def _published_holidays(timeline: _Timeline,
+                        holidays: _Holidays) -> tuple[pl.DataFrame, np.ndarray, pl.DataFrame]:
+    """The holidays as published: each day of the window lists the holidays of the next two weeks. Returns the
+    published rows, their days and the whole calendar (truth)."""
+    # holiday h is published on days D in [day - 13, day] within the window
+    day, region, name = holidays.day, holidays.region, holidays.name
+    published_from = np.maximum(day - 13, 0)
+    published_to = np.minimum(day, timeline.days - 1)
+    n_published = np.maximum(published_to - published_from + 1, 0)
+    holiday = np.repeat(np.arange(day.size), n_published)
+    published = published_from[holiday] + (np.arange(holiday.size)
+                                           - np.repeat(np.cumsum(n_published) - n_published, n_published))
+    by_day = np.lexsort((region[holiday], day[holiday], published))
+    holiday, published = holiday[by_day], published[by_day]
+    frame = pl.DataFrame(
         {
-            "weather_date": _dates(epoch0, w_day),
-            "region": _gather(REGIONS, w_reg),
-            "temperature_c": temp[:T].reshape(-1),
-            "precipitation_mm": precip[:T].reshape(-1),
-            "storm": storm[:T].reshape(-1),
+            "published_date": _dates(timeline.epoch_day, published),
+            "holiday_date": _dates(timeline.epoch_day, day[holiday]),
+            "region": _gather(REGIONS, region[holiday]),
+            "holiday_name": _gather(name, holiday) if name else pl.Series("x", [], dtype=pl.String),
         }
     )
+    calendar = pl.DataFrame(
+        {
+            "holiday_date": _dates(timeline.epoch_day, day),
+            "region": _gather(REGIONS, region),
+            "holiday_name": pl.Series("x", name, dtype=pl.String),
+        }
+    )
+    return frame, published.astype(np.int32), calendar
 
-    # ---- truth tables ---------------------------------------------------------------------------
-    neg_per_cust = neg_count[:T].sum(axis=0)
-    customer_truth = pl.DataFrame(
-        {
-            "customer_id": cust_ids,
-            "customer_name": cust_names,
-            "customer_email": cust_emails,
-            "region": _gather(REGIONS, cust_region),
-            "home_warehouse_id": wh_ids.gather(home_wh),
-            "preferred_channel": _gather(CHANNELS, pref_channel),
-            "base_log_rate": log_base,
-            "size_factor": size_factor,
-            "initial_rate": daily_rate[0].astype(np.float64) if T else np.zeros(n_c),
-            "final_rate": daily_rate[-1].astype(np.float64) if T else np.zeros(n_c),
-            "churn_multiplier": np.exp(churn_log),
-            "negative_tickets": neg_per_cust.astype(np.int32),
-        }
-    )
-    supplier_truth = pl.DataFrame(
-        {
-            "supplier_id": sup_ids,
-            "base_reliability": reliability,
-            "lead_days": sup_lead.astype(np.int32),
-            "bad_supplier": bad,
-        }
-    )
-    product_truth = pl.DataFrame(
-        {
-            "product_id": prod_ids,
-            "supplier_id": sup_ids.gather(prod_sup),
-            "base_price": base_price,
-            "popularity": popularity,
-            "mean_quantity": qty_mean,
-            "season_amplitude": season_amp,
-            "season_phase": season_phase,
-        }
-    )
-    warehouse_truth = pl.DataFrame(
-        {"warehouse_id": wh_ids, "region": _gather(REGIONS, wh_region), "capacity_lines_per_day": capacity}
-    )
-    pr_arr = np.array(promo_rows, dtype=np.float64).reshape(-1, 4)
-    promotions = pl.DataFrame(
-        {
-            "product_id": prod_ids.gather(pr_arr[:, 0].astype(np.int64)),
-            "start_date": _dates(epoch0, pr_arr[:, 1].astype(np.int64)),
-            "end_date": _dates(epoch0, pr_arr[:, 2].astype(np.int64)),
-            "discount_pct": pr_arr[:, 3],
-        }
-    )
 
-    partition_day = {
-        "transactions": l_day.astype(np.int32),
-        "deliveries": l_report[d_sel].astype(np.int32),
-        "telemetry": tele_day[t_sel].astype(np.int32),
-        "tickets": kd.astype(np.int32),
-        "holidays": h_pub.astype(np.int32),
-        "weather": w_day.astype(np.int32),
-        "overrides": l_dispatch[v_sel].astype(np.int32),
-    }
-    truth = {
-        "late_model": {**_LATE, "reliability_ref": rel_ref},
+def _weather_reports(timeline: _Timeline, weather: _Weather) -> tuple[pl.DataFrame, np.ndarray]:
+    """One weather row per region and day of the window."""
+    n_days, n_regions = timeline.days, len(REGIONS)
+    day = np.repeat(np.arange(n_days), n_regions)
+    frame = pl.DataFrame(
+        {
+            "weather_date": _dates(timeline.epoch_day, day),
+            "region": _gather(REGIONS, np.tile(np.arange(n_regions), n_days)),
+            "temperature_c": weather.temperature[:n_days].reshape(-1),
+            "precipitation_mm": weather.precipitation[:n_days].reshape(-1),
+            "storm": weather.storm[:n_days].reshape(-1),
+        }
+    )
+    return frame, day.astype(np.int32)
+
+
+def _parameters(config: SimulationConfig, timeline: _Timeline, catalogue: _Catalogue, book: _OrderBook,
+                line_truth: pl.DataFrame) -> dict[str, Any]:
+    """The hidden model's parameters and a few outcomes (``SimulatedData.truth``)."""
+    drift = config.drift
+    n_lines = int(book.lines.order.size)
+    return {
+        "late_model": {**_LATE, "reliability_ref": catalogue.reliability_ref},
         "delay_model": dict(_DELAY),
         "weekly_factor": _WEEKLY.tolist(),
         "yearly_amplitude": _YEARLY_AMP,
@@ -1125,15 +1562,15 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         "ticket_model": dict(_TICKET),
         "erp_lag_probability": _ERP_LAG_P,
         "override_model": dict(_OVERRIDE),
-        "n_customers": n_c,
-        "n_orders": n_orders,
-        "n_lines": int(l_order.size),
-        "late_rate": float(line_truth["is_late"].mean()) if l_order.size else 0.0,
+        "n_customers": config.customers,
+        "n_orders": book.orders.number.size,
+        "n_lines": n_lines,
+        "late_rate": float(line_truth["is_late"].mean()) if n_lines else 0.0,
         "drift": None
         if drift is None
         else {
             "start_date": drift.start_date.isoformat(),
-            "start_day": drift_t,
+            "start_day": timeline.drift_day,
             "degraded_supplier_id": drift.degraded_supplier_id,
             "degraded_reliability": drift.degraded_reliability,
             "new_channel": drift.new_channel,
@@ -1142,30 +1579,6 @@ def simulate(config: SimulationConfig) -> SimulatedData:
             "price_shift": drift.price_shift,
         },
     }
-    service_usage, partition_day["service_usage"] = _service_usage(config)
-    return SimulatedData(
-        config=config,
-        transactions=transactions,
-        deliveries=deliveries,
-        telemetry=telemetry,
-        tickets=tickets,
-        holidays=holidays,
-        weather=weather,
-        overrides=overrides,
-        service_usage=service_usage,
-        partition_day=partition_day,
-        line_truth=line_truth,
-        customer_truth=customer_truth,
-        supplier_truth=supplier_truth,
-        product_truth=product_truth,
-        warehouse_truth=warehouse_truth,
-        promotions=promotions,
-        ticket_truth=ticket_truth,
-        override_truth=override_truth,
-        holiday_calendar=holiday_calendar,
-        customer_daily_rate=daily_rate,
-        truth=truth,
-    )
 
 
 #: Departments calling the factory's services, their mean calls per day and the services they call.
