@@ -268,7 +268,7 @@ def _submit_steps(executor, plan_context, execution_plan):
 
 
 # ----------------------------------------------------------------------------------------------
-# A job of the code location by reference, for executors that load it in other processes (cli.py).
+# A job of the code location by reference, for executors that load it in other processes (cli/jobs.py).
 # Why private: ReconstructableRepository.for_module points at the whole `defs` of a module, so each
 # step process loads the same code location and the run can select assets of any job. The public
 # dg.build_reconstructable_job / dg.reconstructable rebuild one job alone (an ephemeral repository);

@@ -130,7 +130,7 @@ def test_top_level_help_lists_every_subcommand_with_its_one_line_description(tmp
     assert set(cli.COMMANDS) == top_level
     for name, line in cli.COMMANDS.items():
         assert re.search(rf"^\s+{re.escape(name)}\s+{re.escape(line)}$", done.stdout, re.M), name
-        # the module docstring (what a reader of cli.py sees) lists the same commands
+        # the package docstring (what a reader of cli/__init__.py sees) lists the same commands
         assert re.search(rf"^\s+factory {re.escape(name)}\s", cli.__doc__, re.M), name
     assert "FACTORY_HOME" in done.stdout and "Exit codes" in done.stdout
 
@@ -464,10 +464,11 @@ def test_a_bad_policy_file_is_one_message_naming_the_file_and_the_field(tmp_path
 
 def test_a_contract_error_reaching_the_command_line_is_its_message(tmp_path, monkeypatch, capsys):
     from factory_assets import cli
+    from factory_assets.cli.commands import models
     from factory_assets.lib.contracts import load_contract
 
     contract = _broken_contract(tmp_path)
-    monkeypatch.setattr(cli, "cmd_use_cases", lambda _args: load_contract(contract))
+    monkeypatch.setattr(models, "cmd_use_cases", lambda _args: load_contract(contract))
     assert cli.main(["use-cases"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"factory use-cases: error: {contract}: ") and "physicalType 'DAYTE'" in err
