@@ -459,7 +459,7 @@ def test_a_bad_policy_file_is_one_message_naming_the_file_and_the_field(tmp_path
                       "field 'tiers.low.min_lift'")
     assert "pydantic" not in err and "ValidationError" not in err
     policy.write_text("tiers: [\n")  # not even YAML
-    usage_error(factory(tmp_path / "home", "promote", "late_delivery"), f"{policy}: cannot read YAML")
+    usage_error(factory(tmp_path / "home", "promote", "late_delivery"), f"{policy}, line 2, column 1: cannot read YAML")
 
 
 def test_a_contract_error_reaching_the_command_line_is_its_message(tmp_path, monkeypatch, capsys):
