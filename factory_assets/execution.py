@@ -117,9 +117,17 @@ def process_alive(pid: int, started_by: float | None = None) -> bool:
         pass
     if started_by is not None:
         start = _process_start_epoch(pid)
-        if start is not None and start > started_by + 2.0:  # clock ticks and event timestamps differ a little
+        if start is not None and start > started_by + PID_REUSE_SLACK_S:
             return False
     return True
+
+
+#: How much later than a run's RUN_START its worker may seem to have started and still be that
+#: worker. /proc dates a process from the boot time, which moves when the wall clock is stepped (a
+#: virtual machine resumed, NTP): with a 2 s slack a live worker on a busy VM was once judged gone
+#: and its successful run marked failed. A pid the kernel hands out again comes only after the pid
+#: space wraps, much later than this.
+PID_REUSE_SLACK_S = 300.0
 
 
 def run_worker_health(instance, run) -> CheckRunHealthResult:
