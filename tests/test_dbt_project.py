@@ -278,6 +278,20 @@ class DbtWarehouse:
         with duckdb.connect(str(self.path)) as con:
             return con.execute(sql, params or []).fetchall()
 
+    def relations(self) -> dict[str, tuple[int, str]]:
+        """Each dbt-built relation's catalog id and comment: a relation dbt re-created has a new id."""
+        return {f"{schema}.{name}": (oid, comment) for schema, name, oid, comment in self.query(
+            "select schema_name, view_name, view_oid, comment from duckdb_views() where not internal "
+            "and schema_name in ('staging', 'intermediate') union all "
+            "select schema_name, table_name, table_oid, comment from duckdb_tables() where schema_name = 'marts'")}
+
+    def copy_to(self, root: Path) -> DbtWarehouse:
+        with duckdb.connect(str(self.path)) as con:
+            con.execute("checkpoint")  # the copy must not miss what is still in the write-ahead log
+        copy = DbtWarehouse(root)
+        shutil.copy(self.path, copy.path)
+        return copy
+
     def mart(self, name: str, order_by: str) -> list[dict[str, Any]]:
         with duckdb.connect(str(self.path)) as con:
             cursor = con.execute(f"select * from marts.{name} order by {order_by}")
@@ -303,12 +317,14 @@ def warehouse(tmp_path_factory) -> Any:
             _append(con, BATCH_1_ROWS, BATCH_1)
         wh.build_1 = wh.dbt("build")
         wh.first = {name: wh.mart(name, "all") for name in MARTS}
+        wh.relations_1 = wh.relations()
         # Tamper with a line that batch 2 does not touch: an incremental run must leave it alone.
         with duckdb.connect(str(wh.path)) as con:
             con.execute("update marts.fct_order_lines set shipment_delay_events = 99 where order_line_id = 'O2-1'")
             _append(con, BATCH_2_ROWS, BATCH_2)
         wh.build_2 = wh.dbt("build")
         wh.second = {name: wh.mart(name, "all") for name in MARTS}
+        wh.relations_2 = wh.relations()
         # Rebuild the fact table from all of history for comparison with the incremental result.
         wh.dbt("run", "--select", "fct_order_lines", "--full-refresh")
         wh.refreshed = wh.mart("fct_order_lines", "all")
@@ -409,6 +425,40 @@ def test_incremental_result_equals_a_full_refresh(warehouse):
     assert refreshed["O2-1"]["shipment_delay_events"] == 0  # the full refresh recomputes the tampered line
     incremental["O2-1"] = {**incremental["O2-1"], "shipment_delay_events": 0}
     assert incremental == refreshed
+
+
+def test_a_second_build_keeps_unchanged_views_and_replaces_only_the_rows_of_unchanged_tables(warehouse):
+    """Re-creating a relation is a catalog change (on the lake every later transaction then reloads
+    the catalog): a build re-creates only what changed. The marts' new rows are checked above."""
+    first, second = warehouse.relations_1, warehouse.relations_2
+    views = {name for name in first if not name.startswith("marts.")}
+    tables = {f"marts.{name}" for name in ("calendar", "customer_features", "daily_demand", "supplier_reliability")}
+    assert len(views) >= 10 and tables <= first.keys() and first.keys() == second.keys()
+    assert {name: second[name][0] for name in views | tables} == {name: first[name][0] for name in views | tables}
+    assert all(first[name][1].startswith("factory-view:") for name in views)
+    assert all(first[name][1].startswith("factory-contract:") for name in tables)
+
+
+def test_a_changed_view_or_table_definition_is_built_anew(warehouse, tmp_path, monkeypatch):
+    copy = warehouse.copy_to(tmp_path)
+    monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(copy.path))
+    rows = copy.mart("calendar", "calendar_date, region")
+    with duckdb.connect(str(copy.path)) as con:
+        # stand-ins for an edited model: a view built from other SQL, a table with other columns,
+        # a table built under another contract
+        con.execute("comment on view staging.stg_erp__deliveries is 'factory-view:built from older SQL'")
+        con.execute("alter table marts.daily_demand add column retired_column integer")
+        con.execute("comment on table marts.calendar is 'factory-contract:an older contract'")
+    before = copy.relations()
+    copy.dbt("build", "--select", "stg_erp__deliveries", "stg_erp__order_lines", "daily_demand", "calendar",
+             "supplier_reliability")
+    after = copy.relations()
+    rebuilt = {name for name in before if after[name][0] != before[name][0]}
+    assert rebuilt == {"staging.stg_erp__deliveries", "marts.daily_demand", "marts.calendar"}
+    assert after["staging.stg_erp__deliveries"][1] == warehouse.relations_1["staging.stg_erp__deliveries"][1]
+    assert after["marts.calendar"][1] == warehouse.relations_1["marts.calendar"][1]
+    assert "retired_column" not in copy.mart("daily_demand", "all")[0]
+    assert copy.mart("calendar", "calendar_date, region") == rows
 
 
 def test_a_null_in_a_required_product_column_fails_the_build_and_the_product_keeps_its_rows(warehouse, tmp_path,

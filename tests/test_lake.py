@@ -11,7 +11,7 @@ import sys
 import duckdb
 import pytest
 
-from factory_assets.lib.lake import Lake, extension_repository, insert_rows, is_conflict, snapshots, with_retries
+from factory_assets.lib.lake import Lake, extension_repository, insert_rows, is_conflict, replace_table, snapshots, with_retries
 
 WRITERS, BATCHES, ROWS = 3, 20, 500
 
@@ -81,3 +81,27 @@ def test_a_conflict_is_retried_and_anything_else_raised_at_once(tmp_path):
         insert_rows(conn, "lake.lines", "SELECT NULL, 1")
     assert insert_rows(conn, "lake.lines", "SELECT 1, range FROM range(7)") == 7
     assert conn.execute("SELECT count(*) FROM lake.lines").fetchone()[0] == 7  # the failed insert left nothing
+
+
+def test_a_table_with_the_same_columns_gets_new_rows_without_a_schema_change(tmp_path):
+    conn = Lake.embedded(tmp_path / "home").connect()
+    conn.execute("USE lake")
+    conn.execute("CREATE SCHEMA features")
+
+    def schema_version() -> int:
+        return conn.execute("SELECT max(schema_version) FROM ducklake_snapshots('lake')").fetchone()[0]
+
+    assert replace_table(conn, "features", "daily", "SELECT range AS day, range * 2.5 :: DOUBLE AS amount FROM range(5)") == "table"
+    version = schema_version()
+    assert replace_table(conn, "features", "daily", "SELECT range + 10 AS day, 1.5 :: DOUBLE AS amount FROM range(3)") == "rows"
+    assert schema_version() == version  # no catalog change: other processes keep their cached catalog
+    assert conn.execute("SELECT day, amount FROM features.daily ORDER BY day").fetchall() == [(10, 1.5), (11, 1.5), (12, 1.5)]
+    # a changed column list (a new column, or a changed type) replaces the table itself
+    assert replace_table(conn, "features", "daily", "SELECT range AS day, 'x' AS amount, 1 AS n FROM range(2)") == "table"
+    assert schema_version() > version
+    assert conn.execute("SELECT * FROM features.daily ORDER BY day").fetchall() == [(0, "x", 1), (1, "x", 1)]
+    # a failing query leaves the rows as they were (one transaction)
+    with pytest.raises(duckdb.Error):
+        replace_table(conn, "features", "daily", "SELECT range AS day, 'x' AS amount, 1 / 0 :: INTEGER AS n FROM range(2) "
+                      "WHERE error('boom') IS NULL")
+    assert conn.execute("SELECT count(*) FROM features.daily").fetchone()[0] == 2

@@ -19,7 +19,7 @@ from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.keys import champion_key, feature_set_key, model_key, product_key, training_set_key
 from factory_assets.lib.contract_checks import evaluate_contract
 from factory_assets.lib.contracts import DataContract
-from factory_assets.lib.lake import ddl, in_transaction
+from factory_assets.lib.lake import ddl, replace_table
 from factory_assets.lib.metadata import round_metadata
 from factory_assets.lib.warehouse import one_snapshot
 from factory_assets.resources import FactoryStore, GovernancePolicy
@@ -77,8 +77,7 @@ def feature_set_asset(feature_set: fs.FeatureSet, contract: DataContract) -> dg.
                 raise dg.Failure(f"feature set {feature_set.name}: its products {list(feature_set.products)} hold no "
                                  "rows yet; land and build them first")
             ddl(conn, "create schema if not exists features")
-            in_transaction(conn, lambda c: c.execute(f"create or replace table features.{feature_set.name} as "
-                                                     f"{fs.latest_snapshot_sql(feature_set, as_of)}"))
+            replace_table(conn, "features", feature_set.name, fs.latest_snapshot_sql(feature_set, as_of))
             report = evaluate_contract(conn, contract, f"features.{feature_set.name}")
         check = dg.AssetCheckResult(
             check_name="contract", passed=report.passed, severity=dg.AssetCheckSeverity.ERROR,

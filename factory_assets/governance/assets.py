@@ -81,13 +81,13 @@ def _figure(value: float | None, spec: str) -> str:
 def _write(store: FactoryStore, table: str, rows: list[dict]) -> None:
     frame = (pl.DataFrame(rows, infer_schema_length=None) if rows
              else pl.DataFrame({"use_case": []}, schema={"use_case": pl.String}))
-    from factory_assets.lib.lake import ddl, in_transaction
+    from factory_assets.lib.lake import ddl, replace_table
 
     with store.warehouse() as conn:
         ddl(conn, "create schema if not exists governance")
         conn.register("_rows", frame.to_arrow())
         try:
-            in_transaction(conn, lambda c: c.execute(f"create or replace table governance.{table} as select * from _rows"))
+            replace_table(conn, "governance", table, "select * from _rows")
         finally:
             conn.unregister("_rows")
 

@@ -290,6 +290,28 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, table: str, select_sql: str, pa
                           on_retry=on_retry)
 
 
+def replace_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str, select_sql: str) -> str:
+    """Make ``schema.table`` hold exactly the rows of ``select_sql``, in one transaction retried on a
+    conflict; returns ``"rows"`` or ``"table"``, what was replaced.
+
+    When the table exists with the query's columns (names and types, in order) only its rows are
+    replaced: on the lake a new table is a schema change, and every later transaction of every
+    process then reloads the whole catalog. A table whose columns differ is created anew."""
+    def work(c: duckdb.DuckDBPyConnection) -> str:
+        wanted = [(row[0], row[1]) for row in c.execute(f"DESCRIBE {select_sql}").fetchall()]
+        have = c.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, table]).fetchall()
+        if [tuple(row) for row in have] == wanted:
+            c.execute(f'DELETE FROM "{schema}"."{table}"')
+            c.execute(f'INSERT INTO "{schema}"."{table}" {select_sql}')
+            return "rows"
+        c.execute(f'CREATE OR REPLACE TABLE "{schema}"."{table}" AS {select_sql}')
+        return "table"
+
+    return in_transaction(conn, work)
+
+
 def snapshots(conn: duckdb.DuckDBPyConnection, alias: str = "lake") -> list[int]:
     """The lake's snapshot ids, oldest first (each commit makes one; time travel reads ``AT (VERSION => n)``)."""
     rows = conn.execute(f"SELECT snapshot_id FROM ducklake_snapshots('{alias}') ORDER BY snapshot_id").fetchall()
