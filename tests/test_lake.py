@@ -11,7 +11,7 @@ import sys
 import duckdb
 import pytest
 
-from factory_assets.lib.lake import Lake, extension_repository, insert_rows, is_conflict, replace_table, snapshots, with_retries
+from factory_assets.lib.lake import Lake, extension_repository, insert_rows, is_conflict, merge_small_files, replace_table, snapshots, with_retries
 
 WRITERS, BATCHES, ROWS = 3, 20, 500
 
@@ -105,3 +105,26 @@ def test_a_table_with_the_same_columns_gets_new_rows_without_a_schema_change(tmp
         replace_table(conn, "features", "daily", "SELECT range AS day, 'x' AS amount, 1 / 0 :: INTEGER AS n FROM range(2) "
                       "WHERE error('boom') IS NULL")
     assert conn.execute("SELECT count(*) FROM features.daily").fetchone()[0] == 2
+
+
+def test_small_files_of_an_append_only_table_are_merged_keeping_rows_and_history(tmp_path):
+    conn = Lake.embedded(tmp_path / "home").connect()
+    conn.execute("USE lake")
+    conn.execute("CREATE TABLE lines (day INTEGER, i BIGINT)")
+    for day in range(7):  # one commit (and one data file) per ingested day
+        conn.execute(f"INSERT INTO lines SELECT {day}, range FROM range(1000)")
+    assert merge_small_files(conn, "main", "lines") == 0  # below the threshold: left alone
+    after_seven = snapshots(conn)[-1]
+    conn.execute("INSERT INTO lines SELECT 7, range FROM range(1000)")
+
+    def files() -> int:
+        return conn.execute("SELECT count(*) FROM ducklake_list_files('lake', 'lines')").fetchone()[0]
+
+    assert files() == 8
+    assert merge_small_files(conn, "main", "lines") == 8 and files() == 1
+    assert conn.execute("SELECT day, count(*), sum(i) FROM lines GROUP BY day ORDER BY day").fetchall() == [
+        (day, 1000, 499500) for day in range(8)]
+    assert conn.execute(f"SELECT count(*) FROM lines AT (VERSION => {after_seven})").fetchone()[0] == 7000
+    plain = duckdb.connect()
+    plain.execute("CREATE TABLE lines AS SELECT 1 AS i")
+    assert merge_small_files(plain, "main", "lines") == 0  # a DuckDB file has no data files to merge

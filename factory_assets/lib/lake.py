@@ -312,6 +312,31 @@ def replace_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str, sele
     return in_transaction(conn, work)
 
 
+#: A table's data files below this size are merged (into files up to it) ...
+SMALL_FILE_BYTES = 16 * 1024 * 1024
+#: ... once it holds this many: every read opens each file, and an append-only table gains one per commit.
+SMALL_FILES_BEFORE_MERGE = 8
+
+
+def merge_small_files(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
+    """Merge the small data files of ``schema.table`` once there are SMALL_FILES_BEFORE_MERGE of them;
+    returns how many were merged (0 on a DuckDB file, which has no data files). The rows, their
+    row ids and every snapshot stay as they were; only files at or above SMALL_FILE_BYTES are left
+    alone, so the nightly cost is bounded by the small tail, not by the table's history."""
+    alias = conn.execute("SELECT database_name FROM duckdb_databases() WHERE database_name = current_database() "
+                         "AND type = 'ducklake'").fetchone()
+    if alias is None:
+        return 0
+    small = conn.execute(f"SELECT count(*) FROM ducklake_list_files('{alias[0]}', ?, schema => ?) "
+                         "WHERE data_file_size_bytes < ?", [table, schema, SMALL_FILE_BYTES]).fetchone()[0]
+    if small < SMALL_FILES_BEFORE_MERGE:
+        return 0
+    merged = with_retries(lambda: conn.execute(
+        f"CALL ducklake_merge_adjacent_files('{alias[0]}', ?, schema => ?, max_file_size => ?)",
+        [table, schema, SMALL_FILE_BYTES]).fetchall())
+    return sum(int(row[2]) for row in merged)
+
+
 def snapshots(conn: duckdb.DuckDBPyConnection, alias: str = "lake") -> list[int]:
     """The lake's snapshot ids, oldest first (each commit makes one; time travel reads ``AT (VERSION => n)``)."""
     rows = conn.execute(f"SELECT snapshot_id FROM ducklake_snapshots('{alias}') ORDER BY snapshot_id").fetchall()

@@ -44,7 +44,7 @@ from factory_assets.lib.contracts import (
     DataContract,
     raw_contract,
 )
-from factory_assets.lib.lake import ddl, in_transaction
+from factory_assets.lib.lake import ddl, in_transaction, merge_small_files
 from factory_assets.lib.warehouse import source_lock
 from factory_assets.raw_material.landing import (
     LandingFileError,
@@ -487,6 +487,7 @@ def ingest_partitions(conn, paths: FactoryPaths, source: str | DataContract, day
         outcomes: list[FileOutcome] = []
         for batch_files in _batches(files):
             outcomes += _ingest_batch(conn, paths, contract, batch_files, first_day, today)
+        merge_small_files(conn, "raw", name)  # each ingested day is a file that every read opens
         return outcomes
 
 
