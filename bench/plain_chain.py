@@ -30,7 +30,7 @@ def ingest(store, days: set[dt.date]) -> int:
 
 def build_products(store, operations: bool = False) -> None:
     """dbt build of the products (or, after scoring, of the operations models that read predictions)."""
-    from factory_assets.distribution.scoring import ensure_prediction_tables
+    from factory_assets.lib.prediction_tables import ensure_prediction_tables
     from factory_assets.processing.dbt_cli import (ORCHESTRATED_BUILD_EXCLUDES, build_args, keep_partial_parse,
                                                     partial_parse_args, partial_parse_file, run_build)
     from factory_assets.processing.dbt_manifest import load_manifest

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from factory_assets.distribution.feature_schema import ScoringInputError
+from factory_assets.assembly.feature_schema import ScoringInputError
 from factory_assets.distribution.http_api import _body_error, _number, _problem
 from factory_assets.distribution.service import ModelNotFoundError, ScoringService
 from factory_assets.lib.jsonable import jsonable

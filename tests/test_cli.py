@@ -511,7 +511,7 @@ def one_model(tmp_path_factory):
 
     from factory_assets.assembly.registry import ModelRegistry
     from factory_assets.assembly.templates import fit_template
-    from factory_assets.distribution.feature_schema import infer_feature_schema
+    from factory_assets.assembly.feature_schema import infer_feature_schema
 
     rng = np.random.default_rng(3)
     n = 600

@@ -111,7 +111,8 @@ def _build_warehouse(root: Path) -> tuple[Path, Path]:
     from factory_assets.assembly.specs import USE_CASES_DIR, load_use_cases
     from factory_assets.assembly.training_sets import import_builder
     from factory_assets.distribution.prediction_contract import write_prediction_contract
-    from factory_assets.distribution.scoring import ensure_prediction_tables, score_days
+    from factory_assets.distribution.scoring import score_days
+    from factory_assets.lib.prediction_tables import ensure_prediction_tables
     from factory_assets.lib.contract_checks import evaluate_contract
     from factory_assets.lib.contracts import feature_contract, prediction_contract
     from factory_assets.raw_material.ingest import ingest_partitions

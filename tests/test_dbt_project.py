@@ -20,7 +20,7 @@ import duckdb
 import pytest
 import yaml
 
-from factory_assets.distribution.scoring import ensure_prediction_tables
+from factory_assets.lib.prediction_tables import ensure_prediction_tables
 from factory_assets.lib import dbt_contracts
 from factory_assets.lib.contracts import load_contract, product_contract, product_contract_names, raw_contract
 

@@ -20,7 +20,7 @@ import pytest
 from factory_assets.assembly.registry import ModelRegistry
 from factory_assets.assembly.templates import encode_features, fit_template
 from factory_assets.assembly.training import classification_metrics
-from factory_assets.distribution.feature_schema import ScoringInputError, infer_feature_schema
+from factory_assets.assembly.feature_schema import ScoringInputError, infer_feature_schema
 from factory_assets.distribution.http_api import make_server
 from factory_assets.distribution.service import ModelNotFoundError, ScoringService
 from factory_assets.settings import PROJECT_ROOT

@@ -24,7 +24,7 @@ from test_scoring_service import FEATURES, USE_CASE, expected, synthetic, train_
 
 from factory_assets.assembly.registry import ModelRegistry
 from factory_assets.distribution import services as svc
-from factory_assets.distribution.feature_schema import ScoringInputError
+from factory_assets.assembly.feature_schema import ScoringInputError
 from factory_assets.distribution.http_api import make_server, openapi_document
 from factory_assets.distribution.service import ScoringService
 from factory_assets.distribution.services import (

@@ -18,7 +18,7 @@ from factory_assets.assembly.text import (
     with_text_described,
 )
 from factory_assets.assembly.training import TrainedModel
-from factory_assets.distribution.feature_schema import infer_feature_schema, validate_features
+from factory_assets.assembly.feature_schema import infer_feature_schema, validate_features
 from factory_assets.governance.policy import load_policy, text_features_refusal
 from factory_assets.raw_material.simulator import ticket_triage
 

@@ -95,7 +95,7 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
 def drift_reference(conn, spec: UseCaseSpec, builder: TrainingSetBuilder, model, categories: dict,
                     as_of: date) -> pl.DataFrame:
     """Scoring sets of the two weeks up to ``as_of`` with the model's predictions, sampled."""
-    from factory_assets.distribution.scoring import predict
+    from factory_assets.assembly.templates import predict
     from factory_assets.lib.warehouse_sql import sample_rows
 
     frames = [builder.score(conn, spec, as_of - timedelta(days=k)) for k in REFERENCE_DAYS]
@@ -130,7 +130,7 @@ def train_and_register(spec: UseCaseSpec, frame: pl.DataFrame, info: Mapping, *,
     ``trained_by`` (default FACTORY_TRAINER, else the OS user) is recorded: they may not approve it."""
     from factory_assets.assembly.templates import fit_template
     from factory_assets.assembly.training import improvement
-    from factory_assets.distribution.feature_schema import infer_feature_schema
+    from factory_assets.assembly.feature_schema import infer_feature_schema
 
     from factory_assets.governance.policy import text_features_refusal
 

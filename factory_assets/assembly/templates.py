@@ -114,6 +114,14 @@ def encode_features(frame: pl.DataFrame, columns: list[str], categories: dict | 
     return scipy.sparse.hstack(blocks, format="csr", dtype=np.float32), categories
 
 
+def predict(model, categories: dict[str, list[str]], frame: pl.DataFrame) -> np.ndarray:
+    """The model's predictions for ``frame`` with the category codes it was trained with."""
+    if frame.height == 0:
+        return np.zeros(0, dtype=np.float64)
+    X, _ = encode_features(frame, list(model.feature_names), categories)
+    return np.asarray(model.predict(X), dtype=np.float64)
+
+
 def matrix_columns(columns: list[str], categories: dict) -> list[str]:
     """The names of the matrix ``encode_features`` builds: a text column becomes its hashed columns."""
     out = []

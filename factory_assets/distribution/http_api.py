@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from factory_assets.distribution.feature_schema import INPUT, FeatureProblem, ScoringInputError
+from factory_assets.assembly.feature_schema import INPUT, FeatureProblem, ScoringInputError
 from factory_assets.distribution.service import ModelNotFoundError
 from factory_assets.distribution.services import ANONYMOUS, CallerNotAllowedError, ServiceCatalogue
 from factory_assets.lib.jsonable import jsonable

@@ -17,9 +17,8 @@ import numpy as np
 import polars as pl
 
 from factory_assets.assembly.specs import UseCaseSpec
-from factory_assets.assembly.templates import encode_features
+from factory_assets.assembly.templates import predict
 from factory_assets.assembly.training_sets import TrainingSetBuilder
-from factory_assets.lib.warehouse_sql import table_exists
 
 #: Columns that identify what a prediction is about, besides the spec's entity and time column.
 TARGET_KEYS = ("horizon", "target_date")
@@ -54,14 +53,6 @@ def check_model_features(model, frame: pl.DataFrame, *, use_case: str, model_ver
             f"{use_case} {model_version} was trained on feature(s) {missing} that its scoring rows no longer "
             f"have (a feature renamed or removed since it was trained): retrain the use case (`factory run "
             f"--layer assembly`), then promote the new version (`factory promote {use_case}`)")
-
-
-def predict(model, categories: dict[str, list[str]], frame: pl.DataFrame) -> np.ndarray:
-    """The model's predictions for ``frame`` with the category codes it was trained with."""
-    if frame.height == 0:
-        return np.zeros(0, dtype=np.float64)
-    X, _ = encode_features(frame, list(model.feature_names), categories)
-    return np.asarray(model.predict(X), dtype=np.float64)
 
 
 def key_columns(spec: UseCaseSpec, frame: pl.DataFrame) -> list[str]:
@@ -126,19 +117,3 @@ def score_days(conn: duckdb.DuckDBPyConnection, spec: UseCaseSpec, builder: Trai
     return written
 
 
-def ensure_prediction_tables(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Create every contracted prediction table that does not exist yet, empty, with the contract's
-    columns: a product never scored (no champion yet) reads as no rows, not as a missing table."""
-    from factory_assets.lib.contracts import CONTRACTS_DIR, load_contract
-    from factory_assets.lib.lake import ddl
-
-    created = []
-    for path in sorted((CONTRACTS_DIR / "predictions").glob("*.odcs.yaml")):
-        contract = load_contract(path)
-        schema = contract.physical_name.split(".")[0]
-        columns = ", ".join(f'"{c.name}" {c.physical_type}' for c in contract.columns)
-        ddl(conn, f"create schema if not exists {schema}")
-        if not table_exists(conn, contract.physical_name):
-            ddl(conn, f"create table if not exists {contract.physical_name} ({columns})")
-            created.append(contract.physical_name)
-    return created

@@ -20,7 +20,7 @@ import polars as pl
 
 from factory_assets.assembly.registry import ModelRegistry, ModelVersion, RegistryIntegrityError, RegistryKeyError
 from factory_assets.assembly.templates import encode_features
-from factory_assets.distribution.feature_schema import (
+from factory_assets.assembly.feature_schema import (
     INPUT,
     FeatureProblem,
     ScoringInputError,

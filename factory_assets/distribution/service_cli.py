@@ -96,7 +96,7 @@ def register_commands(subparsers, help_of=None, formatter_class=None, only=("sco
 
 
 def cmd_score(args) -> int:
-    from factory_assets.distribution.feature_schema import ScoringInputError
+    from factory_assets.assembly.feature_schema import ScoringInputError
     from factory_assets.distribution.service import ModelNotFoundError, ScoringService
 
     if args.out and args.out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -160,7 +160,7 @@ def cmd_serve(args) -> int:
 
 def cmd_services(args) -> int:
     from factory_assets.assembly.specs import UseCaseSpecError
-    from factory_assets.distribution.feature_schema import ScoringInputError
+    from factory_assets.assembly.feature_schema import ScoringInputError
     from factory_assets.distribution.service import ModelNotFoundError
     from factory_assets.distribution.services import CallerNotAllowedError, home_catalogue, usage_log
     from factory_assets.lib.formatting import format_table

@@ -34,7 +34,7 @@ from typing import Any
 import polars as pl
 import yaml
 
-from factory_assets.distribution.feature_schema import INPUT, FeatureProblem, ScoringInputError
+from factory_assets.assembly.feature_schema import INPUT, FeatureProblem, ScoringInputError
 from factory_assets.distribution.service import (
     ModelNotFoundError,
     ModelRefusedError,

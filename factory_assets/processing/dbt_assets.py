@@ -287,7 +287,7 @@ def _as_asset_results(events, selected_checks, carried: Mapping[dg.AssetKey, dic
 
 
 def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: FactoryStore, step: DbtStep):
-    from factory_assets.distribution.scoring import ensure_prediction_tables
+    from factory_assets.lib.prediction_tables import ensure_prediction_tables
 
     # The dbt profile reads where the warehouse is from the environment; the store resource owns it.
     prepare_dbt(store.paths)
