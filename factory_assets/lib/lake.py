@@ -128,7 +128,9 @@ class Lake:
         """Install (from the local repository) and load the extensions, then attach the lake as
         ``alias`` (read-only as it was at ``snapshot``, when given); returns ``conn``."""
         self.install()
-        conn.execute("SET extension_directory = ?", [str(self.installed)])
+        # no bound parameters on this path: DuckDB's Python client imports pandas (a second or more)
+        # at a process's first parameterised statement, and every step process attaches the lake
+        conn.execute(f"SET extension_directory = '{_quoted(str(self.installed))}'")
         for name in ("ducklake", CATALOG_EXTENSION[self.catalog_kind]):
             conn.execute(f"LOAD {name}")
         if self.catalog_kind == "sqlite":
@@ -162,7 +164,7 @@ class Lake:
                 repository = extension_repository(self.repository)
                 conn = duckdb.connect()
                 try:
-                    conn.execute("SET extension_directory = ?", [str(self.installed)])
+                    conn.execute(f"SET extension_directory = '{_quoted(str(self.installed))}'")
                     for name in EXTENSIONS:
                         conn.execute(f"INSTALL {name} FROM '{_quoted(str(repository))}'")
                 finally:
@@ -327,13 +329,13 @@ def merge_small_files(conn: duckdb.DuckDBPyConnection, schema: str, table: str) 
                          "AND type = 'ducklake'").fetchone()
     if alias is None:
         return 0
-    small = conn.execute(f"SELECT count(*) FROM ducklake_list_files('{alias[0]}', ?, schema => ?) "
-                         "WHERE data_file_size_bytes < ?", [table, schema, SMALL_FILE_BYTES]).fetchone()[0]
+    target = f"'{_quoted(alias[0])}', '{_quoted(table)}', schema => '{_quoted(schema)}'"  # literals: see attach
+    small = conn.execute(f"SELECT count(*) FROM ducklake_list_files({target}) "
+                         f"WHERE data_file_size_bytes < {SMALL_FILE_BYTES}").fetchone()[0]
     if small < SMALL_FILES_BEFORE_MERGE:
         return 0
     merged = with_retries(lambda: conn.execute(
-        f"CALL ducklake_merge_adjacent_files('{alias[0]}', ?, schema => ?, max_file_size => ?)",
-        [table, schema, SMALL_FILE_BYTES]).fetchall())
+        f"CALL ducklake_merge_adjacent_files({target}, max_file_size => {SMALL_FILE_BYTES})").fetchall())
     return sum(int(row[2]) for row in merged)
 
 
