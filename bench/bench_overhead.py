@@ -198,7 +198,10 @@ def _in_child(mode: str, home: Path, first: dt.date, night: dt.date) -> dict:
     return result
 
 
-def measure_scale(total: int, days: int, root: Path, night_repeats: int = 2, nights: bool = True) -> dict:
+def measure_scale(total: int, days: int, root: Path, night_repeats: int = 2, nights: bool = True,
+                  keep: bool = False) -> dict:
+    """The rebuild (and, with ``nights``, the night through Dagster and the plain script) at one
+    scale; ``keep`` (without ``nights``) leaves the rebuilt home in ``out['home']``."""
     from factory_assets.raw_material.simulator import (
         SimulationConfig,
         generate_demo_data,
@@ -231,7 +234,10 @@ def measure_scale(total: int, days: int, root: Path, night_repeats: int = 2, nig
         out["night"] = {"dagster_s": night["dagster"], "plain_s": night["plain"], "runs": runs}
         out["overhead_ratio"] = night["dagster"] / night["plain"]
         out["incremental_ratio"] = night["dagster"] / out["rebuild"]["total_s"]
-    shutil.rmtree(built, ignore_errors=True)
+    if keep and not nights:
+        out["home"] = str(built)
+    else:
+        shutil.rmtree(built, ignore_errors=True)
     return out
 
 
