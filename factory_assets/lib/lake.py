@@ -301,9 +301,9 @@ def replace_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str, sele
     process then reloads the whole catalog. A table whose columns differ is created anew."""
     def work(c: duckdb.DuckDBPyConnection) -> str:
         wanted = [(row[0], row[1]) for row in c.execute(f"DESCRIBE {select_sql}").fetchall()]
-        have = c.execute(
+        have = c.execute(  # literals, no bound parameters: see attach
             "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = ? AND table_name = ? ORDER BY column_index", [schema, table]).fetchall()
+            f"AND schema_name = '{_quoted(schema)}' AND table_name = '{_quoted(table)}' ORDER BY column_index").fetchall()
         if [tuple(row) for row in have] == wanted:
             c.execute(f'DELETE FROM "{schema}"."{table}"')
             c.execute(f'INSERT INTO "{schema}"."{table}" {select_sql}')
