@@ -24,6 +24,7 @@ import dagster as dg
 # ----------------------------------------------------------------------------------------------
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
+
 # ----------------------------------------------------------------------------------------------
 # The embedded instance's pooled SQLite storage (instance_storage.py).
 # Why: Dagster's SQLite run and event-log storages open a new engine and SQLite connection for every
@@ -58,9 +59,18 @@ __all__ = [
     "WorkerStatus",
     "close_dbt_duckdb_environment",
     "dask_executor",
+    "launcher_instance",
     "reconstructable_job",
     "settle_skips_after_abandons",
 ]
+
+
+# Run monitoring (execution.FactoryRunLauncher), continued.
+def launcher_instance(launcher) -> dg.DagsterInstance:
+    """The instance a run launcher was configured by. Why private: RunLauncher keeps it only in
+    MayHaveInstanceWeakref's ``_instance`` (Dagster's own launchers read it there); the health check
+    gets no context to take it from."""
+    return launcher._instance
 
 
 def _engine_cache(max_engines: int):

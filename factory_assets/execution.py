@@ -25,7 +25,13 @@ import socket
 import time
 
 import dagster as dg
-from factory_assets.compat import CheckRunHealthResult, WorkerStatus, dask_executor, settle_skips_after_abandons
+from factory_assets.compat import (
+    CheckRunHealthResult,
+    WorkerStatus,
+    dask_executor,
+    launcher_instance,
+    settle_skips_after_abandons,
+)
 
 EXECUTORS = ("in_process", "multiprocess", "dask")
 
@@ -168,7 +174,7 @@ class FactoryRunLauncher(dg.DefaultRunLauncher):
         client = (getattr(context.workspace.get_code_location(location), "client", None)
                   if location and context.workspace else None)
         if _local_address(getattr(client, "host", None)):
-            self._instance.add_run_tags(context.dagster_run.run_id, {RUN_HOST_TAG: this_host()})
+            launcher_instance(self).add_run_tags(context.dagster_run.run_id, {RUN_HOST_TAG: this_host()})
         super().launch_run(context)
 
     @property
@@ -176,7 +182,7 @@ class FactoryRunLauncher(dg.DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run) -> CheckRunHealthResult:
-        return run_worker_health(self._instance, run)
+        return run_worker_health(launcher_instance(self), run)
 
 
 def _local_address(host: str | None) -> bool:

@@ -20,6 +20,7 @@ from factory_assets.raw_material.simulator import SimulationConfig, generate_dem
 from factory_assets.resources import FactoryStore, GovernancePolicy
 from factory_assets.settings import FactoryPaths
 from factory_assets.lib.warehouse import open_warehouse
+from approvers import declare_approvers
 
 pytestmark = pytest.mark.e2e
 
@@ -52,25 +53,6 @@ attributes:
 def materialized_metadata(result) -> dict[str, dict]:
     return {e.asset_key.to_user_string(): {k: getattr(v, "value", v) for k, v in e.materialization.metadata.items()}
             for e in result.get_asset_materialization_events()}
-
-
-#: The two people who approve the high-tier model: their keys are made here, in a temporary folder.
-APPROVERS = ("risk.officer", "marketing.lead")
-
-
-def declare_approvers(folder):
-    """Key pairs for APPROVERS (private keys in ``folder``) and the approvers file declaring them."""
-    import yaml
-
-    from factory_assets.governance.approvals import generate_key_pair, public_key_line
-
-    entries = []
-    for name in APPROVERS:
-        pem, public = generate_key_pair()
-        (folder / f"{name}.pem").write_bytes(pem)
-        entries.append({"name": name, "role": "reviewer", "tiers": ["high"], "public_key": public_key_line(public, name)})
-    (folder / "approvers.yaml").write_text(yaml.safe_dump({"approvers": entries}))
-    return folder / "approvers.yaml"
 
 
 @pytest.fixture(scope="module")

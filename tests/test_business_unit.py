@@ -37,7 +37,11 @@ from factory_assets.lib.warehouse import open_warehouse  # noqa: E402
 
 USE_CASES_DIR = UNIT_DIR / "customer_care" / "defs" / "use_cases"
 CUSTOMER_ACTIVITY = dg.AssetKey(["assembly", "customer_activity"])
-BU_KEYS = {k.to_user_string() for k in use_case_keys("complaint_risk")}
+#: the unit's own source and products (its dbt project), then its two use cases' slices
+COMPLAINT_KEYS = {k.to_user_string() for k in use_case_keys("complaint_risk")}
+BU_KEYS = {"raw_material/ticket_outcomes", "processing/stg_support__ticket_texts",
+           "processing/stg_support_desk__ticket_outcomes", "processing/support_tickets",
+           *(k.to_user_string() for uc in ("complaint_risk", "ticket_escalation") for k in use_case_keys(uc))}
 TRAINING_KEYS = {k.to_user_string() for k in training_keys("complaint_risk")}
 TRAINING_SETS = {"customer_complaint_cutoffs": COMPLAINT_CUTOFFS}
 
@@ -93,6 +97,10 @@ def test_business_unit_location_loads_and_depends_on_the_core_feature_set(tmp_pa
     assert loaded["parents"]["assembly/complaint_risk_training_set"] == [
         "assembly/customer_activity", "processing/fct_order_lines", "processing/int_tickets__scored"]
     assert "assembly/customer_activity" not in loaded["defined"]
+    # its dbt product reads the core's raw tickets beside its own desk outcomes
+    assert loaded["parents"]["processing/stg_support__ticket_texts"] == ["raw_material/tickets"]
+    assert loaded["parents"]["distribution/ticket_escalation_predictions"] == [
+        "assembly/ticket_escalation_champion", "processing/support_tickets"]
 
     from factory_assets.definitions import defs as core
 
@@ -130,9 +138,9 @@ def test_use_case_is_governed_like_a_core_one():
     assert policy.tier(spec.risk_tier).required_approvals == 0
     unit = build_definitions()
     assets = {k.to_user_string(): a for a in unit.assets if isinstance(a, dg.AssetsDefinition) and a.is_materializable
-              for k in a.keys if k.to_user_string() in BU_KEYS}
+              for k in a.keys if k.to_user_string() in COMPLAINT_KEYS}
     checks = {c.name for a in assets.values() for c in a.check_specs}
-    assert set(assets) == BU_KEYS and checks == {"beats_baseline", "policy", "within_thresholds"}
+    assert set(assets) == COMPLAINT_KEYS and checks == {"beats_baseline", "policy", "within_thresholds"}
     # listed, governed and audited with the core's: one catalogue of every location's use cases
     from factory_assets.assembly.specs import load_use_cases
 
@@ -281,7 +289,7 @@ def test_business_unit_trains_against_the_core_world(tmp_path, monkeypatch):
     # the unit's location materialises its use case against the same store
     unit = build_definitions(store)
     result = unit.resolve_job_def("customer_care_training").execute_in_process(
-        instance=instance, raise_on_error=False,
+        instance=instance, raise_on_error=False, asset_selection=list(training_keys("complaint_risk")),
         run_config={**QUIET, "ops": {"assembly__complaint_risk_model": {"config": {"device": "cpu"}}}})
     failures = [e.event_specific_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert result.success, failures

@@ -70,3 +70,20 @@ def test_the_scan_sees_a_private_import(tmp_path):
     assert [h.split(" ", 1)[1] for h in _private_imports(sample, root=tmp_path)] == [
         "from dagster._core.launcher import WorkerStatus", "import dbt.adapters._x",
         "from dbt.adapters.duckdb.connections import _private"]
+
+
+#: Private attributes of framework objects this project has needed: RunLauncher's ``_instance``,
+#: ConfigurableClass's ``_inst_data``, dbt-duckdb's module-level ``_LOCK`` and ``_ENV``.
+FRAMEWORK_PRIVATE_ATTRIBUTES = {"_instance", "_inst_data", "_LOCK", "_ENV"}
+
+
+def _private_attribute_reads(path: Path) -> list[str]:
+    return [f"{path.name}:{node.lineno} .{node.attr}" for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Attribute) and node.attr in FRAMEWORK_PRIVATE_ATTRIBUTES]
+
+
+def test_no_module_outside_compat_reads_a_frameworks_private_attribute():
+    sources = [p for folder in ("factory_assets", "business_units") for p in (ROOT / folder).rglob("*.py") if p != COMPAT]
+    found = [hit for path in sources for hit in _private_attribute_reads(path)]
+    assert not found, "read these through a named function of factory_assets/compat.py:\n" + "\n".join(found)
+    assert _private_attribute_reads(COMPAT)  # the scan sees them where they are allowed

@@ -230,6 +230,10 @@ def test_a_future_dated_name_does_not_stop_the_default_run(paths):
     drop(paths, "transactions_2099-01-01.csv", [line(1)])
     drop(paths, f"transactions_{today}.csv", [line(2)])  # not over yet: waits for its partition
     drop(paths, "transactions_2025-03-02.csv", [line(3, day="2025-03-02")])
+    # a business unit's source waits for that unit's nightly job, not for `factory run`
+    unit_file = paths.landing / "ticket_outcomes" / "ticket_outcomes_2025-03-05.csv"
+    unit_file.parent.mkdir(parents=True)
+    unit_file.write_text("ticket_id,closed_at,escalated,resolved_by\nT00000001,2025-03-05T10:00:00,false,delivery\n")
     landed, waiting = landed_days(paths)
     assert date(2099, 1, 1) not in landed and waiting == [date(2025, 3, 2), today]
     plan = plan_run("all", None, None, None, landed, waiting, today - timedelta(days=1), paths.landing)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from datetime import date, timedelta
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,10 @@ EXPECTED_COLUMNS = {
     "overrides": ["override_id", "created_at", "use_case", "entity_id", "operator_id", "override_label", "reason"],
     "service_usage": ["called_at", "caller", "service", "service_version", "channel", "rows", "latency_ms", "status",
                       "error"],
+    "ticket_outcomes": ["ticket_id", "closed_at", "escalated", "resolved_by"],
 }
 EXT = {"transactions": "csv", "deliveries": "csv", "telemetry": "jsonl", "tickets": "jsonl", "holidays": "csv", "weather": "csv",
-       "overrides": "csv", "service_usage": "jsonl"}
+       "overrides": "csv", "service_usage": "jsonl", "ticket_outcomes": "csv"}
 LATE_REASONS = {"carrier_reported_delay", "customer_called", "warehouse_backlog"}
 ON_TIME_REASONS = {"stock_confirmed", "route_clear"}
 REGIONS = {"north", "south", "east", "west", "central"}
@@ -536,6 +538,37 @@ def test_late_deliveries_cause_tickets(signal_data):
     assert rate[True] > 2 * rate[False]
 
 
+def test_the_desk_closes_every_ticket_within_five_days_and_escalates_phoned_complaints_most(signal_data):
+    """The desk's outcomes (customer_care's source): one per ticket closed in the window, 0-5 days after
+    it was opened; escalation follows the kind in the text and the contact channel, as the rule says."""
+    data = signal_data
+    outcomes = data.ticket_outcomes.join(data.tickets.select("ticket_id", "created_at", "contact_channel"),
+                                         on="ticket_id", how="left")
+    assert outcomes["created_at"].null_count() == 0 and outcomes["ticket_id"].is_unique().all()
+    wait = (outcomes["closed_at"].dt.date() - outcomes["created_at"].dt.date()).dt.total_days()
+    assert wait.min() >= 0 and wait.max() <= 5
+    last = data.config.end_date
+    open_at_end = data.tickets.filter(~pl.col("ticket_id").is_in(outcomes["ticket_id"].implode()))
+    assert (open_at_end["created_at"].dt.date() >= last - timedelta(days=5)).all()  # only the newest stay open
+    assert (data.ticket_outcomes["closed_at"].dt.date() <= last).all()
+    escalated = outcomes.join(data.ticket_truth.select("ticket_id", "kind"), on="ticket_id")
+    rate = {(k, c): r for k, c, r in escalated.group_by("kind", "contact_channel").agg(
+        pl.col("escalated").mean()).iter_rows()}
+    assert rate[("late_delivery", "phone")] > 0.5 > 0.25 > rate[("late_delivery", "email")] > rate[("praise", "email")]
+    assert set(outcomes["resolved_by"]) == {"delivery", "quality", "customer_success", "second_line"}
+    assert (outcomes.filter(pl.col("escalated"))["resolved_by"] == "second_line").all()
+
+
+def test_ticket_rate_multiplies_the_tickets_and_leaves_the_orders(signal_data):
+    more = simulate(replace(SIGNAL_CFG, ticket_rate=4.0))
+    assert more.tickets.height > 3 * signal_data.tickets.height
+    # the orders are their own stream: the first day's are the same; later, more negative tickets mean more churn
+    first = [d.transactions.filter(pl.col("ordered_at").dt.date() == SIGNAL_CFG.start_date) for d in (more, signal_data)]
+    assert first[0].height > 0 and first[0].equals(first[1])
+    with pytest.raises(ValueError, match="ticket_rate"):
+        simulate(replace(SIGNAL_CFG, ticket_rate=-1.0))
+
+
 def test_negative_tickets_cut_future_purchases(signal_data):
     """Customers after a negative ticket buy less than comparable customers after a late delivery."""
     data = signal_data
@@ -646,12 +679,15 @@ def test_invalid_config_is_rejected():
 def test_landing_files_pass_the_raw_contracts(landing):
     """Integration: every file parses and validates with the landing reader against its contract."""
     try:
-        from factory_assets.lib.contracts import raw_contract
+        from factory_assets.lib.contracts import load_contract
         from factory_assets.raw_material.landing import read_landing_file
     except ImportError as exc:  # pragma: no cover - the reader is another module
         pytest.skip(f"landing reader not available: {exc}")
+    from factory_assets.lib.contracts import raw_contract_dirs, raw_contract_files
+
+    declared = raw_contract_files(raw_contract_dirs())  # the core's sources and the business units'
     root, written, data = landing
     for source, paths in written.items():
-        contract = raw_contract(source)
+        contract = load_contract(declared[source])
         rows = sum(read_landing_file(p, contract).height for p in paths)
         assert rows == getattr(data, source).height, source

@@ -12,7 +12,7 @@ import dagster as dg
 from factory_assets.assembly.specs import UseCaseSpec
 from factory_assets.assembly.training_sets import TrainingSetBuilder
 from factory_assets.distribution import scoring
-from factory_assets.keys import champion_key, feature_set_key, predictions_key
+from factory_assets.keys import champion_key, feature_set_key, predictions_key, product_key
 from factory_assets.lib.contracts import ContractError, prediction_contract, prediction_contract_path
 from factory_assets.lib.metadata import round_metadata
 from factory_assets.processing.checks import contract_check, freshness_check
@@ -71,7 +71,9 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         group_name="distribution",
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        deps=[champion_key(spec.name), *[feature_set_key(n) for n in spec.feature_sets]],
+        # the products its rows are read from: scoring waits for tonight's build of them
+        deps=[champion_key(spec.name), *[feature_set_key(n) for n in spec.feature_sets],
+              *[product_key(p) for p in builder.products]],
         output_required=False,
         owners=[spec.owner],
         kinds={"duckdb", *spec.engines},

@@ -10,21 +10,24 @@ change when the order volume does).
 Landing layout (``landing_dir/<source>/<source>_YYYY-MM-DD.<ext>``; the date is the delivery /
 partition day; every file is written to a hidden temporary file and then ``os.replace``-d into place):
 
-=============  =====  ==========================================================================
-source         ext    rows in the file of day D
-=============  =====  ==========================================================================
-transactions   csv    order lines ordered on D
-deliveries     csv    order lines whose delivery was *reported* on D (delivered_date, or the day
-                      after for ~25% of lines: ERP lag); reports after the window are absent
-telemetry      jsonl  one tracker reading per shipment (= order) dispatched on D (order day + 1)
-tickets        jsonl  support tickets created on D
-holidays       csv    all holidays with holiday_date in [D, D+13], published on D
-weather        csv    one row per region observed on D
-overrides      csv    operators' overrides of the late-delivery prediction made on D (~3% of the
-                      order lines dispatched on D, i.e. ordered on D-1), with a reason
-service_usage  jsonl  departments' calls of the factory's services on D (caller, service, rows,
-                      latency, outcome), as the services' usage log delivers them
-=============  =====  ==========================================================================
+===============  =====  ==========================================================================
+source           ext    rows in the file of day D
+===============  =====  ==========================================================================
+transactions     csv    order lines ordered on D
+deliveries       csv    order lines whose delivery was *reported* on D (delivered_date, or the day
+                        after for ~25% of lines: ERP lag); reports after the window are absent
+telemetry        jsonl  one tracker reading per shipment (= order) dispatched on D (order day + 1)
+tickets          jsonl  support tickets created on D
+holidays         csv    all holidays with holiday_date in [D, D+13], published on D
+weather          csv    one row per region observed on D
+overrides        csv    operators' overrides of the late-delivery prediction made on D (~3% of the
+                        order lines dispatched on D, i.e. ordered on D-1), with a reason
+service_usage    jsonl  departments' calls of the factory's services on D (caller, service, rows,
+                        latency, outcome), as the services' usage log delivers them
+ticket_outcomes  csv    the support desk's closed tickets of D: whether a senior agent took the
+                        ticket (escalated) and which team resolved it; declared by the customer_care
+                        business unit, not the core
+===============  =====  ==========================================================================
 
 CSV files always exist (header only when empty); a JSONL file is skipped on a day without
 records (a stale one from an earlier run is removed). Timestamps ``YYYY-MM-DDTHH:MM:SS`` (no
@@ -135,6 +138,7 @@ __all__ = [
     "SimulatedData",
     "SimulationConfig",
     "generate_demo_data",
+    "escalation_probability",
     "simulate",
     "ticket_triage",
     "write_landing_files",
@@ -145,7 +149,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 SOURCES: tuple[str, ...] = ("transactions", "deliveries", "telemetry", "tickets", "holidays", "weather", "overrides",
-                            "service_usage")
+                            "service_usage", "ticket_outcomes")
 EXTENSIONS: dict[str, str] = {
     "transactions": "csv",
     "deliveries": "csv",
@@ -155,6 +159,7 @@ EXTENSIONS: dict[str, str] = {
     "weather": "csv",
     "overrides": "csv",
     "service_usage": "jsonl",
+    "ticket_outcomes": "csv",
 }
 COLUMNS: dict[str, tuple[str, ...]] = {
     "transactions": (
@@ -175,6 +180,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "overrides": ("override_id", "created_at", "use_case", "entity_id", "operator_id", "override_label", "reason"),
     "service_usage": ("called_at", "caller", "service", "service_version", "channel", "rows", "latency_ms", "status",
                       "error"),
+    "ticket_outcomes": ("ticket_id", "closed_at", "escalated", "resolved_by"),
 }
 
 REGIONS: tuple[str, ...] = ("north", "south", "east", "west", "central")
@@ -340,6 +346,9 @@ class SimulationConfig:
     n_suppliers: int = 20
     n_warehouses: int = 8
     drift: DriftScenario | None = None
+    #: Multiplies every kind of support ticket's chance (questions, complaints, praise, damaged goods):
+    #: a world with enough tickets to learn from at a small order volume.
+    ticket_rate: float = 1.0
 
     @property
     def customers(self) -> int:
@@ -372,6 +381,7 @@ class SimulatedData:
     weather: pl.DataFrame
     overrides: pl.DataFrame
     service_usage: pl.DataFrame
+    ticket_outcomes: pl.DataFrame
     partition_day: dict[str, np.ndarray]
     #: row-aligned with ``transactions``: late_probability, is_late, delivered_date, report_date, ...
     line_truth: pl.DataFrame
@@ -475,6 +485,8 @@ def _validate(config: SimulationConfig) -> None:
         raise ValueError("n_warehouses must be in 1..99")
     if config.n_suppliers > 999 or config.n_products > 9999:
         raise ValueError("at most 999 suppliers and 9999 products")
+    if not 0.0 <= config.ticket_rate <= 1.0 / (_TICKET["positive_p"] + _TICKET["damaged_p"]):
+        raise ValueError(f"ticket_rate must be in 0..{1.0 / (_TICKET['positive_p'] + _TICKET['damaged_p']):.0f}")
     if config.drift is not None:
         d = config.drift
         sid = d.degraded_supplier_id
@@ -519,6 +531,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
     published_holidays, holiday_days, holiday_calendar = _published_holidays(timeline, holidays)
     weather_reports, weather_days = _weather_reports(timeline, weather)
     service_usage, service_days = _service_usage(config)
+    ticket_outcomes, outcome_days = _ticket_outcomes(config, timeline, tickets, ticket_days, ticket_truth)
     return SimulatedData(
         config=config,
         transactions=transactions,
@@ -529,6 +542,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
         weather=weather_reports,
         overrides=overrides,
         service_usage=service_usage,
+        ticket_outcomes=ticket_outcomes,
         partition_day={
             "transactions": book.lines.day.astype(np.int32),
             "deliveries": delivery_days,
@@ -538,6 +552,7 @@ def simulate(config: SimulationConfig) -> SimulatedData:
             "weather": weather_days,
             "overrides": override_days,
             "service_usage": service_days,
+            "ticket_outcomes": outcome_days,
         },
         line_truth=line_truth,
         customer_truth=customers.truth(warehouses, book),
@@ -1014,7 +1029,7 @@ def _order_book(
         n_orders = int(orders_rng.poisson(day_mean))
         cum_weight = np.cumsum(weight)
 
-        questions = _questions(t, tickets_rng, cum_weight, total_weight, last_order)
+        questions = _questions(t, tickets_rng, cum_weight, total_weight, last_order, config.ticket_rate)
         if questions is not None:
             ticket_events.append(questions)
         if n_orders == 0:
@@ -1027,7 +1042,7 @@ def _order_book(
         fulfilment = _day_fulfilment(t, orders_rng, day, suppliers, catalogue, warehouses, weather, holidays,
                                      config.drift, timeline)
         tracker_second, tracker_temperature = _tracker_readings(t, orders_rng, day, weather)
-        raised = _order_tickets(tickets_rng, day, fulfilment)
+        raised = _order_tickets(tickets_rng, day, fulfilment, config.ticket_rate)
         if raised is not None:
             ticket_events.append(raised)
             negative = _KIND_SENTIMENT[raised.kind] == 0
@@ -1078,10 +1093,10 @@ def _order_book(
 
 
 def _questions(t: int, rng: np.random.Generator, cum_weight: np.ndarray, total_weight: float,
-               last_order: np.ndarray) -> _TicketEvents | None:
+               last_order: np.ndarray, rate: float) -> _TicketEvents | None:
     """Neutral questions from active customers, independent of the day's orders (half about their last order)."""
     n_customers = last_order.size
-    n_questions = int(rng.poisson(_TICKET["question_per_customer_day"] * n_customers))
+    n_questions = int(rng.poisson(_TICKET["question_per_customer_day"] * rate * n_customers))
     if not n_questions:
         return None
     customer = np.minimum(np.searchsorted(cum_weight, rng.random(n_questions) * total_weight, side="right"),
@@ -1251,17 +1266,19 @@ def _tracker_readings(t: int, rng: np.random.Generator, day: _DayOrders,
     return second, temperature
 
 
-def _order_tickets(rng: np.random.Generator, day: _DayOrders, fulfilment: _DayFulfilment) -> _TicketEvents | None:
+def _order_tickets(rng: np.random.Generator, day: _DayOrders, fulfilment: _DayFulfilment,
+                   rate: float) -> _TicketEvents | None:
     """Tickets about the day's orders: complaints and where-is-my-order when late, praise or damaged goods when not."""
     n_orders = day.number.size
     lateness = np.maximum.reduceat(fulfilment.delivered - fulfilment.promised, day.first_line)
     last_delivered = np.maximum.reduceat(fulfilment.delivered, day.first_line)
     u = rng.random(n_orders)
-    p_complaint = np.minimum(_TICKET["late_base"] + _TICKET["late_per_day"] * lateness, _TICKET["late_max"])
+    p_complaint = np.minimum(_TICKET["late_base"] + _TICKET["late_per_day"] * lateness, _TICKET["late_max"]) * rate
+    p_praise, p_damaged = _TICKET["positive_p"] * rate, _TICKET["damaged_p"] * rate
     late = lateness > 0
     complaint = late & (u < p_complaint)
-    praise = ~late & (u < _TICKET["positive_p"])
-    damaged = ~late & (u >= _TICKET["positive_p"]) & (u < _TICKET["positive_p"] + _TICKET["damaged_p"])
+    praise = ~late & (u < p_praise)
+    damaged = ~late & (u >= p_praise) & (u < p_praise + p_damaged)
     kind = np.full(n_orders, -1)
     kind[complaint] = np.where(rng.random(int(complaint.sum())) < _TICKET["late_negative_share"], 0, 1)
     kind[praise] = 3
@@ -1626,6 +1643,47 @@ def _service_usage(config: SimulationConfig) -> tuple[pl.DataFrame, np.ndarray]:
     return frame[order], np.asarray(days, dtype=np.int32)[order]
 
 
+#: The team that resolves a ticket the first line keeps, by kind (_KINDS); escalated ones go to second_line.
+_DESK_TEAMS = ("delivery", "delivery", "quality", "customer_success", "customer_success")
+
+
+def escalation_probability(kind: np.ndarray, phoned: np.ndarray) -> np.ndarray:
+    """The support desk's chance of handing a ticket of ``kind`` (codes of ``_KINDS``) to a senior agent.
+
+    Complaints (late, damaged or wrong goods) escalate more often than questions and praise, a call
+    more often than a written ticket, and a complaint by phone most often: the text tells the kind,
+    the contact channel as much again, so a model of both beats one of the words alone."""
+    kind = np.asarray(kind)
+    phoned = np.asarray(phoned, dtype=bool)
+    complaint = np.isin(kind, [0, 2])
+    logit = -3.5 + 0.8 * complaint + 0.4 * (kind == 1) + 2.0 * phoned + 1.5 * (complaint & phoned)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
+def _ticket_outcomes(config: SimulationConfig, timeline: _Timeline, tickets: pl.DataFrame, ticket_days: np.ndarray,
+                     ticket_truth: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+    """The desk's record of each ticket closed in the window: closed 0-2 days after it was created, 1-3
+    days later when escalated. Its own random stream, so the other sources do not change with it."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xDE5C]))
+    n = tickets.height
+    kind = ticket_truth["kind"].replace_strict({k: i for i, k in enumerate(_KINDS)}, return_dtype=pl.Int64).to_numpy()
+    phoned = (tickets["contact_channel"] == "phone").to_numpy()
+    escalated = rng.random(n) < escalation_probability(kind, phoned)
+    closed = np.asarray(ticket_days, dtype=np.int64) + rng.integers(0, 3, n) + escalated * rng.integers(1, 4, n)
+    second = rng.integers(8 * 3600, 20 * 3600, n)
+    sel = np.flatnonzero(closed < timeline.days)
+    sel = sel[np.lexsort((sel, second[sel], closed[sel]))]
+    teams = pl.Series("x", [*_DESK_TEAMS, "second_line"], dtype=pl.String)
+    team = np.where(escalated, len(_DESK_TEAMS), kind)
+    frame = pl.DataFrame({
+        "ticket_id": tickets["ticket_id"].gather(sel),
+        "closed_at": _timestamps(timeline.epoch_day, closed[sel], second[sel]),
+        "escalated": pl.Series("x", escalated[sel], dtype=pl.Boolean),
+        "resolved_by": teams.gather(team[sel]),
+    })
+    return frame, closed[sel].astype(np.int32)
+
+
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
@@ -1647,10 +1705,7 @@ def ticket_triage(n: int, seed: int = 0, days: int = 120, start: date = date(202
         body.append(" ".join((_OPENINGS[k][pick[i, 1] % len(_OPENINGS[k])], _MIDDLES[k][pick[i, 2] % len(_MIDDLES[k])],
                               _CLOSINGS[k][pick[i, 3] % len(_CLOSINGS[k])],
                               _SIGNOFFS[pick[i, 4] % len(_SIGNOFFS)] + _FIRST_NAMES[pick[i, 0] % len(_FIRST_NAMES)] + ".")))
-    complaint = np.isin(kind, [0, 2])
-    phoned = channel == CONTACT_CHANNELS.index("phone")
-    logit = -2.5 + 1.2 * complaint + 0.4 * (kind == 1) + 2.3 * (complaint & phoned) - 0.8 * (phoned & ~complaint)
-    escalated = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
+    escalated = rng.random(n) < escalation_probability(kind, channel == CONTACT_CHANNELS.index("phone"))
     day = np.sort(rng.integers(0, days, n))
     return pl.DataFrame({
         "ticket_id": _ids("T", np.arange(1, n + 1), 8),

@@ -144,15 +144,17 @@ def landed_days(paths: FactoryPaths, today: date | None = None) -> tuple[list[da
 
     A day has landed when a landing file, an archived file or a raw-store ledger row names it. A
     landing file named for a day after tomorrow (UTC) waits for nothing: any ingestion run
-    quarantines it, so its day is not counted."""
+    quarantines it, so its day is not counted. Only the core's sources count: a business unit's
+    (in the shared landing zone) waits for that unit's own nightly job, which `factory run` does not run."""
     from factory_assets.raw_material.ingest import latest_delivery_day
     from factory_assets.raw_material.landing import partition_date_of
+    from factory_assets.settings import RAW_SOURCES
 
     latest = latest_delivery_day(today)
     waiting: set[date] = set()
     if paths.landing.is_dir():
         for folder in paths.landing.iterdir():
-            if folder.is_dir():
+            if folder.is_dir() and folder.name in RAW_SOURCES:
                 waiting.update(d for f in folder.iterdir()
                                if f.is_file() and not f.name.startswith(".") and not f.name.endswith(".tmp")
                                and (d := partition_date_of(f)) and d <= latest)
