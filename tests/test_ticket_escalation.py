@@ -138,6 +138,31 @@ def test_the_high_tier_gate_waits_for_two_signed_approvals(world):
     assert world.registry.aliases(USE_CASE)["champion"] == gate["challenger"]
 
 
+def test_the_champion_is_a_service_customer_service_calls_with_its_own_tickets(world):
+    """The promoted model is in the services catalogue: input contract with the two text columns, the
+    high tier's callers only, and a phoned complaint scored above a praise by e-mail."""
+    from factory_assets.distribution.services import CallerNotAllowedError, home_catalogue
+
+    catalogue = home_catalogue(world.paths)
+    spec = catalogue.spec(USE_CASE)
+    assert (spec.kind, spec.risk_tier, spec.owner) == ("model", "high", "team:customer-care")
+    assert {c.name: c.type for c in spec.inputs} == {"contact_channel": "string", "subject": "string", "body": "string"}
+    tickets = [
+        {"contact_channel": "phone", "subject": "Terrible delivery service",
+         "body": "This is terrible service, my order is days late. Nobody answered when I called the hotline."},
+        {"contact_channel": "email", "subject": "Thank you",
+         "body": "Thanks for the quick delivery! The driver was friendly and on time."},
+    ]
+    result = catalogue.call(USE_CASE, tickets, caller="customer-service")
+    complaint, praise = result.outputs["prediction"].to_list()
+    assert complaint > 2 * praise and result.version == world.registry.get(USE_CASE, "champion").version
+    with pytest.raises(CallerNotAllowedError, match="customer-service"):
+        catalogue.call(USE_CASE, tickets, caller="marketing")
+    calls = [(r["caller"], r["status"], r["rows"]) for r in catalogue.usage.records() if r["service"] == USE_CASE]
+    assert calls[-2:] == [("customer-service", "ok", 2), ("marketing", "refused", 2)]
+    assert "terrible" not in repr(catalogue.usage.records()).lower()  # usage never holds the rows' text
+
+
 def test_nightly_scores_carry_no_text_and_drift_is_measured_on_descriptors(world):
     night = world.night(SCORED, scoring=True)
     meta = _metadata(night)
