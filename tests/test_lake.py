@@ -63,6 +63,36 @@ def test_three_writer_processes_into_one_table_lose_and_duplicate_nothing(tmp_pa
     print("conflicts retried:", sum(r["retries"] for r in reports))
 
 
+#: One process attaching a lake nobody has created yet, at the same instant as the others.
+FIRST_ATTACH = """
+import sys, time
+from pathlib import Path
+from factory_assets.lib import lake as lk
+lk.Lake.embedded(Path(sys.argv[1])).install()
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
+conn = lk.Lake.embedded(Path(sys.argv[1])).connect()
+lk.ddl(conn, "CREATE TABLE IF NOT EXISTS lake.attached (process INTEGER)")
+lk.insert_rows(conn, "lake.attached", "SELECT " + str(int(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_processes_attaching_a_new_lake_at_once_all_create_it_as_one(tmp_path, round_):
+    """The first attach creates the catalog's tables: several processes doing it at the same instant
+    (two locations' first nights) once failed with 'database is locked' while initialising DuckLake."""
+    import time
+
+    home, processes = tmp_path / "home", 6
+    Lake.embedded(home).install()  # the extensions, so every process reaches the attach together
+    start = time.time() + 3
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_ATTACH, str(home), str(p), str(start)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in range(processes)]
+    errors = [err[-1500:] for proc in procs for _, err in [proc.communicate(timeout=120)] if proc.returncode]
+    assert not errors, errors[0]
+    conn = Lake.embedded(home).connect()
+    assert sorted(p for (p,) in conn.execute("SELECT process FROM lake.attached").fetchall()) == list(range(processes))
+
+
 def test_a_conflict_is_retried_and_anything_else_raised_at_once(tmp_path):
     calls = []
 

@@ -20,7 +20,8 @@ import random
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -133,13 +134,26 @@ class Lake:
         conn.execute(f"SET extension_directory = '{_quoted(str(self.installed))}'")
         for name in ("ducklake", CATALOG_EXTENSION[self.catalog_kind]):
             conn.execute(f"LOAD {name}")
-        if self.catalog_kind == "sqlite":
-            sqlite_catalog_in_wal_mode(Path(self.catalog.split(":", 1)[1]))
         if "://" not in self.data_path:
             Path(self.data_path).mkdir(parents=True, exist_ok=True)
         at = "" if snapshot is None else f", SNAPSHOT_VERSION {int(snapshot)}, READ_ONLY"
-        conn.execute(f"ATTACH 'ducklake:{_quoted(self.catalog)}' AS {self.alias} "
+        statement = (f"ATTACH 'ducklake:{_quoted(self.catalog)}' AS {self.alias} "
                      f"(DATA_PATH '{_quoted(self.data_path.rstrip('/') + '/')}'{at})")
+
+        def attach_once() -> None:
+            try:
+                conn.execute(statement)
+            except duckdb.Error:
+                conn.execute(f"DETACH DATABASE IF EXISTS {self.alias}")
+                raise
+
+        if self.catalog_kind == "sqlite":
+            catalog = Path(self.catalog.split(":", 1)[1])
+            sqlite_catalog_in_wal_mode(catalog)
+            with _creating(catalog):  # the first attach creates the catalog's tables: one process at a time
+                with_retries(attach_once)
+        else:  # a catalog being created by another process, or busy: retried like a commit
+            with_retries(attach_once)
         return conn
 
     def connect(self, snapshot: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -227,6 +241,34 @@ def sqlite_catalog_in_wal_mode(path: Path) -> None:
 
 
 _WAL_CATALOGS: set[tuple[int, str]] = set()
+
+
+@contextmanager
+def _creating(catalog: Path) -> Iterator[None]:
+    """Holds an exclusive lock beside a SQLite catalog while it has no DuckLake tables yet. Processes
+    attaching a new lake at the same instant each run DuckLake's catalog creation, and all but one
+    failed with 'database is locked' (SQLite's busy wait does not cover it); once the catalog exists,
+    attaching only reads it and takes no lock."""
+    import sqlite3
+
+    if str(catalog) in _CREATED_CATALOGS:
+        yield
+        return
+    with open(catalog.with_name(catalog.name + ".create.lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    probe = sqlite3.connect(catalog, timeout=30)
+    try:
+        if probe.execute("SELECT 1 FROM sqlite_master WHERE name = 'ducklake_metadata'").fetchone():
+            _CREATED_CATALOGS.add(str(catalog))
+    finally:
+        probe.close()
+
+
+_CREATED_CATALOGS: set[str] = set()
 
 
 def _quoted(text: str) -> str:
