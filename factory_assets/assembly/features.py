@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
+from factory_assets.lib.dbt_macros import render_macro
+
 __all__ = [
     "DELIVERY_REPORT_LAG_DAYS",
     "FEATURE_SETS",
@@ -83,56 +85,22 @@ class FeatureSet:
 # Feature set SQL (spine columns: entity key(s) + feature_date DATE; knowledge: end of feature_date)
 # --------------------------------------------------------------------------------------------
 
-_CUSTOMER_ACTIVITY_SQL = f"""
-with req as (select distinct customer_key, feature_date from {{spine}}),
-orders as (
-    select order_id, customer_key, min(order_date) as order_date, sum(net_amount) as order_amount
-    from {ORDER_LINES}
-    group by order_id, customer_key
-),
-order_stats as (
-    select
-        s.customer_key, s.feature_date,
-        min(o.order_date) as first_order_date,
-        max(o.order_date) as last_order_date,
-        count(o.order_id) filter (where o.order_date > s.feature_date - 30) as orders_30d,
-        count(o.order_id) filter (where o.order_date > s.feature_date - 90) as orders_90d,
-        coalesce(sum(o.order_amount) filter (where o.order_date > s.feature_date - 90), 0) as monetary_90d,
-        count(o.order_id) as lifetime_orders
-    from req s
-    left join orders o
-        on o.customer_key = s.customer_key and o.order_date <= s.feature_date
-    group by s.customer_key, s.feature_date
-),
-ticket_stats as (
-    select
-        s.customer_key, s.feature_date,
-        count(*) as tickets_90d,
-        count(*) filter (where t.is_negative) as negative_tickets_90d,
-        avg(t.sentiment_score) as avg_ticket_sentiment_90d
-    from req s
-    join {TICKETS} t
-        on t.customer_key = s.customer_key
-        and t.created_date <= s.feature_date
-        and t.created_date > s.feature_date - 90
-    group by s.customer_key, s.feature_date
+#: customer_activity's columns; its SQL is the dbt macro the customer_features mart renders too.
+_CUSTOMER_ACTIVITY_COLUMNS = {
+    "recency_days": "days since the last order (null: no order yet)",
+    "tenure_days": "days since the first order (null: no order yet)",
+    "orders_30d": "orders in (feature_date - 30, feature_date]",
+    "orders_90d": "orders in (feature_date - 90, feature_date]",
+    "monetary_90d": "net amount of those 90-day orders",
+    "lifetime_orders": "orders up to feature_date",
+    "tickets_90d": "support tickets created in the 90 days",
+    "negative_tickets_90d": "negative-sentiment tickets in the 90 days",
+    "avg_ticket_sentiment_90d": "mean ticket sentiment in the 90 days (0: no ticket)",
+}
+_CUSTOMER_ACTIVITY_SQL = (
+    f"select customer_key, feature_date, {', '.join(_CUSTOMER_ACTIVITY_COLUMNS)}\nfrom (\n"
+    + render_macro("customer_activity", "{spine}", ORDER_LINES, TICKETS) + "\n)"
 )
-select
-    o.customer_key,
-    o.feature_date,
-    cast(date_diff('day', o.last_order_date, o.feature_date) as integer) as recency_days,
-    cast(date_diff('day', o.first_order_date, o.feature_date) as integer) as tenure_days,
-    cast(o.orders_30d as integer) as orders_30d,
-    cast(o.orders_90d as integer) as orders_90d,
-    cast(round(o.monetary_90d, 2) as double) as monetary_90d,
-    cast(o.lifetime_orders as integer) as lifetime_orders,
-    cast(coalesce(t.tickets_90d, 0) as integer) as tickets_90d,
-    cast(coalesce(t.negative_tickets_90d, 0) as integer) as negative_tickets_90d,
-    cast(coalesce(t.avg_ticket_sentiment_90d, 0) as double) as avg_ticket_sentiment_90d
-from order_stats o
-left join ticket_stats t
-    on t.customer_key = o.customer_key and t.feature_date = o.feature_date
-"""
 
 _SUPPLIER_PERFORMANCE_SQL = f"""
 with req as (select distinct supplier_id, feature_date from {{spine}}),
@@ -250,17 +218,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             timestamp_column="feature_date",
             description="Recency / frequency / monetary value and support-ticket sentiment of a customer, "
             "from orders and tickets dated on or before feature_date (windows end on feature_date).",
-            columns={
-                "recency_days": "days since the last order (null: no order yet)",
-                "tenure_days": "days since the first order (null: no order yet)",
-                "orders_30d": "orders in (feature_date - 30, feature_date]",
-                "orders_90d": "orders in (feature_date - 90, feature_date]",
-                "monetary_90d": "net amount of those 90-day orders",
-                "lifetime_orders": "orders up to feature_date",
-                "tickets_90d": "support tickets created in the 90 days",
-                "negative_tickets_90d": "negative-sentiment tickets in the 90 days",
-                "avg_ticket_sentiment_90d": "mean ticket sentiment in the 90 days (0: no ticket)",
-            },
+            columns=_CUSTOMER_ACTIVITY_COLUMNS,
             sql=_CUSTOMER_ACTIVITY_SQL,
         ),
         FeatureSet(
