@@ -51,7 +51,8 @@ def world(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("FACTORY_HOME", str(home))
     patch.setenv("FACTORY_WAREHOUSE_PATH", str(home / "warehouse.duckdb"))
-    patch.setenv("FACTORY_APPROVERS_FILE", str(declare_approvers(tmp_path_factory.mktemp("approvers"))))
+    approvers = declare_approvers(tmp_path_factory.mktemp("approvers"))
+    patch.setenv("FACTORY_APPROVERS_FILE", str(approvers))
     patch.setenv("DAGSTER_HOME", str(tmp_path_factory.mktemp("dagster_home")))
     if str(UNIT_DIR) not in sys.path:  # what workspace.yaml's working_directory does for the location
         patch.syspath_prepend(str(UNIT_DIR))
@@ -93,7 +94,7 @@ def world(tmp_path_factory):
 
     yield SimpleNamespace(paths=paths, store=store, unit=unit, instance=instance, night=night, training=training,
                           meta=_metadata(training), registry=ModelRegistry(paths.artifacts / "models"),
-                          keys=tmp_path_factory.getbasetemp())
+                          keys=approvers.parent)
     patch.undo()
 
 
@@ -127,9 +128,8 @@ def test_the_high_tier_gate_waits_for_two_signed_approvals(world):
 
     gate = world.meta[f"assembly/{USE_CASE}_champion"]
     assert gate["promoted"] is False and "0 distinct approval(s) < required 2" in gate["reason"]
-    keys = next(world.keys.rglob("approvers.yaml")).parent
     for approver in APPROVERS:
-        assert main(["approve", USE_CASE, "challenger", "--approver", approver, "--key", str(keys / f"{approver}.pem"),
+        assert main(["approve", USE_CASE, "challenger", "--approver", approver, "--key", str(world.keys / f"{approver}.pem"),
                      "--decision", "approve", "--note", "read the feature list: ticket text, contact channel"]) == 0
     gate_asset = world.unit.get_assets_def(dg.AssetKey(["assembly", f"{USE_CASE}_champion"]))
     again = _metadata(dg.materialize([gate_asset], resources={"store": world.store, "policy": GovernancePolicy()},

@@ -73,7 +73,7 @@ def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.Asset
         backfill_policy=dg.BackfillPolicy.single_run(),
         # the products its rows are read from: scoring waits for tonight's build of them
         deps=[champion_key(spec.name), *[feature_set_key(n) for n in spec.feature_sets],
-              *[product_key(p) for p in builder.products]],
+              *[product_key(p) for p in (builder.products if builder else ())]],
         output_required=False,
         owners=[spec.owner],
         kinds={"duckdb", *spec.engines},
