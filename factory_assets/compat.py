@@ -24,7 +24,6 @@ import dagster as dg
 # ----------------------------------------------------------------------------------------------
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
 
-
 # ----------------------------------------------------------------------------------------------
 # The embedded instance's pooled SQLite storage (instance_storage.py).
 # Why: Dagster's SQLite run and event-log storages open a new engine and SQLite connection for every

@@ -60,7 +60,7 @@ def _load_prediction_contract(use_case: str):
     return prediction_contract(use_case) if path == prediction_contract_path(use_case) else load_contract(path)
 
 
-def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder) -> dg.AssetsDefinition:
+def prediction_asset(spec: UseCaseSpec, builder: TrainingSetBuilder | None) -> dg.AssetsDefinition:
     key = predictions_key(spec.name)
     contract_file = prediction_contract_file(spec.name)
     contract_text = (str(contract_file.relative_to(contract_file.parents[2])) if contract_file.is_file()
