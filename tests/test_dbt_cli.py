@@ -195,6 +195,15 @@ def _dbt_log(result) -> str:
     return log.read_text()
 
 
+#: What only the nightly, in-process path writes into a dbt step's target folder (dagster-dbt's path has dbt.log only).
+IN_PROCESS_LOG = "dbt_stdout.log"
+
+
+def _dbt_files(result) -> set[str]:
+    (folder,) = DBT_PROJECT_DIR.glob(f"target/processing_dbt_models-{result.run_id[:7]}-*")
+    return {p.name for p in folder.iterdir()}
+
+
 def test_the_next_dbt_step_on_a_home_reuses_the_last_parse_and_another_warehouse_parses_again(tmp_path, monkeypatch):
     import shutil
 
@@ -235,15 +244,12 @@ def test_a_step_through_dagster_dbt_keeps_the_homes_parse_not_the_projects_set_u
     monkeypatch.setenv("FACTORY_WAREHOUSE_PATH", str(tmp_path / "home" / "warehouse.duckdb"))
     monkeypatch.setenv("FACTORY_DBT_COLUMN_METADATA", "1")  # a fresh instance: lineage to fetch, dagster-dbt's path
     first = _materialize_dbt(tmp_path, "stg_erp__deliveries")
-    kept = partial_parse_file(FactoryPaths(tmp_path / "home").dbt_state, None)
+    kept = partial_parse_file(FactoryPaths(tmp_path / "home").dbt_state, None, session_file=True)
     assert first.success and kept.is_file()
     home_parse = kept.read_bytes()
     second = _materialize_dbt(tmp_path, "stg_erp__deliveries")
     assert second.success and REUSED_PARSE in _dbt_log(second)
     assert kept.read_bytes() == home_parse != set_up_parse.read_bytes()
-    monkeypatch.delenv("FACTORY_DBT_COLUMN_METADATA")  # the nightly path, in process
-    third = _materialize_dbt(tmp_path, "stg_erp__deliveries")
-    assert third.success and REUSED_PARSE in _dbt_log(third) and FULL_PARSE not in _dbt_log(third)
 
 
 def test_keeping_the_parse_replaces_it_whole_and_a_failed_copy_keeps_the_last_one(tmp_path):
@@ -274,3 +280,23 @@ def test_keeping_the_parse_replaces_it_whole_and_a_failed_copy_keeps_the_last_on
     blocked.rmdir()
     keep_partial_parse(run, state)
     assert state.read_bytes() == b"second" and [p.name for p in state.parent.iterdir()] == [state.name]
+
+
+def test_a_step_through_dagster_dbt_leaves_the_nightly_paths_parse_valid_on_the_lake(tmp_path, monkeypatch):
+    """On the lake the two paths' profiles differ (dagster-dbt's session is a file, the nightly path's
+    in memory), and dbt keys a saved parse to the profile: one shared saved parse made every
+    in-process night after a column-lineage step parse the project in full. Each path keeps its own."""
+    monkeypatch.setenv("FACTORY_WAREHOUSE", "lake")
+    monkeypatch.setenv("FACTORY_DBT_COLUMN_METADATA", "0")  # the nightly path, in process
+    nightly = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    assert nightly.success and IN_PROCESS_LOG in _dbt_files(nightly)
+    monkeypatch.setenv("FACTORY_DBT_COLUMN_METADATA", "1")  # lineage to fetch: dagster-dbt's path
+    lineage = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    assert lineage.success and IN_PROCESS_LOG not in _dbt_files(lineage)
+    monkeypatch.setenv("FACTORY_DBT_COLUMN_METADATA", "0")
+    again = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    assert again.success and IN_PROCESS_LOG in _dbt_files(again)
+    assert REUSED_PARSE in _dbt_log(again) and FULL_PARSE not in _dbt_log(again)
+    monkeypatch.setenv("FACTORY_DBT_COLUMN_METADATA", "1")
+    lineage_again = _materialize_dbt(tmp_path, "stg_erp__deliveries")
+    assert lineage_again.success and REUSED_PARSE in _dbt_log(lineage_again)

@@ -30,6 +30,7 @@ from factory_assets.processing.dbt_cli import (
     parse_run_results,
     partial_parse_args,
     partial_parse_file,
+    saved_parse,
     release_duckdb,
     run_build,
     seed_partial_parse,
@@ -301,21 +302,23 @@ def _dbt_build(context: dg.AssetExecutionContext, dbt: DbtRunner, store: Factory
         for schema in sorted({n["schema"] for n in manifest["nodes"].values()
                               if n.get("resource_type") in ("model", "seed", "snapshot") and n.get("schema")}):
             ddl(conn, f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
+    # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
+    # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
+    through_dagster_dbt = carried is None or bool(dbt.target)
     state = store.paths.dbt_state if step.state_folder is None else store.paths.dbt_state / step.state_folder
-    parsed = partial_parse_file(state, dbt.target)
+    parsed = partial_parse_file(state, dbt.target, session_file=through_dagster_dbt)
+    start_from = saved_parse(state, dbt.target, session_file=through_dagster_dbt)
     args = ["build", *dbt_selection(step, context.selected_asset_keys, context.selected_asset_check_keys),
-            *ORCHESTRATED_BUILD_EXCLUDES, *partial_parse_args(parsed)]
+            *ORCHESTRATED_BUILD_EXCLUDES, *partial_parse_args(start_from)]
     target = dbt.target_path(f"{context.op.name}-{context.run.run_id[:7]}")
     context.log.info(f"dbt {' '.join(args)} (artifacts and dbt's log in {Path(dbt.project_dir) / target})")
-    carried = recorded_column_metadata(context) if dbt_column_metadata() else {}
     tracer = LineageTracer(_recorded_lineage(context.instance), step.raw_pii())
     # dbt writes the warehouse: on the DuckDB file, hold its write lock (other processes wait) for all of it.
     with writer_lock(store.paths, holder=f"dbt step of run {context.run.run_id}"):
         try:
-            if carried is None or dbt.target:
-                # Column lineage to (re)compute, or a warehouse other than the embedded DuckDB file:
-                # dagster-dbt's in-process adapter reads columns, lineage and row counts from the warehouse.
-                seed_partial_parse(Path(dbt.project_dir) / target, parsed)
+            if through_dagster_dbt:
+                seed_partial_parse(Path(dbt.project_dir) / target, start_from)
                 yield from _build_through_dagster_dbt(context, dbt, manifest, args, target, carried, step, tracer,
                                                       session=state / "session.duckdb")
             else:

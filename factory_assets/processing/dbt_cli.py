@@ -117,9 +117,18 @@ def build_args(args: Sequence[str], project_dir: Path, profiles_dir: Path, targe
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 
 
-def partial_parse_file(state_folder: Path, target: str | None) -> Path:
-    """One saved parse per profile target: the profile is part of what dbt checks."""
-    return state_folder / f"partial_parse.{target or 'default'}.msgpack"
+def partial_parse_file(state_folder: Path, target: str | None, session_file: bool = False) -> Path:
+    """One saved parse per profile: the profile is part of what dbt checks. Its target, and on the
+    lake where dbt's session database is (in memory on the nightly path, a file on dagster-dbt's):
+    sharing one file, every night after a column-lineage step parsed the whole project again."""
+    return state_folder / f"partial_parse.{target or 'default'}{'.session_file' if session_file else ''}.msgpack"
+
+
+def saved_parse(state_folder: Path, target: str | None, session_file: bool = False) -> Path:
+    """The saved parse an invocation starts from: its own profile's, else the other path's (the same
+    profile on a DuckDB file; on the lake dbt sees another profile and parses in full, once)."""
+    own = partial_parse_file(state_folder, target, session_file)
+    return own if own.is_file() else partial_parse_file(state_folder, target, not session_file)
 
 
 def partial_parse_args(state_file: Path) -> list[str]:
