@@ -158,3 +158,27 @@ def test_small_files_of_an_append_only_table_are_merged_keeping_rows_and_history
     plain = duckdb.connect()
     plain.execute("CREATE TABLE lines AS SELECT 1 AS i")
     assert merge_small_files(plain, "main", "lines") == 0  # a DuckDB file has no data files to merge
+
+
+@pytest.mark.parametrize("kind", ["file", "lake"])
+def test_relation_columns_binds_tables_and_views_and_a_missing_name_leaves_the_transaction_usable(tmp_path, kind):
+    """What the layers ask of one relation (its columns, or whether it exists) without listing the
+    catalog (information_schema): the same names and types, for tables and views, on both kinds."""
+    from factory_assets.lib.warehouse_sql import relation_columns, table_exists
+
+    conn = duckdb.connect(str(tmp_path / "w.duckdb")) if kind == "file" else Lake.embedded(tmp_path / "home").connect()
+    if kind == "lake":
+        conn.execute("USE lake")
+    conn.execute('CREATE SCHEMA "my schema"')
+    conn.execute('CREATE TABLE "my schema".t (id BIGINT, amount DECIMAL(18,2), seen_at TIMESTAMPTZ, tags VARCHAR[])')
+    conn.execute('CREATE VIEW "my schema".v AS SELECT id, amount FROM "my schema".t')
+    listed = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                               "WHERE table_schema = 'my schema' AND table_name = 't' ORDER BY ordinal_position").fetchall())
+    assert relation_columns(conn, "my schema.t") == listed == {
+        "id": "BIGINT", "amount": "DECIMAL(18,2)", "seen_at": "TIMESTAMP WITH TIME ZONE", "tags": "VARCHAR[]"}
+    assert list(relation_columns(conn, "my schema.v")) == ["id", "amount"]
+    conn.execute("BEGIN TRANSACTION")
+    assert relation_columns(conn, "my schema.gone") is None and not table_exists(conn, "no_schema.t")
+    conn.execute('INSERT INTO "my schema".t (id) VALUES (1), (2)')  # the transaction survived both misses
+    conn.execute("COMMIT")
+    assert table_exists(conn, "my schema.v") and conn.execute('SELECT count(*) FROM "my schema".v').fetchone() == (2,)

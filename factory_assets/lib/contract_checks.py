@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from factory_assets.lib.contracts import DataContract
+from factory_assets.lib.warehouse_sql import relation_columns
 
 SAMPLE_ROWS = 5
 
@@ -88,14 +89,8 @@ def key_rules(contract: DataContract) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def schema_problems(conn, contract: DataContract, relation: str) -> list[str]:
-    schema, _, table = relation.rpartition(".")
-    actual = dict(
-        conn.execute(
-            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = ? AND table_name = ?",
-            [schema or "main", table],
-        ).fetchall()
-    )
-    if not actual:
+    actual = relation_columns(conn, relation)
+    if actual is None:
         return [f"table {relation} does not exist"]
     problems = []
     for col in contract.columns:
@@ -160,9 +155,7 @@ class FreshnessReport:
 def landed_day_range(conn):
     """(first, last) day the landed data covers: each ingested file's event dates (the delivery
     window of its contract), or its delivery day where its contract dates no rows."""
-    columns = {r[0] for r in conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw' AND table_name = 'ingestion_log'"
-    ).fetchall()}
+    columns = relation_columns(conn, "raw.ingestion_log") or {}
     first = "coalesce(first_event_date, partition_date)" if "first_event_date" in columns else "partition_date"
     last = "coalesce(last_event_date, partition_date)" if "last_event_date" in columns else "partition_date"
     return conn.execute(f"SELECT min(least({first}, partition_date)), max(greatest({last}, partition_date)) "

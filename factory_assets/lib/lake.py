@@ -342,11 +342,10 @@ def replace_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str, sele
     replaced: on the lake a new table is a schema change, and every later transaction of every
     process then reloads the whole catalog. A table whose columns differ is created anew."""
     def work(c: duckdb.DuckDBPyConnection) -> str:
+        from factory_assets.lib.warehouse_sql import relation_columns
+
         wanted = [(row[0], row[1]) for row in c.execute(f"DESCRIBE {select_sql}").fetchall()]
-        have = c.execute(  # literals, no bound parameters: see attach
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = current_database() "
-            f"AND schema_name = '{_quoted(schema)}' AND table_name = '{_quoted(table)}' ORDER BY column_index").fetchall()
-        if [tuple(row) for row in have] == wanted:
+        if list((relation_columns(c, f"{schema}.{table}") or {}).items()) == wanted:
             c.execute(f'DELETE FROM "{schema}"."{table}"')
             c.execute(f'INSERT INTO "{schema}"."{table}" {select_sql}')
             return "rows"
