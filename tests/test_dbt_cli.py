@@ -189,10 +189,15 @@ def test_a_manifest_parsed_for_another_warehouse_file_is_retargeted_to_this_one(
 FULL_PARSE, REUSED_PARSE = "Unable to do partial parsing because", "Partial parsing enabled, no changes found, skipping parsing"
 
 
+def _dbt_folder(result) -> Path:
+    """The target folder of the run's dbt step (its artifacts and dbt's logs)."""
+    (folder,) = DBT_PROJECT_DIR.glob(f"target/processing_dbt_models-{result.run_id[:7]}-*")
+    return folder
+
+
 def _dbt_log(result) -> str:
     """The dbt.log of the run's dbt step (dbt writes it, debug lines included, to its target folder)."""
-    (log,) = DBT_PROJECT_DIR.glob(f"target/processing_dbt_models-{result.run_id[:7]}-*/dbt.log")
-    return log.read_text()
+    return (_dbt_folder(result) / "dbt.log").read_text()
 
 
 #: What only the nightly, in-process path writes into a dbt step's target folder (dagster-dbt's path has dbt.log only).
@@ -200,8 +205,7 @@ IN_PROCESS_LOG = "dbt_stdout.log"
 
 
 def _dbt_files(result) -> set[str]:
-    (folder,) = DBT_PROJECT_DIR.glob(f"target/processing_dbt_models-{result.run_id[:7]}-*")
-    return {p.name for p in folder.iterdir()}
+    return {p.name for p in _dbt_folder(result).iterdir()}
 
 
 def test_the_next_dbt_step_on_a_home_reuses_the_last_parse_and_another_warehouse_parses_again(tmp_path, monkeypatch):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from factory_assets.lib.contracts import DataContract
-from factory_assets.lib.warehouse_sql import relation_columns
+from factory_assets.lib.warehouse_sql import quoted_identifier, relation_columns
 
 SAMPLE_ROWS = 5
 
@@ -51,10 +51,6 @@ class ContractReport:
         return f"{self.relation} breaks {self.contract.path.name} v{self.contract.version}: " + "; ".join(parts)
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _literal(value) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
@@ -67,7 +63,7 @@ def row_rules(contract: DataContract) -> list[tuple[str, str, str]]:
     """(rule name, column, SQL predicate that is TRUE for a violating row) for row-level rules."""
     rules = []
     for col in contract.columns:
-        q = _quote(col.name)
+        q = quoted_identifier(col.name)
         if col.required:
             rules.append((f"{col.name} not null", col.name, f"{q} IS NULL"))
         if col.minimum is not None:
@@ -128,7 +124,7 @@ def evaluate_contract(conn, contract: DataContract, relation: str | None = None)
     for name, cols in key_rules(contract):
         if not set(cols) <= present:
             continue
-        key = ", ".join(_quote(c) for c in cols)
+        key = ", ".join(quoted_identifier(c) for c in cols)
         dupes_sql = f"SELECT {key}, count(*) AS copies FROM {relation} GROUP BY {key} HAVING count(*) > 1"
         failing = conn.execute(f"SELECT coalesce(sum(copies), 0) FROM ({dupes_sql})").fetchone()[0]
         sample = _sample(conn, f"{dupes_sql} LIMIT {SAMPLE_ROWS}") if failing else []
@@ -178,8 +174,9 @@ def evaluate_freshness(conn, contract: DataContract, relation: str | None = None
     relation = relation or contract.physical_name
     column = contract.column(contract.freshness_column)
     clock = "max(partition_date)" if column.physical_type == "DATE" else "max(ingested_at)"
+    dated = quoted_identifier(column.name)
     newest, oldest, reference = conn.execute(
-        f"SELECT (SELECT max({_quote(column.name)}) FROM {relation}), (SELECT min({_quote(column.name)}) FROM {relation}), "
+        f"SELECT (SELECT max({dated}) FROM {relation}), (SELECT min({dated}) FROM {relation}), "
         f"(SELECT {clock} FROM raw.ingestion_log)"
     ).fetchone()
     lag = None

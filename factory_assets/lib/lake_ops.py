@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from factory_assets.lib.lake import in_transaction
+from factory_assets.lib.warehouse_sql import quoted_relation
 
 #: Schemas the factory owns in a warehouse (a migration copies every schema it finds).
 INTERNAL_SCHEMAS = ("information_schema", "pg_catalog")
@@ -33,10 +34,6 @@ def lake_tables(conn: duckdb.DuckDBPyConnection, catalog: str, schemas: Iterable
         "AND table_type = 'BASE TABLE' ORDER BY 1, 2", [catalog]).fetchall()
     wanted = None if schemas is None else set(schemas)
     return [f"{s}.{t}" for s, t in rows if s not in INTERNAL_SCHEMAS and (wanted is None or s in wanted)]
-
-
-def _quoted_name(name: str) -> str:
-    return ".".join(f'"{part}"' for part in name.split("."))
 
 
 def _count(conn, relation: str) -> int:
@@ -67,10 +64,10 @@ def rollback(conn: duckdb.DuckDBPyConnection, snapshot: int, schemas: Iterable[s
     def work(c) -> Rollback:
         result = Rollback(snapshot=snapshot, new_snapshot=-1)
         for table in sorted(now - then):
-            c.execute(f"DROP TABLE {alias}.{_quoted_name(table)}")
+            c.execute(f"DROP TABLE {alias}.{quoted_relation(table)}")
             result.dropped.append(table)
         for table in sorted(then):
-            target = f"{alias}.{_quoted_name(table)}"
+            target = f"{alias}.{quoted_relation(table)}"
             before = _count(c, target) if table in now else 0
             c.execute(f"CREATE SCHEMA IF NOT EXISTS {alias}.\"{table.split('.')[0]}\"")
             c.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {target} AT (VERSION => {int(snapshot)})")
@@ -132,7 +129,7 @@ def migrate_duckdb_file(conn: duckdb.DuckDBPyConnection, source: Path, alias: st
     try:
         tables = lake_tables(conn, "migrating")
         present = set(lake_tables(conn, alias))
-        occupied = [t for t in tables if t in present and _count(conn, f"{alias}.{_quoted_name(t)}")]
+        occupied = [t for t in tables if t in present and _count(conn, f"{alias}.{quoted_relation(t)}")]
         if occupied:
             raise ValueError(f"the lake already holds rows in {', '.join(occupied[:5])}"
                              f"{' and more' if len(occupied) > 5 else ''}: {source} was migrated before, or the lake "
@@ -143,10 +140,10 @@ def migrate_duckdb_file(conn: duckdb.DuckDBPyConnection, source: Path, alias: st
             for table in tables:
                 schema = table.split(".")[0]
                 c.execute(f'CREATE SCHEMA IF NOT EXISTS {alias}."{schema}"')
-                c.execute(f"CREATE OR REPLACE TABLE {alias}.{_quoted_name(table)} AS "
-                          f"SELECT * FROM migrating.{_quoted_name(table)}")
-                copied[table] = _count(c, f"{alias}.{_quoted_name(table)}")
-                if copied[table] != _count(c, f"migrating.{_quoted_name(table)}"):
+                c.execute(f"CREATE OR REPLACE TABLE {alias}.{quoted_relation(table)} AS "
+                          f"SELECT * FROM migrating.{quoted_relation(table)}")
+                copied[table] = _count(c, f"{alias}.{quoted_relation(table)}")
+                if copied[table] != _count(c, f"migrating.{quoted_relation(table)}"):
                     raise RuntimeError(f"{table}: row counts differ after the copy; nothing was committed")
             return copied
 

@@ -5,9 +5,14 @@ from __future__ import annotations
 import polars as pl
 
 
+def quoted_identifier(name: str) -> str:
+    """A column, table or schema name as a DuckDB identifier (double quotes, inner quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def quoted_relation(relation: str) -> str:
     """``schema.table`` with each part quoted (``"schema"."table"``)."""
-    return ".".join('"' + part.strip('"').replace('"', '""') + '"' for part in relation.split("."))
+    return ".".join(quoted_identifier(part) for part in relation.split("."))
 
 
 def relation_columns(conn, relation: str) -> dict[str, str] | None:
